@@ -1,0 +1,61 @@
+// The frame every phase script shares: strict mode, step logging that names the
+// failing step, installing staged files only when they differ, and cleanup of the
+// staging directory (which may hold secrets) however the script ends.
+import { SECRETS_DIR } from "./paths.ts";
+import type { Phase, RenderedFile, SecretName } from "./types.ts";
+
+export interface PhaseScriptInput {
+  phase: Phase;
+  node: string;
+  files: RenderedFile[];
+  secrets: SecretName[];
+  /** Bash run after the files and secrets are in place. May call step, changed, die. */
+  body: string;
+}
+
+/** Quote a string for bash (single quotes). */
+export const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+
+export function phaseScript(input: PhaseScriptInput): string {
+  const installs = input.files.map((f) => `install_file ${f.mode} ${shq(f.path)}`).join("\n");
+  const secrets = input.secrets.map((s) => `install_secret ${s}`).join("\n");
+  return `#!/usr/bin/env bash
+# kubeadm-ha phase "${input.phase}" for node ${input.node}. Generated: edit the spec, not this file.
+set -euo pipefail
+umask 077
+NODE=${shq(input.node)}
+PHASE=${shq(input.phase)}
+SECRETS_DIR=${shq(SECRETS_DIR)}
+STAGE="$(cd "$(dirname "$0")" && pwd)"
+CURRENT_STEP="start"
+CHANGED_FILES=""
+step() { CURRENT_STEP="$*"; printf '[kubeadm-ha] %s %s: %s\\n' "$NODE" "$PHASE" "$*"; }
+die() { printf '[kubeadm-ha] %s %s: ERROR: %s\\n' "$NODE" "$PHASE" "$*" >&2; exit 1; }
+on_error() { printf '[kubeadm-ha] %s %s: FAILED during "%s" (exit %s)\\n' "$NODE" "$PHASE" "$CURRENT_STEP" "$1" >&2; }
+trap 'on_error $?' ERR
+# The stage may hold secrets: remove it however the script ends.
+trap 'rm -rf -- "$STAGE"' EXIT
+# Install a staged file only when its content or mode differs, so a re-run changes nothing.
+install_file() {
+  local mode="$1" dest="$2" src="$STAGE/root$2"
+  if [ -f "$dest" ] && cmp -s "$src" "$dest" && [ "$(stat -c %a "$dest")" = "\${mode#0}" ]; then return 0; fi
+  install -D -m "$mode" "$src" "$dest"
+  CHANGED_FILES="$CHANGED_FILES $dest"
+  printf '[kubeadm-ha] %s %s: installed %s\\n' "$NODE" "$PHASE" "$dest"
+}
+changed() { case " $CHANGED_FILES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+install_secret() {
+  install -d -m 0700 "$SECRETS_DIR"
+  install -m 0600 "$STAGE/secrets/$1" "$SECRETS_DIR/$1"
+}
+secret() { cat "$SECRETS_DIR/$1"; }
+
+step "install files"
+${installs || ":"}
+${secrets || ":"}
+
+${input.body.trim()}
+
+step "done"
+`;
+}

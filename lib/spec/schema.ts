@@ -1,0 +1,199 @@
+// The cluster spec: the one file a user writes. Every field has a default where a
+// sensible one exists, so the example spec stays short. Cross-field rules (odd
+// control-plane count, CIDR overlaps, VIP placement ...) live in validate.ts.
+import { z } from "zod";
+
+const ipv4 = z.ipv4({ error: "must be an IPv4 address such as 10.0.0.10" });
+const cidr4 = z.cidrv4({ error: "must be an IPv4 CIDR such as 10.244.0.0/16" });
+const port = z
+  .number({ error: "must be a port number (1-65535)" })
+  .int({ error: "must be a whole port number (1-65535)" })
+  .min(1, { error: "must be a port number between 1 and 65535" })
+  .max(65535, { error: "must be a port number between 1 and 65535" });
+const dnsLabel = z
+  .string()
+  .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, {
+    error: "must be a lowercase DNS label: letters, digits and '-', at most 63 characters",
+  });
+/** Go-style durations as haproxy and kubeadm accept them: 500ms, 5s, 1h. */
+const duration = z.string().regex(/^\d+(ms|s|m|h)$/, { error: "must be a duration such as 500ms, 5s, 10m or 1h" });
+
+export const SshSchema = z.strictObject({
+  user: z.string().min(1).default("root"),
+  port: port.default(22),
+  /** Private key file on the machine that runs the tool; ~ is expanded. Empty = use the agent. */
+  privateKeyPath: z.string().optional(),
+  /** Use $SSH_AUTH_SOCK instead of a key file. */
+  agent: z.boolean().default(false),
+  /** known_hosts used to verify every host key; relative paths are relative to the spec file. */
+  knownHostsPath: z.string().default(".kubeadm-ha/known_hosts"),
+  bastion: z
+    .strictObject({
+      host: z.string().min(1),
+      port: port.default(22),
+      user: z.string().min(1).optional(),
+      privateKeyPath: z.string().optional(),
+    })
+    .optional(),
+});
+
+export const NodeSshSchema = z.strictObject({
+  /** Address used for SSH when it differs from the cluster address (NAT, management network). */
+  host: z.string().min(1).optional(),
+  user: z.string().min(1).optional(),
+  port: port.optional(),
+  privateKeyPath: z.string().optional(),
+});
+
+export const NodeSchema = z.strictObject({
+  name: dnsLabel,
+  address: ipv4,
+  role: z.enum(["control-plane", "worker"], { error: "must be control-plane or worker" }),
+  ssh: NodeSshSchema.optional(),
+});
+
+export const ControlPlaneEndpointSchema = z.strictObject({
+  vip: ipv4,
+  port: port.default(8443),
+  /** Network interface that carries the VIP on every control plane. */
+  interface: z.string().regex(/^[A-Za-z0-9_.:@-]{1,15}$/, { error: "must be a network interface name such as eth0" }),
+  /** Prefix length of the node subnet; when given, the VIP must be inside every control plane's subnet. */
+  prefix: z.number().int().min(1).max(32).optional(),
+  virtualRouterId: z
+    .number({ error: "must be a number between 1 and 255" })
+    .int()
+    .min(1, { error: "must be between 1 and 255" })
+    .max(255, { error: "must be between 1 and 255" })
+    .default(51),
+});
+
+export const VrrpSchema = z.strictObject({
+  /** Unicast peers work where multicast is blocked (most clouds, many CNIs). */
+  unicast: z.boolean().default(true),
+  /** 2 supports authentication; 3 supports sub-second adverts but has no authentication. */
+  version: z.union([z.literal(2), z.literal(3)]).default(2),
+  advertIntervalSeconds: z.number().positive().max(255).default(1),
+  /** Highest priority, given to the first control plane; the next get 10 less each. Below 255 on purpose. */
+  basePriority: z.number().int().min(2).max(254).default(150),
+});
+
+export const HaproxySchema = z.strictObject({
+  stats: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      port: port.default(8404),
+      bindAddress: ipv4.default("127.0.0.1"),
+      user: z.string().regex(/^[A-Za-z0-9_.-]+$/).default("admin"),
+    })
+    .prefault({}),
+  timeouts: z
+    .strictObject({
+      connect: duration.default("5s"),
+      // Long on purpose: kubectl logs -f, exec and watches are idle for long stretches.
+      client: duration.default("1h"),
+      server: duration.default("1h"),
+      tunnel: duration.default("1h"),
+    })
+    .prefault({}),
+  healthCheck: z
+    .strictObject({
+      interval: duration.default("500ms"),
+      fastInterval: duration.default("200ms"),
+      downInterval: duration.default("1s"),
+      fall: z.number().int().min(1).max(10).default(2),
+      rise: z.number().int().min(1).max(10).default(2),
+    })
+    .prefault({}),
+});
+
+export const LoadBalancerSchema = z.strictObject({
+  mode: z
+    .enum(["keepalived-haproxy", "static-pod", "kube-vip"], {
+      error: "must be keepalived-haproxy, static-pod or kube-vip",
+    })
+    .default("keepalived-haproxy"),
+  vrrp: VrrpSchema.prefault({}),
+  haproxy: HaproxySchema.prefault({}),
+});
+
+export const NetworkingSchema = z.strictObject({
+  podSubnet: cidr4.default("10.244.0.0/16"),
+  serviceSubnet: cidr4.default("10.96.0.0/12"),
+  dnsDomain: z.string().default("cluster.local"),
+  cni: z
+    .strictObject({
+      name: z.enum(["calico", "flannel", "cilium", "none"], { error: "must be calico, flannel, cilium or none" }).default("calico"),
+      /** A manifest URL (or a path on the first control plane) applied with kubectl; overrides the built-in default for the name. */
+      manifest: z.string().optional(),
+    })
+    .prefault({}),
+});
+
+export const KubernetesSchema = z.strictObject({
+  version: z.string(),
+  packages: z
+    .strictObject({
+      /** apt: install pinned kubeadm/kubelet/kubectl and hold them; preinstalled: check they are there at the right version. */
+      source: z.enum(["apt", "preinstalled"], { error: "must be apt or preinstalled" }).default("apt"),
+      /** The Kubernetes community apt repository (or a mirror). {minor} is replaced by e.g. v1.31. */
+      aptRepository: z.string().optional(),
+      /** The repository's signing key URL; {minor} as above. */
+      aptKeyUrl: z.string().optional(),
+    })
+    .prefault({}),
+});
+
+export const ContainerRuntimeSchema = z.strictObject({
+  name: z.literal("containerd", { error: "must be containerd (Docker as a runtime is gone since Kubernetes 1.24)" }).default("containerd"),
+  cgroupDriver: z.literal("systemd", { error: "must be systemd (kubeadm's default since 1.22)" }).default("systemd"),
+  /** The pause image containerd's CRI uses; match kubeadm's for your version. */
+  sandboxImage: z.string().default("registry.k8s.io/pause:3.10"),
+});
+
+export const EtcdSchema = z.strictObject({
+  dataDir: z.string().default("/var/lib/etcd"),
+  backup: z
+    .strictObject({
+      /** Local directory (on the machine running the tool) where snapshots are downloaded. */
+      directory: z.string().default("backups"),
+      /** Snapshots kept locally and by the scheduled timer on each control plane. */
+      retention: z.number().int().min(1).max(1000).default(7),
+      /** systemd OnCalendar expression for scheduled snapshots on the control planes; empty = no timer. */
+      schedule: z.string().default(""),
+    })
+    .prefault({}),
+});
+
+export const TerraformSchema = z.strictObject({
+  /** hashicorp: null_resource + local_file (needs the null/local providers); builtin: terraform_data, no provider (air-gapped). */
+  resources: z.enum(["hashicorp", "builtin"], { error: "must be hashicorp or builtin" }).default("hashicorp"),
+  /** Terraform Cloud / Enterprise; local state when absent. */
+  cloud: z
+    .strictObject({
+      organization: z.string().min(1),
+      workspace: z.string().min(1),
+      hostname: z.string().optional(),
+    })
+    .optional(),
+  /** Run kubeadm reset on the hosts on destroy. Off by default: destroying the stack leaves hosts untouched. */
+  resetOnDestroy: z.boolean().default(false),
+});
+
+export const ClusterSpecSchema = z.strictObject({
+  name: dnsLabel,
+  kubernetes: KubernetesSchema,
+  /** Permit a single control plane (no HA). */
+  allowNonHA: z.boolean().default(false),
+  ssh: SshSchema.prefault({}),
+  nodes: z.array(NodeSchema).min(1, { error: "must list at least one node" }),
+  controlPlaneEndpoint: ControlPlaneEndpointSchema,
+  loadBalancer: LoadBalancerSchema.prefault({}),
+  networking: NetworkingSchema.prefault({}),
+  containerRuntime: ContainerRuntimeSchema.prefault({}),
+  etcd: EtcdSchema.prefault({}),
+  terraform: TerraformSchema.prefault({}),
+});
+
+export type ClusterSpec = z.output<typeof ClusterSpecSchema>;
+export type NodeSpec = z.output<typeof NodeSchema>;
+export type SshSpec = z.output<typeof SshSchema>;
