@@ -25,7 +25,7 @@ export function parseCommand<O extends Options>(def: CommandDef<O>, argv = proce
   } catch (e) {
     throw new UserError(`${def.name}: ${(e as Error).message}. Run with --help to see the accepted flags.`);
   }
-  if (parsed.values.help) {
+  if ((parsed.values as Record<string, unknown>).help) {
     const flags = Object.entries(def.options)
       .map(([k, v]) => `  --${k}${v.type === "string" ? " VALUE" : ""}`)
       .join("\n");

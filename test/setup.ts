@@ -13,11 +13,11 @@ type Ctor = Parameters<ReturnType<typeof getToHaveResourceWithProperties>>[1];
 const withProps = getToHaveResourceWithProperties();
 
 expect.extend({
-  toHaveResource: (received: string, ctor: Ctor) => returnMatcherToJest(withProps(received, ctor, {})),
-  toHaveResourceWithProperties: (received: string, ctor: Ctor, props: Record<string, unknown>) =>
-    returnMatcherToJest(withProps(received, ctor, props)),
-  toBeValidTerraform: (received: string) => returnMatcherToJest(toBeValidTerraform(received)),
-  toPlanSuccessfully: (received: string) => returnMatcherToJest(toPlanSuccessfully(received)),
+  toHaveResource: (received: unknown, ctor: Ctor) => returnMatcherToJest(withProps(received as string, ctor, {})),
+  toHaveResourceWithProperties: (received: unknown, ctor: Ctor, props: Record<string, unknown>) =>
+    returnMatcherToJest(withProps(received as string, ctor, props)),
+  toBeValidTerraform: (received: unknown) => returnMatcherToJest(toBeValidTerraform(received as string)),
+  toPlanSuccessfully: (received: unknown) => returnMatcherToJest(toPlanSuccessfully(received as string)),
 });
 
 declare module "bun:test" {
