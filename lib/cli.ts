@@ -1,5 +1,5 @@
 // Shared command-line plumbing: flag parsing with --help, one-paragraph errors, progress lines.
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type ParseArgsConfig, parseArgs } from "node:util";
 import { UserError } from "./errors.ts";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -18,7 +18,9 @@ export interface CommandDef<O extends Options> {
  * UserError (exit 2) that names the flag.
  */
 export function parseCommand<O extends Options>(def: CommandDef<O>, argv = process.argv.slice(2)) {
-  const options = { ...def.options, help: { type: "boolean", short: "h" } } as O & { help: { type: "boolean"; short: "h" } };
+  const options = { ...def.options, help: { type: "boolean", short: "h" } } as O & {
+    help: { type: "boolean"; short: "h" };
+  };
   let parsed: ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: boolean; strict: true }>>;
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: def.allowPositionals ?? false, strict: true });
@@ -36,7 +38,9 @@ export function parseCommand<O extends Options>(def: CommandDef<O>, argv = proce
 }
 
 /** Run a command's main: UserError -> its message and exit code, anything else -> exit 1 without a stack unless KUBEADM_HA_DEBUG is set. */
-export async function runCommand(main: () => Promise<number | undefined | void> | number | undefined | void): Promise<never> {
+export async function runCommand(
+  main: () => Promise<number | undefined | void> | number | undefined | void,
+): Promise<never> {
   try {
     const code = await main();
     process.exit(typeof code === "number" ? code : 0);

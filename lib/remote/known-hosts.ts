@@ -5,108 +5,92 @@
 import { createHash, createHmac } from "node:crypto";
 
 export interface KnownHostEntry {
-	marker?: "@cert-authority" | "@revoked";
-	hosts: string[];
-	keyType: string;
-	key: string;
+  marker?: "@cert-authority" | "@revoked";
+  hosts: string[];
+  keyType: string;
+  key: string;
 }
 
 export function parseKnownHosts(text: string): KnownHostEntry[] {
-	const entries: KnownHostEntry[] = [];
-	for (const raw of text.split("\n")) {
-		const line = raw.trim();
-		if (!line || line.startsWith("#")) continue;
-		const fields = line.split(/\s+/);
-		let marker: KnownHostEntry["marker"];
-		if (fields[0] === "@cert-authority" || fields[0] === "@revoked")
-			marker = fields.shift() as KnownHostEntry["marker"];
-		const [hosts, keyType, key] = fields;
-		if (!hosts || !keyType || !key) continue;
-		entries.push({ marker, hosts: hosts.split(","), keyType, key });
-	}
-	return entries;
+  const entries: KnownHostEntry[] = [];
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (!line || line.startsWith("#")) continue;
+    const fields = line.split(/\s+/);
+    let marker: KnownHostEntry["marker"];
+    if (fields[0] === "@cert-authority" || fields[0] === "@revoked")
+      marker = fields.shift() as KnownHostEntry["marker"];
+    const [hosts, keyType, key] = fields;
+    if (!hosts || !keyType || !key) continue;
+    entries.push({ marker, hosts: hosts.split(","), keyType, key });
+  }
+  return entries;
 }
 
 /** The name ssh looks up: "host" on port 22, "[host]:port" otherwise. */
-export const knownHostsName = (host: string, port = 22): string =>
-	port === 22 ? host : `[${host}]:${port}`;
+export const knownHostsName = (host: string, port = 22): string => (port === 22 ? host : `[${host}]:${port}`);
 
 function globToRegExp(pattern: string): RegExp {
-	const body = pattern
-		.replace(/[.+^${}()|[\]\\]/g, "\\$&")
-		.replace(/\*/g, ".*")
-		.replace(/\?/g, ".");
-	return new RegExp(`^${body}$`, "i");
+  const body = pattern
+    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+    .replace(/\*/g, ".*")
+    .replace(/\?/g, ".");
+  return new RegExp(`^${body}$`, "i");
 }
 
 function patternMatches(pattern: string, name: string): boolean {
-	if (pattern.startsWith("|1|")) {
-		const [, , salt, hash] = pattern.split("|");
-		if (!salt || !hash) return false;
-		const digest = createHmac("sha1", Buffer.from(salt, "base64"))
-			.update(name)
-			.digest("base64");
-		return digest === hash;
-	}
-	return globToRegExp(pattern).test(name);
+  if (pattern.startsWith("|1|")) {
+    const [, , salt, hash] = pattern.split("|");
+    if (!salt || !hash) return false;
+    const digest = createHmac("sha1", Buffer.from(salt, "base64")).update(name).digest("base64");
+    return digest === hash;
+  }
+  return globToRegExp(pattern).test(name);
 }
 
 /** An entry applies when some pattern matches and no negated (!) pattern does. */
 function entryMatches(entry: KnownHostEntry, name: string): boolean {
-	let hit = false;
-	for (const p of entry.hosts) {
-		if (p.startsWith("!")) {
-			if (patternMatches(p.slice(1), name)) return false;
-		} else if (patternMatches(p, name)) hit = true;
-	}
-	return hit;
+  let hit = false;
+  for (const p of entry.hosts) {
+    if (p.startsWith("!")) {
+      if (patternMatches(p.slice(1), name)) return false;
+    } else if (patternMatches(p, name)) hit = true;
+  }
+  return hit;
 }
 
 function keysFor(text: string, host: string, port: number): KnownHostEntry[] {
-	const name = knownHostsName(host, port);
-	return parseKnownHosts(text).filter(
-		(e) => e.marker !== "@cert-authority" && entryMatches(e, name),
-	);
+  const name = knownHostsName(host, port);
+  return parseKnownHosts(text).filter((e) => e.marker !== "@cert-authority" && entryMatches(e, name));
 }
 
 /** The trusted key of host:port as "type base64" (authorized_keys form, as Terraform's host_key wants), if any. */
-export function hostKeyFor(
-	text: string,
-	host: string,
-	port = 22,
-): string | undefined {
-	const entry = keysFor(text, host, port).find((e) => e.marker !== "@revoked");
-	return entry ? `${entry.keyType} ${entry.key}` : undefined;
+export function hostKeyFor(text: string, host: string, port = 22): string | undefined {
+  const entry = keysFor(text, host, port).find((e) => e.marker !== "@revoked");
+  return entry ? `${entry.keyType} ${entry.key}` : undefined;
 }
 
 export type HostKeyVerdict = "match" | "mismatch" | "unknown";
 
 /** Compare a presented key with known_hosts: a revoked key or a different key of a known host is a mismatch. */
 export function knownHostsMatches(
-	text: string,
-	host: string,
-	port: number,
-	keyType: string,
-	keyBase64: string,
+  text: string,
+  host: string,
+  port: number,
+  keyType: string,
+  keyBase64: string,
 ): HostKeyVerdict {
-	const entries = keysFor(text, host, port);
-	if (entries.some((e) => e.marker === "@revoked" && e.key === keyBase64))
-		return "mismatch";
-	const trusted = entries.filter((e) => e.marker !== "@revoked");
-	if (trusted.length === 0) return "unknown";
-	return trusted.some((e) => e.keyType === keyType && e.key === keyBase64)
-		? "match"
-		: "mismatch";
+  const entries = keysFor(text, host, port);
+  if (entries.some((e) => e.marker === "@revoked" && e.key === keyBase64)) return "mismatch";
+  const trusted = entries.filter((e) => e.marker !== "@revoked");
+  if (trusted.length === 0) return "unknown";
+  return trusted.some((e) => e.keyType === keyType && e.key === keyBase64) ? "match" : "mismatch";
 }
 
 /** OpenSSH's SHA256:... fingerprint of a base64 public key blob, for messages people compare by eye. */
 export const fingerprint = (keyBase64: string): string =>
-	`SHA256:${createHash("sha256").update(Buffer.from(keyBase64, "base64")).digest("base64").replace(/=+$/, "")}`;
+  `SHA256:${createHash("sha256").update(Buffer.from(keyBase64, "base64")).digest("base64").replace(/=+$/, "")}`;
 
 /** A known_hosts line for host:port. */
-export const knownHostsLine = (
-	host: string,
-	port: number,
-	keyType: string,
-	keyBase64: string,
-): string => `${knownHostsName(host, port)} ${keyType} ${keyBase64}`;
+export const knownHostsLine = (host: string, port: number, keyType: string, keyBase64: string): string =>
+  `${knownHostsName(host, port)} ${keyType} ${keyBase64}`;

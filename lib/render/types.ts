@@ -15,7 +15,13 @@ export interface RenderedFile {
 }
 
 /** Secrets a step needs on the host; uploaded 0600 to SECRETS_DIR/<name>, never rendered. */
-export const SECRET_NAMES = ["vrrp-password", "stats-password", "bootstrap-token", "certificate-key", "ca-key"] as const;
+export const SECRET_NAMES = [
+  "vrrp-password",
+  "stats-password",
+  "bootstrap-token",
+  "certificate-key",
+  "ca-key",
+] as const;
 export type SecretName = (typeof SECRET_NAMES)[number];
 
 /** One phase on one node: files to install, secrets to upload, the script that applies them. */
