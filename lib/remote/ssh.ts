@@ -1,0 +1,437 @@
+// SSH to cluster nodes with ssh2: every host key checked against the spec's
+// known_hosts, optional bastion hop, sudo when the user is not root, SFTP with
+// explicit modes. Scripts get a `Remote` and never see ssh2 itself.
+import { createHash } from "node:crypto";
+import { createReadStream, createWriteStream, existsSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { isAbsolute, resolve } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
+import { UserError } from "../errors.ts";
+import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
+import { fingerprint, knownHostsMatches, hostKeyFor } from "./known-hosts.ts";
+
+export interface ConnectOptions {
+  /** Directory relative key and known_hosts paths are resolved against (the spec file's directory). */
+  baseDir?: string;
+  /** known_hosts content to use instead of reading the spec's file (tests, trust-hosts). */
+  knownHostsText?: string;
+  /** Accept a host that has no entry in known_hosts (first contact; trust-hosts only). Never accepts a mismatch. */
+  acceptUnknownHostKey?: boolean;
+  /** Called with every verified-or-accepted host key (trust-hosts records them). */
+  onHostKey?: (key: PresentedHostKey) => void;
+  readyTimeoutMs?: number;
+}
+
+export interface PresentedHostKey {
+  /** The name the key was checked under (node address, ssh.host override or bastion host). */
+  host: string;
+  port: number;
+  keyType: string;
+  keyBase64: string;
+  fingerprint: string;
+  verdict: "match" | "mismatch" | "unknown";
+}
+
+export interface ExecOptions {
+  /** Run as root: `sudo -n` when the SSH user is not root; nothing extra when it is. */
+  sudo?: boolean;
+  stdin?: string | Buffer;
+  timeoutMs?: number;
+}
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface StreamOptions extends ExecOptions {
+  onStdout?: (chunk: string) => void;
+  onStderr?: (chunk: string) => void;
+}
+
+export interface Remote {
+  /** Node name from the spec (or the bastion's host). */
+  readonly name: string;
+  /** Address SSH connected to. */
+  readonly host: string;
+  readonly user: string;
+  exec(cmd: string, opts?: ExecOptions): Promise<ExecResult>;
+  /** exec that throws a UserError naming the host and command when the exit code is not 0. */
+  run(cmd: string, opts?: ExecOptions & { what?: string }): Promise<string>;
+  /** exec with output handed over as it arrives (long restores, progress). */
+  execStream(cmd: string, opts?: StreamOptions): Promise<ExecResult>;
+  /** Download a remote file to a new local file created with `mode`; refuses to overwrite. */
+  get(remotePath: string, localPath: string, mode?: number): Promise<void>;
+  /** Upload a local file (or content) to remotePath with `mode`; with sudo, through a staging file and `install`. */
+  put(
+    source: { path: string } | { content: string | Buffer },
+    remotePath: string,
+    opts?: { mode?: number; sudo?: boolean },
+  ): Promise<void>;
+  /** sha256 (hex) of a remote file. */
+  sha256(remotePath: string, opts?: { sudo?: boolean }): Promise<string>;
+  close(): void;
+}
+
+/** Quote for a POSIX shell. */
+export const sq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+
+const expandHome = (p: string): string => (p === "~" || p.startsWith("~/") ? homedir() + p.slice(1) : p);
+const resolvePath = (p: string, baseDir: string): string => {
+  const e = expandHome(p);
+  return isAbsolute(e) ? e : resolve(baseDir, e);
+};
+
+/** The SSH endpoint of a node after per-node overrides. */
+export function sshTarget(
+  spec: ClusterSpec,
+  node: NodeSpec,
+): { host: string; port: number; user: string; keyPath?: string } {
+  return {
+    host: node.ssh?.host ?? node.address,
+    port: node.ssh?.port ?? spec.ssh.port,
+    user: node.ssh?.user ?? spec.ssh.user,
+    keyPath: node.ssh?.privateKeyPath ?? spec.ssh.privateKeyPath,
+  };
+}
+
+export function knownHostsPath(spec: ClusterSpec, baseDir = process.cwd()): string {
+  return resolvePath(spec.ssh.knownHostsPath, baseDir);
+}
+
+function readKnownHosts(spec: ClusterSpec, opts: ConnectOptions): string {
+  if (opts.knownHostsText !== undefined) return opts.knownHostsText;
+  const path = knownHostsPath(spec, opts.baseDir);
+  if (!existsSync(path)) {
+    if (opts.acceptUnknownHostKey) return "";
+    throw new UserError(
+      `ssh.knownHostsPath: ${path} does not exist, so no host key can be verified. Run \`bun run trust-hosts\` to record each node's key (check the printed fingerprints against the hosts' consoles), then --yes to write them.`,
+    );
+  }
+  return readFileSync(path, "utf8");
+}
+
+/** The key algorithm name inside an SSH public key blob (first length-prefixed string). */
+function blobKeyType(blob: Buffer): string {
+  const len = blob.readUInt32BE(0);
+  return blob.subarray(4, 4 + len).toString("latin1");
+}
+
+/** Host key algorithms to ask for, so the server presents the key type we hold (if any) first. */
+function hostKeyAlgorithms(known?: string): string[] | undefined {
+  if (!known) return undefined;
+  const type = known.split(" ")[0]!;
+  const all = [
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+    "ssh-rsa",
+  ];
+  const first = type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
+  return [...first, ...all.filter((a) => !first.includes(a))];
+}
+
+function readKey(path: string, field: string): Buffer {
+  if (!existsSync(path)) {
+    throw new UserError(
+      `${field}: private key file ${path} does not exist. Point it at the key authorized on the hosts, or set ssh.agent: true to use $SSH_AUTH_SOCK.`,
+    );
+  }
+  return readFileSync(path);
+}
+
+interface Hop {
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  keyPath?: string;
+  keyField: string;
+}
+
+function authConfig(spec: ClusterSpec, hop: Hop, baseDir: string): Partial<ConnectConfig> {
+  // For Terraform Cloud-style runs the key may come from the environment instead of a file.
+  const envKey = process.env.KUBEADM_HA_SSH_PRIVATE_KEY;
+  if (spec.ssh.agent) {
+    if (!process.env.SSH_AUTH_SOCK)
+      throw new UserError(
+        "ssh.agent is true but SSH_AUTH_SOCK is not set. Start an agent and add the key (ssh-add), or set ssh.privateKeyPath.",
+      );
+    return { agent: process.env.SSH_AUTH_SOCK };
+  }
+  if (hop.keyPath) return { privateKey: readKey(resolvePath(hop.keyPath, baseDir), hop.keyField) };
+  if (envKey) return { privateKey: Buffer.from(envKey) };
+  if (process.env.SSH_AUTH_SOCK) return { agent: process.env.SSH_AUTH_SOCK };
+  throw new UserError(
+    `${hop.keyField}: no SSH credentials for ${hop.name}: set ssh.privateKeyPath (or the node's ssh.privateKeyPath), set ssh.agent: true, or export KUBEADM_HA_SSH_PRIVATE_KEY.`,
+  );
+}
+
+function openClient(
+  spec: ClusterSpec,
+  hop: Hop,
+  knownHosts: string,
+  opts: ConnectOptions,
+  sock?: NodeJS.ReadableStream,
+): Promise<Client> {
+  const baseDir = opts.baseDir ?? process.cwd();
+  const auth = authConfig(spec, hop, baseDir);
+  const known = hostKeyFor(knownHosts, hop.host, hop.port);
+  let refusal: UserError | undefined;
+  return new Promise<Client>((resolveP, reject) => {
+    const client = new Client();
+    let settled = false;
+    const fail = (e: Error) => {
+      if (settled) return;
+      settled = true;
+      client.end();
+      reject(e);
+    };
+    client.on("ready", () => {
+      settled = true;
+      resolveP(client);
+    });
+    client.on("error", (e: Error & { level?: string; code?: string }) => {
+      if (refusal) return fail(refusal);
+      const why =
+        e.level === "client-authentication"
+          ? `authentication as ${hop.user} failed (is the key in ~${hop.user}/.ssh/authorized_keys?)`
+          : e.message;
+      fail(
+        new UserError(
+          `${hop.name} (${hop.user}@${hop.host}:${hop.port}): cannot connect over SSH: ${why}. Check the address, port and credentials in the spec and that sshd runs there.`,
+        ),
+      );
+    });
+    const algos = hostKeyAlgorithms(known);
+    client.connect({
+      host: sock ? undefined : hop.host,
+      port: sock ? undefined : hop.port,
+      sock: sock as ConnectConfig["sock"],
+      username: hop.user,
+      readyTimeout: opts.readyTimeoutMs ?? 15000,
+      keepaliveInterval: 10000,
+      ...(algos ? { algorithms: { serverHostKey: algos as never } } : {}),
+      ...auth,
+      hostVerifier: (blob: Buffer) => {
+        const keyType = blobKeyType(blob);
+        const keyBase64 = blob.toString("base64");
+        const verdict = knownHostsMatches(knownHosts, hop.host, hop.port, keyType, keyBase64);
+        const presented = {
+          host: hop.host,
+          port: hop.port,
+          keyType,
+          keyBase64,
+          fingerprint: fingerprint(keyBase64),
+          verdict,
+        };
+        if (verdict === "mismatch") {
+          const expected = known ? fingerprint(known.split(" ")[1] ?? "") : "(revoked key)";
+          refusal = new UserError(
+            `${hop.name} (${hop.host}:${hop.port}): HOST KEY MISMATCH: known_hosts expects ${known?.split(" ")[0] ?? ""} ${expected}, the host presented ${keyType} ${presented.fingerprint}. Refusing to connect: this is either a reinstalled host or someone in the middle. If the host was really reinstalled, confirm the new fingerprint on its console and run \`bun run trust-hosts --yes --replace\`.`,
+          );
+          return false;
+        }
+        if (verdict === "unknown" && !opts.acceptUnknownHostKey) {
+          refusal = new UserError(
+            `${hop.name} (${hop.host}:${hop.port}): host key ${keyType} ${presented.fingerprint} is not in known_hosts, so it cannot be verified. Refusing to connect. Check the fingerprint on the host's console and run \`bun run trust-hosts --yes\` to record it.`,
+          );
+          return false;
+        }
+        opts.onHostKey?.(presented);
+        return true;
+      },
+    });
+  });
+}
+
+/** The bastion hop of a spec, if any. */
+function bastionHop(spec: ClusterSpec): Hop | undefined {
+  const b = spec.ssh.bastion;
+  if (!b) return undefined;
+  return {
+    name: `bastion ${b.host}`,
+    host: b.host,
+    port: b.port,
+    user: b.user ?? spec.ssh.user,
+    keyPath: b.privateKeyPath ?? spec.ssh.privateKeyPath,
+    keyField: "ssh.bastion.privateKeyPath",
+  };
+}
+
+function nodeHop(spec: ClusterSpec, node: NodeSpec): Hop {
+  const t = sshTarget(spec, node);
+  return {
+    name: node.name,
+    host: t.host,
+    port: t.port,
+    user: t.user,
+    keyPath: t.keyPath,
+    keyField: node.ssh?.privateKeyPath ? `nodes[${node.name}].ssh.privateKeyPath` : "ssh.privateKeyPath",
+  };
+}
+
+/** Open an SSH session to a node (through the bastion when the spec has one). */
+export async function connectNode(spec: ClusterSpec, node: NodeSpec, opts: ConnectOptions = {}): Promise<Remote> {
+  const knownHosts = readKnownHosts(spec, opts);
+  const hop = nodeHop(spec, node);
+  const bastion = bastionHop(spec);
+  if (!bastion) return wrap(await openClient(spec, hop, knownHosts, opts), hop);
+  const jump = await openClient(spec, bastion, knownHosts, opts);
+  try {
+    const stream = await new Promise<NodeJS.ReadableStream>((res, rej) =>
+      jump.forwardOut("127.0.0.1", 0, hop.host, hop.port, (err, ch) => (err ? rej(err) : res(ch))),
+    ).catch((e: Error) => {
+      throw new UserError(
+        `${node.name}: the bastion ${bastion.host} could not open a connection to ${hop.host}:${hop.port}: ${e.message}. Check that the bastion can reach the node and allows TCP forwarding.`,
+      );
+    });
+    const client = await openClient(spec, hop, knownHosts, opts, stream);
+    client.on("close", () => jump.end());
+    return wrap(client, hop, jump);
+  } catch (e) {
+    jump.end();
+    throw e;
+  }
+}
+
+/** Connect to the bastion itself (trust-hosts records its key too). */
+export async function connectBastion(spec: ClusterSpec, opts: ConnectOptions = {}): Promise<Remote | undefined> {
+  const hop = bastionHop(spec);
+  if (!hop) return undefined;
+  return wrap(await openClient(spec, hop, readKnownHosts(spec, opts), opts), hop);
+}
+
+function wrap(client: Client, hop: Hop, jump?: Client): Remote {
+  const isRoot = hop.user === "root";
+  const withSudo = (cmd: string, sudo?: boolean) => (sudo && !isRoot ? `sudo -n -- sh -c ${sq(cmd)}` : cmd);
+  let sftpP: Promise<SFTPWrapper> | undefined;
+  const sftp = () => {
+    sftpP ??= new Promise<SFTPWrapper>((res, rej) => client.sftp((err, s) => (err ? rej(err) : res(s))));
+    return sftpP;
+  };
+
+  const execStream = (cmd: string, opts: StreamOptions = {}): Promise<ExecResult> =>
+    new Promise<ExecResult>((res, rej) => {
+      client.exec(withSudo(cmd, opts.sudo), (err, ch) => {
+        if (err) return rej(new UserError(`${hop.name}: cannot start a command over SSH: ${err.message}.`));
+        const out: Buffer[] = [];
+        const errOut: Buffer[] = [];
+        let code = -1;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        let timedOut = false;
+        if (opts.timeoutMs) {
+          timer = setTimeout(() => {
+            timedOut = true;
+            // sshd keeps the channel until the command exits; do not wait for it.
+            ch.signal("KILL");
+            ch.close();
+            rej(
+              new UserError(
+                `${hop.name}: command timed out after ${((opts.timeoutMs ?? 0) / 1000).toFixed(1)} s: ${firstWords(cmd)}`,
+              ),
+            );
+          }, opts.timeoutMs);
+        }
+        ch.on("data", (d: Buffer) => {
+          out.push(d);
+          opts.onStdout?.(d.toString());
+        });
+        ch.stderr.on("data", (d: Buffer) => {
+          errOut.push(d);
+          opts.onStderr?.(d.toString());
+        });
+        ch.on("exit", (c: number | null) => {
+          code = c ?? -1;
+        });
+        ch.on("close", () => {
+          if (timer) clearTimeout(timer);
+          const result = { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(errOut).toString() };
+          if (!timedOut) res(result);
+        });
+        if (opts.stdin !== undefined) ch.end(opts.stdin);
+        else ch.end();
+      });
+    });
+
+  const remote: Remote = {
+    name: hop.name,
+    host: hop.host,
+    user: hop.user,
+    exec: (cmd, opts) => execStream(cmd, { ...opts }),
+    execStream,
+    async run(cmd, opts = {}) {
+      const r = await execStream(cmd, opts);
+      if (r.code !== 0) {
+        const detail = (r.stderr.trim() || r.stdout.trim()).split("\n").slice(-5).join(" | ");
+        const sudoHint = /sudo: a (terminal|password) is required/.test(r.stderr)
+          ? ` The SSH user ${hop.user} needs passwordless sudo (NOPASSWD) on ${hop.name}.`
+          : "";
+        throw new UserError(
+          `${hop.name}: ${opts.what ?? firstWords(cmd)} failed (exit ${r.code}): ${detail}.${sudoHint}`,
+        );
+      }
+      return r.stdout;
+    },
+    async get(remotePath, localPath, mode = 0o600) {
+      const s = await sftp();
+      // "wx": never overwrite a local file (snapshots are evidence).
+      const dest = createWriteStream(localPath, { flags: "wx", mode });
+      await pipeline(s.createReadStream(remotePath), dest);
+    },
+    async put(source, remotePath, opts = {}) {
+      const mode = opts.mode ?? 0o600;
+      const s = await sftp();
+      const direct = !opts.sudo || isRoot;
+      const target = direct ? remotePath : `/tmp/.kubeadm-ha-upload-${process.pid}-${Date.now()}`;
+      const ws = s.createWriteStream(target, { mode });
+      if ("path" in source) await pipeline(createReadStream(source.path), ws);
+      else
+        await pipeline(async function* () {
+          yield typeof source.content === "string" ? Buffer.from(source.content) : source.content;
+        }, ws);
+      await new Promise<void>((res, rej) => s.chmod(target, mode, (e) => (e ? rej(e) : res())));
+      if (!direct) {
+        await remote.run(
+          `install -m ${mode.toString(8).padStart(4, "0")} ${sq(target)} ${sq(remotePath)}; rc=$?; rm -f ${sq(target)}; exit $rc`,
+          {
+            sudo: true,
+            what: `installing ${remotePath}`,
+          },
+        );
+      }
+    },
+    async sha256(remotePath, opts = {}) {
+      const out = await remote.run(`sha256sum -- ${sq(remotePath)}`, {
+        sudo: opts.sudo,
+        what: `sha256 of ${remotePath}`,
+      });
+      const hex = out.trim().split(/\s+/)[0] ?? "";
+      if (!/^[0-9a-f]{64}$/.test(hex))
+        throw new UserError(`${hop.name}: unexpected sha256sum output for ${remotePath}: ${out.trim()}`);
+      return hex;
+    },
+    close() {
+      client.end();
+      jump?.end();
+    },
+  };
+  return remote;
+}
+
+const firstWords = (cmd: string): string => {
+  const one = cmd.replace(/\s+/g, " ").trim();
+  return one.length > 80 ? `${one.slice(0, 77)}...` : one;
+};
+
+/** sha256 (hex) of a local file, streamed. */
+export async function localSha256(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest("hex");
+}

@@ -1,0 +1,171 @@
+// The SSH layer against real sshd processes on loopback: exec, root without sudo,
+// SFTP round trip with modes, host key checks, bastion hop.
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { UserError } from "../../lib/errors.ts";
+import { canRunSshd, type LoopbackSshd, startLoopbackSshd } from "../../lib/remote/loopback-sshd.ts";
+import { connectNode, localSha256 } from "../../lib/remote/ssh.ts";
+import { parseSpec } from "../../lib/spec/load.ts";
+import type { ClusterSpec, NodeSpec } from "../../lib/spec/schema.ts";
+
+const missing = canRunSshd();
+if (missing && process.env.CI === "true") throw new Error(`remote-ssh tests need a real sshd: ${missing}`);
+const maybe = missing ? describe.skip : describe;
+
+function specFor(port: number, keyPath: string, extra = ""): ClusterSpec {
+  return parseSpec(`
+name: t
+kubernetes: { version: "1.31.4" }
+allowNonHA: true
+ssh: { user: root, port: ${port}, privateKeyPath: ${keyPath} }
+controlPlaneEndpoint: { vip: 127.0.0.100, interface: lo }
+nodes:
+  - { name: cp-1, address: 127.0.0.1, role: control-plane }
+${extra}
+`);
+}
+const node = (spec: ClusterSpec): NodeSpec => spec.nodes[0]!;
+
+maybe("ssh layer on a loopback sshd", () => {
+  setDefaultTimeout(30_000);
+  let a: LoopbackSshd;
+  let b: LoopbackSshd;
+  let work: string;
+  beforeAll(async () => {
+    a = await startLoopbackSshd();
+    b = await startLoopbackSshd({ clientKeyPath: a.clientKeyPath });
+    work = mkdtempSync(join(tmpdir(), "kubeadm-ha-ssh-test-"));
+  });
+  afterAll(async () => {
+    await a?.stop();
+    await b?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  test("exec returns code, stdout, stderr and takes stdin; root needs no sudo", async () => {
+    const spec = specFor(a.port, a.clientKeyPath);
+    const r = await connectNode(spec, node(spec), { knownHostsText: a.knownHostsLine });
+    try {
+      const out = await r.exec("echo out; echo err >&2; exit 3");
+      expect(out).toEqual({ code: 3, stdout: "out\n", stderr: "err\n" });
+      const cat = await r.exec("tr a-z A-Z", { stdin: "hello" });
+      expect(cat.stdout).toBe("HELLO");
+      // sudo as root: the command runs unchanged (no sudo binary involved).
+      const who = await r.exec("id -u; ps -o args= -p $$", { sudo: true });
+      expect(who.stdout.split("\n")[0]).toBe("0");
+      expect(who.stdout).not.toContain("sudo");
+      await expect(r.run("false", { what: "the false command" })).rejects.toThrow(
+        /cp-1: the false command failed \(exit 1\)/,
+      );
+      await expect(r.exec("sleep 5", { timeoutMs: 300 })).rejects.toThrow(/timed out/);
+      const chunks: string[] = [];
+      const s = await r.execStream("for i in 1 2 3; do echo $i; sleep 0.05; done", { onStdout: (c) => chunks.push(c) });
+      expect(s.code).toBe(0);
+      expect(chunks.join("")).toBe("1\n2\n3\n");
+    } finally {
+      r.close();
+    }
+  });
+
+  test("sftp put and get keep content and modes, get refuses to overwrite, sha256 agrees", async () => {
+    const spec = specFor(a.port, a.clientKeyPath);
+    const r = await connectNode(spec, node(spec), { knownHostsText: a.knownHostsLine });
+    try {
+      const src = join(work, "src.bin");
+      const data = Buffer.alloc(3 * 1024 * 1024 + 17);
+      for (let i = 0; i < data.length; i++) data[i] = (i * 7919) & 0xff;
+      writeFileSync(src, data);
+      const remotePath = join(work, "remote.bin");
+      await r.put({ path: src }, remotePath, { mode: 0o640 });
+      expect(statSync(remotePath).mode & 0o777).toBe(0o640);
+      await r.put({ content: "secret-free text\n" }, join(work, "c.txt"), { mode: 0o600, sudo: true });
+      expect(readFileSync(join(work, "c.txt"), "utf8")).toBe("secret-free text\n");
+      expect(statSync(join(work, "c.txt")).mode & 0o777).toBe(0o600);
+      const back = join(work, "back.bin");
+      await r.get(remotePath, back);
+      expect(statSync(back).mode & 0o777).toBe(0o600);
+      expect(Buffer.compare(readFileSync(back), data)).toBe(0);
+      expect(await r.sha256(remotePath)).toBe(await localSha256(src));
+      await expect(r.get(remotePath, back)).rejects.toThrow(/EEXIST|exists/);
+    } finally {
+      r.close();
+    }
+  });
+
+  test("a different host key is refused with both fingerprints and the fix", async () => {
+    const spec = specFor(a.port, a.clientKeyPath);
+    // b's key under a's name: a stands in for a reinstalled host or a man in the middle.
+    const wrong = `[127.0.0.1]:${a.port} ${b.hostKey}`;
+    const err = await connectNode(spec, node(spec), { knownHostsText: wrong }).catch((e) => e);
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toContain("HOST KEY MISMATCH");
+    expect(err.message).toContain("cp-1");
+    const fp = (k: string) =>
+      `SHA256:${new Bun.CryptoHasher("sha256")
+        .update(Buffer.from(k.split(" ")[1]!, "base64"))
+        .digest("base64")
+        .replace(/=+$/, "")}`;
+    expect(err.message).toContain(fp(b.hostKey));
+    expect(err.message).toContain(fp(a.hostKey));
+    expect(err.message).toContain("trust-hosts");
+  });
+
+  test("an unknown host is refused unless first contact is explicitly allowed", async () => {
+    const spec = specFor(a.port, a.clientKeyPath);
+    const err = await connectNode(spec, node(spec), { knownHostsText: "" }).catch((e) => e);
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toMatch(/not in known_hosts/);
+    const seen: string[] = [];
+    const r = await connectNode(spec, node(spec), {
+      knownHostsText: "",
+      acceptUnknownHostKey: true,
+      onHostKey: (k) => seen.push(`${k.keyType} ${k.keyBase64}`),
+    });
+    r.close();
+    expect(seen).toEqual([a.hostKey]);
+    // Even with the opt-in, a mismatch stays refused.
+    const wrong = `[127.0.0.1]:${a.port} ${b.hostKey}`;
+    await expect(connectNode(spec, node(spec), { knownHostsText: wrong, acceptUnknownHostKey: true })).rejects.toThrow(
+      /MISMATCH/,
+    );
+  });
+
+  test("a missing known_hosts file is a UserError naming the path", async () => {
+    const spec = specFor(a.port, a.clientKeyPath);
+    await expect(connectNode(spec, node(spec), { baseDir: work })).rejects.toThrow(/known_hosts does not exist/);
+  });
+
+  test("bastion hop: node reached through forwardOut on the jump host, both keys verified", async () => {
+    const spec = specFor(b.port, a.clientKeyPath, "");
+    spec.ssh.bastion = { host: "127.0.0.1", port: a.port, user: "root" };
+    const known = `${a.knownHostsLine}\n${b.knownHostsLine}\n`;
+    const r = await connectNode(spec, node(spec), { knownHostsText: known });
+    try {
+      const out = await r.run("echo $SSH_CONNECTION");
+      expect(out.trim().split(" ")[2]).toBe("127.0.0.1");
+      expect(out.trim().split(" ")[3]).toBe(String(b.port));
+    } finally {
+      r.close();
+    }
+    // Without the bastion's key the hop is refused before the node is tried.
+    await expect(connectNode(spec, node(spec), { knownHostsText: b.knownHostsLine })).rejects.toThrow(
+      /bastion 127.0.0.1.*not in known_hosts/,
+    );
+  });
+
+  test("bastion that forbids forwarding: the node is not reached around it", async () => {
+    const noFwd = await startLoopbackSshd({ clientKeyPath: a.clientKeyPath, allowForwarding: false });
+    try {
+      const spec = specFor(b.port, a.clientKeyPath);
+      spec.ssh.bastion = { host: "127.0.0.1", port: noFwd.port, user: "root" };
+      const known = `${noFwd.knownHostsLine}\n${b.knownHostsLine}\n`;
+      await expect(connectNode(spec, node(spec), { knownHostsText: known })).rejects.toThrow(
+        /bastion 127.0.0.1 could not open a connection/,
+      );
+    } finally {
+      await noFwd.stop();
+    }
+  });
+});
