@@ -3,11 +3,11 @@
 // explicit modes. Scripts get a `Remote` and never see ssh2 itself.
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream, existsSync, readFileSync } from "node:fs";
-import { homedir } from "node:os";
 import { isAbsolute, resolve } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import { UserError } from "../errors.ts";
+import { resolveSpecPath } from "../spec/load.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { fingerprint, knownHostsMatches, hostKeyFor } from "./known-hosts.ts";
 
@@ -78,11 +78,11 @@ export interface Remote {
 /** Quote for a POSIX shell. */
 export const sq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
-const expandHome = (p: string): string => (p === "~" || p.startsWith("~/") ? homedir() + p.slice(1) : p);
-const resolvePath = (p: string, baseDir: string): string => {
-  const e = expandHome(p);
-  return isAbsolute(e) ? e : resolve(baseDir, e);
-};
+/** A spec path made absolute: against `baseDir` when the caller gives one, else against the spec file. */
+function resolvePath(spec: ClusterSpec, p: string, baseDir?: string): string {
+  if (baseDir === undefined || p.startsWith("~") || isAbsolute(p)) return resolveSpecPath(spec, p);
+  return resolve(baseDir, p);
+}
 
 /** The SSH endpoint of a node after per-node overrides. */
 export function sshTarget(
@@ -97,8 +97,8 @@ export function sshTarget(
   };
 }
 
-export function knownHostsPath(spec: ClusterSpec, baseDir = process.cwd()): string {
-  return resolvePath(spec.ssh.knownHostsPath, baseDir);
+export function knownHostsPath(spec: ClusterSpec, baseDir?: string): string {
+  return resolvePath(spec, spec.ssh.knownHostsPath, baseDir);
 }
 
 function readKnownHosts(spec: ClusterSpec, opts: ConnectOptions): string {
@@ -154,7 +154,7 @@ interface Hop {
   keyField: string;
 }
 
-function authConfig(spec: ClusterSpec, hop: Hop, baseDir: string): Partial<ConnectConfig> {
+function authConfig(spec: ClusterSpec, hop: Hop, baseDir: string | undefined): Partial<ConnectConfig> {
   // For Terraform Cloud-style runs the key may come from the environment instead of a file.
   const envKey = process.env.KUBEADM_HA_SSH_PRIVATE_KEY;
   if (spec.ssh.agent) {
@@ -164,7 +164,7 @@ function authConfig(spec: ClusterSpec, hop: Hop, baseDir: string): Partial<Conne
       );
     return { agent: process.env.SSH_AUTH_SOCK };
   }
-  if (hop.keyPath) return { privateKey: readKey(resolvePath(hop.keyPath, baseDir), hop.keyField) };
+  if (hop.keyPath) return { privateKey: readKey(resolvePath(spec, hop.keyPath, baseDir), hop.keyField) };
   if (envKey) return { privateKey: Buffer.from(envKey) };
   if (process.env.SSH_AUTH_SOCK) return { agent: process.env.SSH_AUTH_SOCK };
   throw new UserError(
@@ -179,8 +179,7 @@ function openClient(
   opts: ConnectOptions,
   sock?: NodeJS.ReadableStream,
 ): Promise<Client> {
-  const baseDir = opts.baseDir ?? process.cwd();
-  const auth = authConfig(spec, hop, baseDir);
+  const auth = authConfig(spec, hop, opts.baseDir);
   const known = hostKeyFor(knownHosts, hop.host, hop.port);
   let refusal: UserError | undefined;
   return new Promise<Client>((resolveP, reject) => {

@@ -17,7 +17,7 @@ const maybe = missing ? describe.skip : describe;
 function specFor(port: number, keyPath: string, extra = ""): ClusterSpec {
   return parseSpec(`
 name: t
-kubernetes: { version: "1.31.4" }
+kubernetes: { version: "1.31.4", packages: { source: preinstalled } }
 allowNonHA: true
 ssh: { user: root, port: ${port}, privateKeyPath: ${keyPath} }
 controlPlaneEndpoint: { vip: 127.0.0.100, interface: lo }
