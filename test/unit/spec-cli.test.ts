@@ -1,0 +1,166 @@
+// `bun scripts/validate.ts` as a user runs it: exit codes, stdout/stderr, --json, --help,
+// and never a stack trace.
+import { beforeAll, describe, expect, test } from "bun:test";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { INVALID_CASES, invalidSpec, VALID_SPECS, validSpec } from "../fixtures/specs/cases.ts";
+
+const ROOT = resolve(import.meta.dir, "../..");
+const SCRIPT = join(ROOT, "scripts/validate.ts");
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function validate(
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string | undefined> } = {},
+): Promise<Run> {
+  const env = { ...process.env, CLUSTER_SPEC: undefined, KUBEADM_HA_DEBUG: undefined, ...opts.env };
+  const proc = Bun.spawn([process.execPath, SCRIPT, ...args], {
+    cwd: opts.cwd ?? ROOT,
+    env,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { code, stdout, stderr };
+}
+
+/** Run many invocations a few at a time (each is a fresh bun process, ~0.2 s). */
+async function validateAll(files: string[], extra: string[] = []): Promise<Map<string, Run>> {
+  const results = new Map<string, Run>();
+  const queue = [...files];
+  const worker = async () => {
+    for (let f = queue.shift(); f !== undefined; f = queue.shift()) results.set(f, await validate([...extra, f]));
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  return results;
+}
+
+const noStackTrace = (text: string) => {
+  expect(text).not.toMatch(/^\s+at /m);
+  expect(text).not.toContain("internal error");
+};
+
+describe("invalid specs exit 2 with every problem on stderr", () => {
+  let runs: Map<string, Run>;
+  beforeAll(async () => {
+    runs = await validateAll(INVALID_CASES.map((c) => invalidSpec(c.file)));
+  }, 120_000);
+  for (const c of INVALID_CASES) {
+    test(c.file, () => {
+      const run = runs.get(invalidSpec(c.file));
+      expect(run?.code).toBe(2);
+      expect(run?.stdout).toBe("");
+      expect(run?.stderr).toStartWith(
+        `error: ${invalidSpec(c.file)} is not a valid cluster spec (${c.problems} problem`,
+      );
+      for (const text of c.expect) expect(run?.stderr).toContain(text);
+      noStackTrace(run?.stderr ?? "");
+    });
+  }
+});
+
+describe("valid specs", () => {
+  test("each valid fixture exits 0 with a one-line summary", async () => {
+    const runs = await validateAll(VALID_SPECS.map(validSpec));
+    for (const [file, run] of runs) {
+      expect({ file, code: run.code, stderr: run.stderr }).toEqual({ file, code: 0, stderr: "" });
+      expect(run.stdout).toMatch(
+        new RegExp(`^ok: ${file}: \\d+ control planes?, \\d+ workers?, VIP 10\\.0\\.0\\.10:8443\\n$`),
+      );
+    }
+    expect(runs.get(validSpec("single-control-plane.yaml"))?.stdout).toContain(": 1 control plane, 2 workers,");
+  });
+
+  test("without FILE it checks cluster.example.yaml (no cluster.yaml, no CLUSTER_SPEC)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "validate-"));
+    try {
+      copyFileSync(join(ROOT, "cluster.example.yaml"), join(dir, "cluster.example.yaml"));
+      const run = await validate([], { cwd: dir });
+      expect(run).toEqual({
+        code: 0,
+        stdout: "ok: cluster.example.yaml: 3 control planes, 2 workers, VIP 10.0.0.162:8443\n",
+        stderr: "",
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("CLUSTER_SPEC names the default file", async () => {
+    const file = invalidSpec("control-planes-even.yaml");
+    const run = await validate([], { env: { CLUSTER_SPEC: file } });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(`${file}:9:1: nodes: 4 control planes`);
+  });
+});
+
+describe("--json", () => {
+  test("invalid: problems on stdout, exit 2", async () => {
+    const file = invalidSpec("many-problems.yaml");
+    const run = await validate(["--json", file]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe("");
+    const out = JSON.parse(run.stdout);
+    expect(out.valid).toBe(false);
+    expect(out.file).toBe(file);
+    expect(out.problems).toHaveLength(10);
+    expect(out.problems[0]).toEqual({
+      path: "name",
+      line: 1,
+      column: 7,
+      message: `name: "Lab_1" must be a lowercase DNS label: letters, digits and '-', at most 63 characters; write "lab-1".`,
+    });
+    expect(out.problems.map((p: { path: string }) => p.path)).toContain("nodes[2].name");
+  });
+
+  test("valid: valid true and no problems, exit 0", async () => {
+    const run = await validate(["--json", "cluster.example.yaml"]);
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({ valid: true, file: "cluster.example.yaml", problems: [] });
+  });
+
+  test("a missing file is one problem without a position", async () => {
+    const run = await validate(["--json", "/nonexistent.yaml"]);
+    expect(run.code).toBe(2);
+    const out = JSON.parse(run.stdout);
+    expect(out).toMatchObject({ valid: false, file: "/nonexistent.yaml" });
+    expect(out.problems).toEqual([
+      { path: "", line: null, column: null, message: expect.stringContaining("/nonexistent.yaml does not exist") },
+    ]);
+  });
+});
+
+describe("command line", () => {
+  test("--help prints usage and exits 0", async () => {
+    const run = await validate(["--help"]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("usage: bun scripts/validate.ts [--json] [FILE]");
+    expect(run.stdout).toContain("--json");
+  });
+
+  test("a missing file exits 2 naming it", async () => {
+    const run = await validate(["/nonexistent.yaml"]);
+    expect(run).toMatchObject({ code: 2, stdout: "" });
+    expect(run.stderr).toContain("spec file /nonexistent.yaml does not exist");
+    noStackTrace(run.stderr);
+  });
+
+  test("an unknown flag or two files exit 2", async () => {
+    const flag = await validate(["--jsno"]);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toContain("--jsno");
+    const two = await validate(["a.yaml", "b.yaml"]);
+    expect(two.code).toBe(2);
+    expect(two.stderr).toContain("expected one spec file, got 2");
+  });
+});
