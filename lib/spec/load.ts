@@ -166,6 +166,7 @@ const KIND: Record<string, string> = {
   boolean: "true or false",
 };
 function kindOf(value: unknown): string {
+  if (value === undefined) return "missing";
   if (value === null) return "empty";
   if (Array.isArray(value)) return "a list";
   if (typeof value === "object") return "a mapping";
@@ -245,7 +246,7 @@ function issueProblems(
   if (issue.code === "invalid_type" && input === undefined) {
     if (misspeltAs(raw, path)) return []; // the unknown-key problem already says "did you mean ..."
     const example = REQUIRED_EXAMPLES[templatePath(path)];
-    const fix = example ? `add ${example}` : `it ${issue.message}`;
+    const fix = example ? `add ${example}` : `add it (it ${issue.message.replace(/, not missing$/, "")})`;
     return [{ ...where, message: `${human}: missing; ${fix}.` }];
   }
   const shown = showValue(input, doc, path, text);

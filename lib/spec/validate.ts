@@ -154,7 +154,7 @@ const duplicateNodeAddresses = (spec: ClusterSpec): Finding[] =>
 function nodeSshHosts(spec: ClusterSpec): Finding[] {
   return spec.nodes.flatMap((node, i) => {
     const host = node.ssh?.host;
-    const problem = host === undefined ? undefined : hostProblem(host, "nodes[].ssh");
+    const problem = host === undefined ? undefined : hostProblem(host, `nodes[${i}].ssh`);
     return problem ? [{ path: ["nodes", i, "ssh", "host"], message: `${problem}.` }] : [];
   });
 }

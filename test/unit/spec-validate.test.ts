@@ -84,6 +84,20 @@ describe("invalid specs", () => {
     expect(byPath.controlPlaneEndpoint).toContain("vip: 10.0.0.10");
   });
 
+  test("SSH hosts: user@host and host:port get the fields to use instead", () => {
+    const text = readFileSync(validSpec("minimal.yaml"), "utf8")
+      .replace(
+        "name: worker-1, address: 10.0.0.21, role: worker",
+        'name: worker-1, address: 10.0.0.21, role: worker, ssh: { host: "10.0.0.21:2222" }',
+      )
+      .concat('ssh:\n  bastion: { host: "ops@jump.example.com" }\n');
+    const { problems } = checkSpecText(text);
+    expect(problems.map((p) => p.message)).toEqual([
+      'nodes[3] (worker-1).ssh.host: "10.0.0.21:2222" must be an address or host name only; write host: 10.0.0.21 and nodes[3].ssh.port: 2222.',
+      'ssh.bastion.host: "ops@jump.example.com" must be an address or host name only; write host: jump.example.com and put the user in ssh.bastion.user: ops.',
+    ]);
+  });
+
   test("an empty mapping value is reported as empty, not as a type error", () => {
     const text = `${readFileSync(validSpec("minimal.yaml"), "utf8")}ssh:\n`;
     const { problems } = checkSpecText(text);
