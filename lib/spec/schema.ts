@@ -75,6 +75,11 @@ export const VrrpSchema = z.strictObject({
   advertIntervalSeconds: z.number().positive().max(255).default(1),
   /** Highest priority, given to the first control plane; the next get 10 less each. Below 255 on purpose. */
   basePriority: z.number().int().min(2).max(254).default(150),
+  /**
+   * The node holding the VIP gets a priority bonus while it is healthy, so a node that comes back
+   * (reboot, restarted apiserver) does not take the VIP back and cut every open API stream again.
+   */
+  stickyVip: z.boolean().default(true),
 });
 
 export const HaproxySchema = z.strictObject({
@@ -88,7 +93,8 @@ export const HaproxySchema = z.strictObject({
     .prefault({}),
   timeouts: z
     .strictObject({
-      connect: duration.default("5s"),
+      // Short: on a LAN a connect takes well under a millisecond; a blackholed backend costs this much per retry.
+      connect: duration.default("1s"),
       // Long on purpose: kubectl logs -f, exec and watches are idle for long stretches.
       client: duration.default("1h"),
       server: duration.default("1h"),

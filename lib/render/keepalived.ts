@@ -1,0 +1,176 @@
+// keepalived.conf for one control plane: keepalived moves the VIP to a healthy node;
+// haproxy on that node (haproxy.ts) spreads the connections over every apiserver.
+import { UserError } from "../errors.ts";
+import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
+import { controlPlanes, vrrpPriority } from "../spec/topology.ts";
+
+export const KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf";
+export const CHECK_APISERVER_SCRIPT = "/etc/keepalived/check_apiserver.sh";
+export const CHECK_VIP_HELD_SCRIPT = "/etc/keepalived/check_vip_held.sh";
+/** Written 0600 by the phase script from `secret vrrp-password`; the only file holding the VRRP password. */
+export const KEEPALIVED_SECRET_CONF = "/etc/keepalived/kubeadm-ha-secret.conf";
+
+/** Where the rendered file points keepalived; tests point these at temporary files. */
+export interface KeepalivedPaths {
+  secretInclude: string;
+  checkApiserver: string;
+  checkVipHeld: string;
+}
+export const DEFAULT_KEEPALIVED_PATHS: KeepalivedPaths = {
+  secretInclude: KEEPALIVED_SECRET_CONF,
+  checkApiserver: CHECK_APISERVER_SCRIPT,
+  checkVipHeld: CHECK_VIP_HELD_SCRIPT,
+};
+
+export interface VrrpWeights {
+  /** Subtracted from a node's priority while its apiserver check fails (negative). */
+  checkWeight: number;
+  /** Added to the holder's priority while it holds the VIP (0 when stickyVip is off). */
+  holderBonus: number;
+}
+
+/**
+ * Weights derived from the spread of the priorities (highest - lowest = s), margin 1:
+ * - holderBonus = s + 1: a healthy holder outranks every other node, so a node that
+ *   comes back does not take the VIP back (one move per failure, not two).
+ * - checkWeight = -(holderBonus + s + 1): a failing holder drops below every healthy
+ *   peer even with its bonus, so the VIP leaves it.
+ * - When ALL checks fail, every node loses the same amount and the holder keeps its
+ *   bonus, so the VIP stays where it is instead of vanishing (during bootstrap no
+ *   apiserver exists yet, and kubeadm init needs the VIP to reach the first one).
+ * Effective priorities must stay in 1..254, or keepalived clamps them and ties appear.
+ */
+export function vrrpWeights(spec: ClusterSpec): VrrpWeights {
+  const priorities = controlPlanes(spec).map((n) => vrrpPriority(spec, n));
+  const highest = Math.max(...priorities);
+  const lowest = Math.min(...priorities);
+  const spread = highest - lowest;
+  const holderBonus = spec.loadBalancer.vrrp.stickyVip ? spread + 1 : 0;
+  const checkWeight = -(holderBonus + spread + 1);
+  const base = spec.loadBalancer.vrrp.basePriority;
+  if (highest + holderBonus > 254 || lowest + checkWeight < 1) {
+    const n = priorities.length;
+    const minBase = 1 - checkWeight + spread; // so that lowest + checkWeight >= 1
+    const maxBase = 254 - holderBonus;
+    const fit =
+      minBase <= maxBase
+        ? `Set loadBalancer.vrrp.basePriority between ${minBase} and ${maxBase}`
+        : "Set loadBalancer.vrrp.stickyVip: false (or use fewer control planes)";
+    throw new UserError(
+      `loadBalancer.vrrp.basePriority ${base} does not leave room for the health-check weights with ${n} control planes: ` +
+        `priorities run ${highest} down to ${lowest}, a failing node loses ${-checkWeight} and the VIP holder gains ${holderBonus}, ` +
+        `so an effective priority would leave VRRP's range 1-254 and nodes would tie. ${fit}.`,
+    );
+  }
+  return { checkWeight, holderBonus };
+}
+
+/** keepalived reads `#` and `!` anywhere on a line as the start of a comment. */
+function noCommentChars(field: string, value: string): string {
+  if (/[#!\s"]/.test(value)) throw new Error(`${field} "${value}" would be misread by keepalived (comment or space)`);
+  return value;
+}
+
+export function renderKeepalivedConf(
+  spec: ClusterSpec,
+  node: NodeSpec,
+  paths: KeepalivedPaths = DEFAULT_KEEPALIVED_PATHS,
+): string {
+  const cps = controlPlanes(spec);
+  if (!cps.some((n) => n.name === node.name)) throw new Error(`${node.name} is not a control plane`);
+  const { vip, interface: iface, prefix, virtualRouterId } = spec.controlPlaneEndpoint;
+  const vrrp = spec.loadBalancer.vrrp;
+  const { checkWeight, holderBonus } = vrrpWeights(spec);
+  const priority = vrrpPriority(spec, node);
+  for (const [field, value] of Object.entries(paths)) noCommentChars(field, value);
+  noCommentChars("interface", iface);
+
+  const peers = cps.filter((n) => n.name !== node.name).map((n) => n.address);
+  const transport = vrrp.unicast
+    ? `  # Unicast: multicast VRRP is dropped on most clouds and by some CNIs.
+  unicast_src_ip ${node.address}
+  unicast_peer {
+${peers.map((p) => `    ${p}`).join("\n")}
+  }`
+    : "  # Multicast adverts to 224.0.0.18 (loadBalancer.vrrp.unicast: false).";
+  // VRRPv3 has no authentication (keepalived ignores the block with a warning).
+  const auth =
+    vrrp.version === 2
+      ? `  # The password lives only in ${paths.secretInclude} (0600, written from the secret store).
+  authentication {
+    auth_type PASS
+    include ${paths.secretInclude}
+  }`
+      : "  # VRRPv3 has no authentication.";
+  const sticky =
+    holderBonus > 0
+      ? `
+# Succeeds while this node holds the VIP: the holder gains ${holderBonus}, so a node that comes back
+# healthy does not take the VIP away again (each move cuts every open API stream).
+# init_fail: no bonus until the VIP is really here; rise 2: a node that held the VIP for a
+# split second during an election does not keep it.
+vrrp_script chk_vip_held {
+  script "${paths.checkVipHeld}"
+  interval 1
+  timeout 1
+  rise 2
+  fall 1
+  init_fail
+  weight ${holderBonus}
+}
+`
+      : "";
+  const trackSticky = holderBonus > 0 ? "\n    chk_vip_held" : "";
+
+  return `# kubeadm-ha: keepalived for ${node.name}. Generated: edit the spec, not this file.
+# Every node starts as BACKUP and the election picks the highest effective priority.
+# No nopreempt: with it a backup never takes over from a master that still sends
+# adverts, so a failing check could never move the VIP. Instead the holder gets a
+# bonus (chk_vip_held), which keeps the VIP where it is when a node comes back.
+# Priorities: distinct, descending, below 255 (255 = address owner, which ignores
+# the tracked check: the runbook's VIP never left a node with a dead haproxy).
+
+global_defs {
+  router_id ${node.name}
+  vrrp_version ${vrrp.version}
+  # Check scripts run as root, and keepalived refuses scripts writable by others.
+  enable_script_security
+  script_user root
+}
+
+# Fails when the local haproxy is dead or has no healthy apiserver behind it.
+# interval 1 / fall 2: measured here, the VIP left a node whose haproxy was killed
+# after 1.6-2.1 s. A failing node loses ${-checkWeight}, more than the priority spread plus
+# the holder bonus, so it drops below every healthy peer; when every check fails all
+# lose the same and the VIP stays put (a missing VIP would be worse than a sick one).
+vrrp_script chk_apiserver {
+  script "${paths.checkApiserver}"
+  interval 1
+  timeout 2
+  fall 2
+  rise 2
+  weight ${checkWeight}
+}
+${sticky}
+vrrp_instance kube_apiserver {
+  state BACKUP
+  interface ${iface}
+  virtual_router_id ${virtualRouterId}
+  priority ${priority}
+  advert_int ${vrrp.advertIntervalSeconds}
+${transport}
+${auth}
+  virtual_ipaddress {
+    ${vip}/${prefix ?? 32} dev ${iface}
+  }
+  track_script {
+    chk_apiserver${trackSticky}
+  }
+  # Gratuitous ARP: 5 at once on takeover, again 1 s later (default 5 s) so switches and
+  # neighbours that missed the first burst learn the move quickly, and every 60 s after.
+  garp_master_delay 1
+  garp_master_repeat 5
+  garp_master_refresh 60
+}
+`;
+}

@@ -1,0 +1,159 @@
+// The load-balancer phase on one control plane: keepalived holds the VIP, haproxy
+// behind it spreads connections over the apiservers (seed sections 3-5).
+import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
+import { renderCheckApiserverScript, renderCheckVipHeldScript } from "./check-apiserver.ts";
+import {
+  HAPROXY_CFG,
+  HAPROXY_DROPIN,
+  HAPROXY_ENV_FILE,
+  renderHaproxyCfg,
+  renderHaproxyDropin,
+  STATS_PASSWORD_ENV,
+} from "./haproxy.ts";
+import {
+  CHECK_APISERVER_SCRIPT,
+  CHECK_VIP_HELD_SCRIPT,
+  KEEPALIVED_CONF,
+  KEEPALIVED_SECRET_CONF,
+  renderKeepalivedConf,
+} from "./keepalived.ts";
+import { phaseScript, shq } from "./phase-script.ts";
+import type { RenderedFile, Step } from "./types.ts";
+
+export function loadBalancerFiles(spec: ClusterSpec, node: NodeSpec): RenderedFile[] {
+  const files: RenderedFile[] = [
+    { path: KEEPALIVED_CONF, content: renderKeepalivedConf(spec, node), mode: "0644" },
+    { path: CHECK_APISERVER_SCRIPT, content: renderCheckApiserverScript(spec, node), mode: "0755" },
+    { path: HAPROXY_CFG, content: renderHaproxyCfg(spec, node), mode: "0644" },
+    { path: HAPROXY_DROPIN, content: renderHaproxyDropin(), mode: "0644" },
+  ];
+  if (spec.loadBalancer.vrrp.stickyVip) {
+    files.splice(2, 0, { path: CHECK_VIP_HELD_SCRIPT, content: renderCheckVipHeldScript(spec, node), mode: "0755" });
+  }
+  return files;
+}
+
+function body(spec: ClusterSpec, files: RenderedFile[]): string {
+  const { vip, port, interface: iface } = spec.controlPlaneEndpoint;
+  const vrrp2 = spec.loadBalancer.vrrp.version === 2;
+  const keepalivedInputs = [KEEPALIVED_CONF, ...(vrrp2 ? [KEEPALIVED_SECRET_CONF] : [])]
+    .concat(files.filter((f) => f.path.startsWith("/etc/keepalived/") && f.path !== KEEPALIVED_CONF).map((f) => f.path))
+    .map(shq)
+    .join(" ");
+  const vrrpSecret = vrrp2
+    ? `vrrp_password="$(secret vrrp-password)"
+# keepalived reads '#' and '!' as comments and VRRPv2 keeps 8 characters: refuse rather than truncate.
+case "$vrrp_password" in
+  "" | *[!A-Za-z0-9._+=:@%^-]*) die "the vrrp-password secret is empty or has characters keepalived would misread; rotate it with: bun run secrets --rotate vrrp-password" ;;
+esac
+[ "\${#vrrp_password}" -le 8 ] || die "the vrrp-password secret is longer than 8 characters (VRRPv2 would truncate it); rotate it with: bun run secrets --rotate vrrp-password"
+printf 'auth_pass %s\\n' "$vrrp_password" | write_secret_file ${shq(KEEPALIVED_SECRET_CONF)}
+unset vrrp_password`
+    : ": # VRRPv3 has no authentication: no password file";
+
+  return `LB_PORT=${port}
+VIP=${shq(vip)}
+IFACE=${shq(iface)}
+
+# Write stdin to a 0600 file only when it differs, so a re-run changes (and restarts) nothing.
+write_secret_file() {
+  local dest="$1" tmp
+  install -d -m 0755 "$(dirname "$dest")"
+  tmp="$(mktemp "$dest.XXXXXX")"
+  cat >"$tmp"
+  if [ -f "$dest" ] && cmp -s "$tmp" "$dest" && [ "$(stat -c %a "$dest")" = 600 ]; then
+    rm -f -- "$tmp"
+    return 0
+  fi
+  chmod 0600 "$tmp"
+  mv -f -- "$tmp" "$dest"
+  CHANGED_FILES="$CHANGED_FILES $dest"
+  printf '[kubeadm-ha] %s %s: installed %s (0600)\\n' "$NODE" "$PHASE" "$dest"
+}
+any_changed() {
+  local f
+  for f in "$@"; do changed "$f" && return 0; done
+  return 1
+}
+
+step "install keepalived, haproxy and curl if missing"
+missing=()
+for pkg in keepalived haproxy curl; do
+  [ "$(dpkg-query -W -f='\${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] || missing+=("$pkg")
+done
+if [ "\${#missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  # confold: keep the haproxy.cfg this phase already installed instead of the package's.
+  apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef "\${missing[@]}"
+fi
+
+step "write secret-derived files"
+${vrrpSecret}
+stats_password="$(secret stats-password)"
+# The env file is single-quoted for systemd: refuse what would break the quoting.
+case "$stats_password" in
+  "" | *"'"* | *[[:space:]]*) die "the stats-password secret is empty or contains a quote or whitespace; rotate it with: bun run secrets --rotate stats-password" ;;
+esac
+printf "${STATS_PASSWORD_ENV}='%s'\\n" "$stats_password" | write_secret_file ${shq(HAPROXY_ENV_FILE)}
+
+step "validate haproxy.cfg"
+if ! out=$(${STATS_PASSWORD_ENV}="$stats_password" haproxy -c -f ${shq(HAPROXY_CFG)} 2>&1); then
+  die "haproxy rejected ${HAPROXY_CFG}; haproxy was NOT reloaded and keeps its running config: $out"
+fi
+unset stats_password
+
+step "validate keepalived.conf"
+if ! out=$(keepalived -t -l -D -f ${shq(KEEPALIVED_CONF)} 2>&1); then
+  die "keepalived rejected ${KEEPALIVED_CONF}; keepalived was NOT reloaded and keeps its running config: $out"
+fi
+
+step "enable and (re)load haproxy and keepalived"
+if any_changed ${shq(HAPROXY_DROPIN)} ${shq(HAPROXY_ENV_FILE)}; then
+  systemctl daemon-reload
+fi
+systemctl enable --quiet haproxy keepalived
+if ! systemctl is-active --quiet haproxy; then
+  systemctl restart haproxy
+elif any_changed ${shq(HAPROXY_DROPIN)} ${shq(HAPROXY_ENV_FILE)}; then
+  # A reload keeps the old process environment, so a new stats password needs a restart.
+  systemctl restart haproxy
+elif changed ${shq(HAPROXY_CFG)}; then
+  # Seamless: the new process takes over the listening socket, open streams finish on the old one.
+  systemctl reload haproxy
+fi
+if ! systemctl is-active --quiet keepalived; then
+  systemctl restart keepalived
+elif any_changed ${keepalivedInputs}; then
+  # SIGHUP re-reads the config and keeps the VRRP state; a restart would make the holder
+  # give up the VIP and cut every open stream.
+  systemctl reload keepalived
+fi
+
+step "verify haproxy listens on :$LB_PORT and keepalived runs"
+for _ in $(seq 1 20); do
+  [ -n "$(ss -Hltn "sport = :$LB_PORT")" ] && break
+  sleep 0.5
+done
+[ -n "$(ss -Hltn "sport = :$LB_PORT")" ] ||
+  die "haproxy does not listen on port $LB_PORT after 10 s; see: journalctl -u haproxy -n 50"
+systemctl is-active --quiet haproxy || die "haproxy is not active; see: journalctl -u haproxy -n 50"
+systemctl is-active --quiet keepalived || die "keepalived is not active; see: journalctl -u keepalived -n 50"
+if ip -o -4 addr show dev "$IFACE" | grep -F " inet $VIP/" >/dev/null; then
+  step "this node holds the VIP $VIP on $IFACE"
+else
+  step "this node does not hold the VIP $VIP (another control plane does, or the election is still running)"
+fi`;
+}
+
+export function loadBalancerStep(spec: ClusterSpec, node: NodeSpec): Step {
+  const files = loadBalancerFiles(spec, node);
+  const secrets: Step["secrets"] = ["vrrp-password", "stats-password"];
+  return {
+    phase: "loadbalancer",
+    node,
+    files,
+    secrets,
+    script: phaseScript({ phase: "loadbalancer", node: node.name, files, secrets, body: body(spec, files) }),
+  };
+}
