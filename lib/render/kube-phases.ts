@@ -1,0 +1,369 @@
+// The kubeadm phases (runbook section 6) as steps: init on the first control plane,
+// the CNI, fresh join material, then joins. Pure: spec in, Steps out.
+//
+// Secrets stay out of argv, output and rendered files: configs carry placeholders,
+// the script fills them into a 0600 temporary copy (removed at exit), kubeadm reads
+// the token and certificate key from that file (kubeadm refuses --certificate-key
+// or --ttl together with --config anyway), and output that may echo them is redacted.
+import { UserError } from "../errors.ts";
+import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
+import { firstControlPlane } from "../spec/topology.ts";
+import {
+  APISERVER_BIND_PORT,
+  BOOTSTRAP_TOKEN_PLACEHOLDER,
+  CERTIFICATE_KEY_PLACEHOLDER,
+  type KubeadmContext,
+  renderInitConfig,
+  renderJoinConfig,
+  renderJoinMaterialConfig,
+} from "./kubeadm.ts";
+import { STATE_DIR } from "./paths.ts";
+import { phaseScript, shq } from "./phase-script.ts";
+import { COMMON_FUNCTIONS } from "./prepare.ts";
+import type { RenderedFile, SecretName, Step } from "./types.ts";
+
+export const INIT_CONFIG_PATH = `${STATE_DIR}/kubeadm-init.yaml`;
+export const JOIN_MATERIAL_CONFIG_PATH = `${STATE_DIR}/kubeadm-join-material.yaml`;
+export const JOIN_CONFIG_PATH = `${STATE_DIR}/kubeadm-join.yaml`;
+/**
+ * The CA certificate is staged here and copied into /etc/kubernetes/pki only before
+ * kubeadm init: installing it straight into pki would let a changed CA overwrite the
+ * one a running cluster uses.
+ */
+export const STAGED_CA_PATH = `${STATE_DIR}/pki/ca.crt`;
+
+/** Pinned defaults for `networking.cni.name` when no manifest is given. */
+export const DEFAULT_CNI_MANIFESTS: Readonly<Record<string, string>> = {
+  calico: "https://raw.githubusercontent.com/projectcalico/calico/v3.28.2/manifests/calico.yaml",
+  flannel: "https://github.com/flannel-io/flannel/releases/download/v0.26.1/kube-flannel.yml",
+};
+/** The pod network flannel's stock manifest hard-codes. */
+export const FLANNEL_DEFAULT_POD_SUBNET = "10.244.0.0/16";
+
+export interface WaitOptions {
+  /** Upper bound for each wait on an API server's /healthz (default 300 s). */
+  waitSeconds?: number;
+}
+const DEFAULT_WAIT_SECONDS = 300;
+/** Below this many seconds left, a token or certificate upload is renewed before joins use it. */
+export const RENEW_BELOW_SECONDS = 3600;
+
+/**
+ * Bash functions the kubeadm bodies use, kept apart so tests can source them
+ * (with their own `secret`, `die`, `warn`) and run them on temporary files.
+ */
+export const KUBEADM_FUNCTIONS = `
+# shellcheck disable=SC2034 # shared by every kubeadm phase; each uses some of them
+ADMIN_CONF=/etc/kubernetes/admin.conf KUBELET_CONF=/etc/kubernetes/kubelet.conf APISERVER_MANIFEST=/etc/kubernetes/manifests/kube-apiserver.yaml
+TOKEN_PATTERN='^[a-z0-9]{6}[.][a-z0-9]{16}$'
+KEY_PATTERN='^[0-9a-f]{64}$'
+
+# Read a secret and check its shape without ever printing it; the value goes to the variable named $1.
+read_secret_checked() {
+  local var="$1" name="$2" pattern="$3" shape="$4" value
+  value="$(secret "$name")" || die "secret $name is missing on this node"
+  [[ $value =~ $pattern ]] || die "secret $name is not a valid $shape; regenerate it and deploy again"
+  printf -v "$var" '%s' "$value"
+}
+
+# A new 0600 temporary file, removed however the script ends; its path goes to the variable named $1.
+make_private_tmp() {
+  local f
+  f="$(mktemp "\${TMPDIR:-/tmp}/kubeadm-ha.XXXXXX")"
+  chmod 0600 "$f"
+  also_on_exit "rm -f -- $(printf '%q' "$f")"
+  printf -v "$1" '%s' "$f"
+}
+
+# Copy config $1 into the existing private file $2 with ${BOOTSTRAP_TOKEN_PLACEHOLDER} and ${CERTIFICATE_KEY_PLACEHOLDER}
+# filled in from the secrets. Bash substitution only: no secret on a command line.
+fill_secrets() {
+  local src="$1" dest="$2" content token key
+  content="$(cat "$src")"
+  if [[ $content == *${BOOTSTRAP_TOKEN_PLACEHOLDER}* ]]; then
+    read_secret_checked token bootstrap-token "$TOKEN_PATTERN" "bootstrap token ([a-z0-9]{6}.[a-z0-9]{16})"
+    content="\${content//${BOOTSTRAP_TOKEN_PLACEHOLDER}/$token}"
+  fi
+  if [[ $content == *${CERTIFICATE_KEY_PLACEHOLDER}* ]]; then
+    read_secret_checked key certificate-key "$KEY_PATTERN" "certificate key (64 hex digits)"
+    content="\${content//${CERTIFICATE_KEY_PLACEHOLDER}/$key}"
+  fi
+  printf '%s\\n' "$content" >"$dest"
+}
+
+# Copy stdin to stdout with the join secrets masked: kubeadm prints join commands and keys.
+redact_secrets() {
+  local line token key
+  token="$(secret bootstrap-token 2>/dev/null || true)"
+  key="$(secret certificate-key 2>/dev/null || true)"
+  while IFS= read -r line || [ -n "$line" ]; do
+    if [ -n "$token" ]; then line="\${line//"$token"/<bootstrap-token>}"; fi
+    if [ -n "$key" ]; then line="\${line//"$key"/<certificate-key>}"; fi
+    printf '%s\\n' "$line"
+  done
+}
+
+# serverVersion.gitVersion from \`kubectl version -o json\` on stdin; nothing when the server did not answer.
+server_git_version() {
+  tr -d ' \\t\\r\\n' | sed -n 's/.*"serverVersion":{[^}]*"gitVersion":"\\([^"]*\\)".*/\\1/p'
+}
+
+# The Kubernetes version this node's cluster runs: the API's answer, else the local apiserver manifest's image tag.
+running_version() {
+  local v
+  v="$(kubectl --kubeconfig "$1" version -o json --request-timeout=10s 2>/dev/null | server_git_version || true)"
+  if [ -z "$v" ] && [ -f "$APISERVER_MANIFEST" ]; then
+    v="$(sed -n 's/^[[:space:]]*image:[[:space:]]*[^[:space:]]*kube-apiserver:\\(v[0-9][^[:space:]@"]*\\).*/\\1/p' "$APISERVER_MANIFEST" | head -n 1)"
+  fi
+  printf '%s' "$v"
+}
+
+# Stop when a node built earlier runs another version than the spec: changing it is kubeadm upgrade's job.
+# $1 says what the node is, $2 the kubeconfig, $3 "strict" to stop also when the version cannot be read.
+check_running_version() {
+  local v
+  v="$(running_version "$2")"
+  if [ -z "$v" ]; then
+    if [ "$3" = strict ]; then die "$1, but its Kubernetes version could not be read (the API does not answer and no apiserver manifest names it); check the control plane, then deploy again"; fi
+    warn "$1, but its Kubernetes version could not be read; not comparing it with kubernetes.version $KUBE_VERSION"
+    return 0
+  fi
+  if [ "$v" != "v$KUBE_VERSION" ]; then
+    die "$1 and runs Kubernetes $v, but kubernetes.version is $KUBE_VERSION. kubeadm-ha does not change the version of a running cluster: upgrade it with kubeadm upgrade (plan, then apply on each node), or set kubernetes.version back to \${v#v}"
+  fi
+}
+
+# Wait until URL answers with a 2xx status, with progress every 10 s; stop after LIMIT seconds naming WHAT.
+wait_healthz() {
+  local url="$1" limit="$2" what="$3" start elapsed last=0
+  start=$SECONDS
+  until curl -fsk --max-time 3 -o /dev/null "$url"; do
+    elapsed=$((SECONDS - start))
+    if [ "$elapsed" -ge "$limit" ]; then die "$what did not answer $url within \${limit}s"; fi
+    if [ $((elapsed - last)) -ge 10 ]; then
+      printf '[kubeadm-ha] %s %s: waiting for %s at %s (%ss of %ss)\\n' "$NODE" "$PHASE" "$what" "$url" "$elapsed" "$limit"
+      last=$elapsed
+    fi
+    sleep 2
+  done
+  printf '[kubeadm-ha] %s %s: %s answers %s after %ss\\n' "$NODE" "$PHASE" "$what" "$url" "$((SECONDS - start))"
+}
+
+# A decoded data field of a kube-system secret; nothing when the secret or the field is missing.
+kube_secret_field() {
+  local raw
+  raw="$(kubectl --kubeconfig "$ADMIN_CONF" -n kube-system get secret "$1" --ignore-not-found -o "jsonpath={.data.$2}")" \\
+    || die "could not read secret kube-system/$1 through $ADMIN_CONF"
+  if [ -n "$raw" ]; then printf '%s' "$raw" | base64 -d; fi
+}
+
+# Seconds until bootstrap-token secret $1 expires: -1 when it is missing, 999999999 when it never expires.
+token_seconds_left() {
+  local exp
+  if [ -z "$(kube_secret_field "$1" token-id)" ]; then printf '%s' -1; return 0; fi
+  exp="$(kube_secret_field "$1" expiration)"
+  if [ -z "$exp" ]; then printf '%s' 999999999; return 0; fi
+  printf '%s' "$(($(date -d "$exp" +%s) - $(date +%s)))"
+}
+`;
+
+function kubeScript(
+  phase: Step["phase"],
+  node: NodeSpec,
+  files: RenderedFile[],
+  secrets: SecretName[],
+  spec: ClusterSpec,
+  body: string,
+): string {
+  const header = `KUBE_VERSION=${shq(spec.kubernetes.version)}
+${COMMON_FUNCTIONS.trim()}
+${KUBEADM_FUNCTIONS.trim()}
+`;
+  return phaseScript({ phase, node: node.name, files, secrets, body: `${header}\n${body.trim()}` });
+}
+
+const vipHealthz = (spec: ClusterSpec): string =>
+  `https://${spec.controlPlaneEndpoint.vip}:${spec.controlPlaneEndpoint.port}/healthz`;
+const LOCAL_HEALTHZ = `https://127.0.0.1:${APISERVER_BIND_PORT}/healthz`;
+
+/** `kubeadm init` on the first control plane, with the cluster CA installed beforehand. */
+export function initStep(spec: ClusterSpec, ctx: KubeadmContext, opts: WaitOptions = {}): Step {
+  const node = firstControlPlane(spec);
+  const wait = opts.waitSeconds ?? DEFAULT_WAIT_SECONDS;
+  const files: RenderedFile[] = [
+    { path: INIT_CONFIG_PATH, content: renderInitConfig(spec, ctx), mode: "0600" },
+    {
+      path: STAGED_CA_PATH,
+      content: ctx.caCertPem.endsWith("\n") ? ctx.caCertPem : `${ctx.caCertPem}\n`,
+      mode: "0644",
+    },
+  ];
+  const secrets: SecretName[] = ["bootstrap-token", "certificate-key", "ca-key"];
+  const body = `
+step "check for an existing control plane"
+if [ -f "$ADMIN_CONF" ] && [ -f "$APISERVER_MANIFEST" ]; then
+  if ! cmp -s ${shq(STAGED_CA_PATH)} /etc/kubernetes/pki/ca.crt; then
+    die "this node runs a cluster whose CA (/etc/kubernetes/pki/ca.crt) is not the CA kubeadm-ha holds for it; joins pinned to that CA would fail. Restore the original CA material, or rebuild the cluster (kubeadm reset) to use the new one"
+  fi
+  check_running_version "this node is already initialized" "$ADMIN_CONF" strict
+  printf '[kubeadm-ha] %s init: already initialized, kubeadm settings are not re-applied to a running cluster\\n' "$NODE"
+  exit 0
+fi
+if [ -f "$ADMIN_CONF" ] || [ -f "$APISERVER_MANIFEST" ] || [ -f "$KUBELET_CONF" ]; then
+  die "an earlier kubeadm init or join on this node stopped half way (some of admin.conf, kubelet.conf, manifests/kube-apiserver.yaml exist, not all); inspect it, run kubeadm reset -f here, then deploy again"
+fi
+
+step "install the cluster CA before kubeadm init"
+install -d -m 0755 /etc/kubernetes/pki
+install -m 0644 ${shq(STAGED_CA_PATH)} /etc/kubernetes/pki/ca.crt
+install -m 0600 "$SECRETS_DIR/ca-key" /etc/kubernetes/pki/ca.key
+if command -v openssl >/dev/null; then
+  cert_pub="$(openssl x509 -noout -pubkey -in /etc/kubernetes/pki/ca.crt)"
+  key_pub="$(openssl pkey -pubout -in /etc/kubernetes/pki/ca.key)"
+  [ "$cert_pub" = "$key_pub" ] || die "secret ca-key is not the private key of the CA certificate; regenerate the CA and its key together"
+fi
+
+step "kubeadm init"
+config=""
+make_private_tmp config
+fill_secrets ${shq(INIT_CONFIG_PATH)} "$config"
+kubeadm init --config "$config" --upload-certs --skip-token-print --skip-certificate-key-print 2>&1 | redact_secrets \\
+  || die "kubeadm init failed (its output is above); fix the cause, run kubeadm reset -f on this node, then deploy again"
+
+step "wait for this node's API server"
+wait_healthz ${shq(LOCAL_HEALTHZ)} ${wait} "this node's API server"
+step "wait for the API through the load balancer"
+wait_healthz ${shq(vipHealthz(spec))} ${wait} "the API server behind the VIP (keepalived + haproxy)"
+`;
+  return { phase: "init", node, files, secrets, script: kubeScript("init", node, files, secrets, spec, body) };
+}
+
+/** Which manifest the CNI step applies, or null for "none". */
+export function cniManifest(spec: ClusterSpec): string | null {
+  const { name, manifest } = spec.networking.cni;
+  if (name === "none") return null;
+  if (manifest) return manifest;
+  if (name === "cilium") {
+    throw new UserError(
+      "networking.cni.name is cilium, but kubeadm-ha has no built-in cilium manifest (cilium is installed with its own CLI or Helm chart). Render one (for example `helm template cilium cilium/cilium`), put its URL or a path on the first control plane in networking.cni.manifest, or choose calico or flannel.",
+    );
+  }
+  if (name === "flannel" && spec.networking.podSubnet !== FLANNEL_DEFAULT_POD_SUBNET) {
+    throw new UserError(
+      `networking.cni.name is flannel with networking.podSubnet ${spec.networking.podSubnet}, but flannel's stock manifest hard-codes ${FLANNEL_DEFAULT_POD_SUBNET}, so pods would get addresses outside the cluster's pod network. Set networking.podSubnet to ${FLANNEL_DEFAULT_POD_SUBNET}, or give networking.cni.manifest a flannel manifest edited for your subnet.`,
+    );
+  }
+  const url = DEFAULT_CNI_MANIFESTS[name];
+  if (!url) throw new Error(`no default manifest for CNI ${name}`);
+  return url;
+}
+
+/** Apply the pod network on the first control plane. Server-side apply: idempotent, and calico's CRDs exceed client-side apply's annotation limit. */
+export function cniStep(spec: ClusterSpec): Step {
+  const node = firstControlPlane(spec);
+  const manifest = cniManifest(spec);
+  const body =
+    manifest === null
+      ? `step "CNI: networking.cni.name is none, nothing applied (install a pod network yourself; nodes stay NotReady until then)"`
+      : `
+step "CNI: apply ${spec.networking.cni.name} from ${manifest}"
+[ -f "$ADMIN_CONF" ] || die "$ADMIN_CONF is missing: the init step has not completed on this node"
+kubectl --kubeconfig "$ADMIN_CONF" apply --server-side --force-conflicts -f ${shq(manifest)} \\
+  || die "kubectl apply of the CNI manifest ${manifest} failed (networking.cni)"
+`;
+  return { phase: "cni", node, files: [], secrets: [], script: kubeScript("cni", node, [], [], spec, body) };
+}
+
+/**
+ * Fresh join material on the first control plane before joins: the bootstrap token
+ * from the secrets (created again when missing, replaced or close to expiry) and the
+ * control-plane certificates re-uploaded with the known certificate key (kubeadm
+ * deletes them two hours after an upload), so joins days after init still work.
+ */
+export function joinMaterialStep(spec: ClusterSpec): Step {
+  const node = firstControlPlane(spec);
+  const files: RenderedFile[] = [
+    { path: JOIN_MATERIAL_CONFIG_PATH, content: renderJoinMaterialConfig(spec), mode: "0600" },
+  ];
+  const secrets: SecretName[] = ["bootstrap-token", "certificate-key"];
+  const marker = `${STATE_DIR}/state/uploaded-certificate-key.sha256`;
+  const body = `
+[ -f "$ADMIN_CONF" ] || die "$ADMIN_CONF is missing: the init step has not completed on this node"
+config=""
+make_private_tmp config
+fill_secrets ${shq(JOIN_MATERIAL_CONFIG_PATH)} "$config"
+
+step "bootstrap token"
+read_secret_checked token bootstrap-token "$TOKEN_PATTERN" "bootstrap token"
+token_id="\${token%%.*}"
+left="$(token_seconds_left "bootstrap-token-$token_id")"
+if [ "$left" -ge 0 ] && [ "$(kube_secret_field "bootstrap-token-$token_id" token-secret)" != "\${token#*.}" ]; then
+  printf '[kubeadm-ha] %s join-material: token %s holds another secret; replacing it\\n' "$NODE" "$token_id"
+  left=0
+fi
+if [ "$left" -ge ${RENEW_BELOW_SECONDS} ]; then
+  printf '[kubeadm-ha] %s join-material: token %s valid for %s more minutes, unchanged\\n' "$NODE" "$token_id" "$((left / 60))"
+else
+  if [ "$left" -ge 0 ]; then kubeadm token delete "$token_id" --kubeconfig "$ADMIN_CONF" >/dev/null; fi
+  # The token comes from the config file, not argv; kubeadm prints it on stdout, hence /dev/null.
+  kubeadm token create --config "$config" --kubeconfig "$ADMIN_CONF" >/dev/null || die "kubeadm token create failed"
+  printf '[kubeadm-ha] %s join-material: token %s created (ttl 2h)\\n' "$NODE" "$token_id"
+fi
+
+step "control-plane certificates for joins (secret kube-system/kubeadm-certs)"
+key_hash="$(secret certificate-key | sha256sum)"
+owner="$(kubectl --kubeconfig "$ADMIN_CONF" -n kube-system get secret kubeadm-certs --ignore-not-found -o 'jsonpath={.metadata.ownerReferences[0].name}')" \\
+  || die "could not read secret kube-system/kubeadm-certs"
+certs_left=-1
+if [ -n "$owner" ]; then certs_left="$(token_seconds_left "$owner")"; fi
+if [ "$certs_left" -ge ${RENEW_BELOW_SECONDS} ] && [ "$(cat ${shq(marker)} 2>/dev/null || true)" = "$key_hash" ]; then
+  printf '[kubeadm-ha] %s join-material: certificates uploaded with the current key, %s more minutes, unchanged\\n' "$NODE" "$((certs_left / 60))"
+else
+  kubeadm init phase upload-certs --upload-certs --config "$config" 2>&1 | redact_secrets || die "kubeadm init phase upload-certs failed"
+  install -d -m 0700 ${shq(`${STATE_DIR}/state`)}
+  printf '%s\\n' "$key_hash" >${shq(marker)}
+fi
+`;
+  return {
+    phase: "join-material",
+    node,
+    files,
+    secrets,
+    script: kubeScript("join-material", node, files, secrets, spec, body),
+  };
+}
+
+/** `kubeadm join` for a further control plane or a worker, through the VIP, pinned to the cluster CA. */
+export function joinStep(spec: ClusterSpec, node: NodeSpec, ctx: KubeadmContext, opts: WaitOptions = {}): Step {
+  const wait = opts.waitSeconds ?? DEFAULT_WAIT_SECONDS;
+  const controlPlane = node.role === "control-plane";
+  const files: RenderedFile[] = [{ path: JOIN_CONFIG_PATH, content: renderJoinConfig(spec, node, ctx), mode: "0600" }];
+  const secrets: SecretName[] = controlPlane ? ["bootstrap-token", "certificate-key"] : ["bootstrap-token"];
+  const kubeconfig = controlPlane ? `"$ADMIN_CONF"` : `"$KUBELET_CONF"`;
+  const body = `
+step "check whether this node has already joined"
+if [ -f "$KUBELET_CONF" ]; then
+  check_running_version "this node has already joined the cluster" ${kubeconfig} lenient
+  printf '[kubeadm-ha] %s join: already joined, kubeadm join is not run again\\n' "$NODE"
+  exit 0
+fi
+
+step "wait for the API through the load balancer"
+wait_healthz ${shq(vipHealthz(spec))} ${wait} "the API server behind the VIP"
+
+step "kubeadm join as ${controlPlane ? "a control plane" : "a worker"}"
+config=""
+make_private_tmp config
+fill_secrets ${shq(JOIN_CONFIG_PATH)} "$config"
+kubeadm join --config "$config" 2>&1 | redact_secrets \\
+  || die "kubeadm join failed (its output is above); fix the cause, run kubeadm reset -f on this node, then deploy again"
+${
+  controlPlane
+    ? `
+step "wait for this node's API server"
+wait_healthz ${shq(LOCAL_HEALTHZ)} ${wait} "this node's API server"`
+    : ""
+}
+`;
+  return { phase: "join", node, files, secrets, script: kubeScript("join", node, files, secrets, spec, body) };
+}

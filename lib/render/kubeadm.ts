@@ -1,0 +1,161 @@
+// kubeadm's configuration files (runbook section 6) for `kubeadm init` and
+// `kubeadm join`. Pure: spec + cluster CA facts in, YAML text out. Secrets never
+// appear here: the bootstrap token and certificate key are placeholders that the
+// phase script fills into a 0600 temporary copy on the host.
+import { createHash, X509Certificate } from "node:crypto";
+import { stringify } from "yaml";
+import { UserError } from "../errors.ts";
+import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
+import { controlPlanes, endpoint, firstControlPlane } from "../spec/topology.ts";
+import { CONTAINERD_SOCKET } from "./containerd.ts";
+import { parseKubernetesVersion } from "./prepare.ts";
+
+export const BOOTSTRAP_TOKEN_PLACEHOLDER = "__BOOTSTRAP_TOKEN__";
+export const CERTIFICATE_KEY_PLACEHOLDER = "__CERTIFICATE_KEY__";
+/** The port every stacked apiserver listens on; the VIP port (8443 by default) is haproxy's. */
+export const APISERVER_BIND_PORT = 6443;
+/** Short on purpose: the join-material step re-creates the token before every round of joins. */
+export const BOOTSTRAP_TOKEN_TTL = "2h0m0s";
+
+/** Facts about the cluster CA, which the lead generates before init so joins can pin it. */
+export interface KubeadmContext {
+  /** The CA certificate (PEM), installed as /etc/kubernetes/pki/ca.crt before kubeadm init. */
+  caCertPem: string;
+  /** "sha256:<hex>" of the CA certificate's SubjectPublicKeyInfo, as kubeadm's caCertHashes want it. */
+  caCertHash: string;
+}
+
+/** kubeadm's discovery hash of a CA certificate: sha256 over its DER SubjectPublicKeyInfo. */
+export function caCertHashFromPem(pem: string): string {
+  const spki = new X509Certificate(pem).publicKey.export({ type: "spki", format: "der" });
+  return `sha256:${createHash("sha256").update(spki).digest("hex")}`;
+}
+
+/** Refuse a context whose hash does not belong to its certificate: every join would fail CA pinning. */
+export function checkContext(ctx: KubeadmContext): void {
+  if (!/^sha256:[0-9a-f]{64}$/.test(ctx.caCertHash)) {
+    throw new Error(
+      `caCertHash must look like sha256:<64 hex digits>, got ${JSON.stringify(ctx.caCertHash.slice(0, 80))}`,
+    );
+  }
+  if (!ctx.caCertPem.includes("-----BEGIN CERTIFICATE-----")) throw new Error("caCertPem is not a PEM certificate");
+  const actual = caCertHashFromPem(ctx.caCertPem);
+  if (actual !== ctx.caCertHash)
+    throw new Error(`caCertHash ${ctx.caCertHash} does not match caCertPem (its hash is ${actual})`);
+}
+
+/**
+ * v1beta4 from Kubernetes 1.31 (structured extraArgs lists, a timeouts block);
+ * v1beta3 before, back to 1.22 where it appeared.
+ */
+export function kubeadmApiVersion(spec: ClusterSpec): "kubeadm.k8s.io/v1beta4" | "kubeadm.k8s.io/v1beta3" {
+  const [major, minor] = parseKubernetesVersion(spec);
+  if (major !== 1 || minor < 22) {
+    throw new UserError(
+      `kubernetes.version is ${spec.kubernetes.version}, which kubeadm-ha cannot configure: it writes kubeadm configuration v1beta3 (Kubernetes 1.22-1.30) and v1beta4 (1.31 and later). Choose a supported release such as 1.31.4.`,
+    );
+  }
+  return minor >= 31 ? "kubeadm.k8s.io/v1beta4" : "kubeadm.k8s.io/v1beta3";
+}
+
+/** v1beta3 takes extra arguments as a map; v1beta4 as a list of {name, value} (duplicates allowed). */
+function extraArgs(
+  spec: ClusterSpec,
+  args: Record<string, string>,
+): Record<string, string> | { name: string; value: string }[] {
+  if (kubeadmApiVersion(spec).endsWith("v1beta3")) return { ...args };
+  return Object.entries(args).map(([name, value]) => ({ name, value }));
+}
+
+function nodeRegistration(spec: ClusterSpec, node: NodeSpec) {
+  return {
+    name: node.name,
+    criSocket: CONTAINERD_SOCKET,
+    // Without it kubelet picks the address of the default-route interface, which is wrong on
+    // multi-homed hosts and missing on hosts without a default route.
+    kubeletExtraArgs: extraArgs(spec, { "node-ip": node.address }),
+  };
+}
+
+const apiEndpoint = (node: NodeSpec) => ({ advertiseAddress: node.address, bindPort: APISERVER_BIND_PORT });
+
+const yamlDocs = (docs: object[]): string => docs.map((d) => stringify(d, { lineWidth: 0 })).join("---\n");
+
+/** InitConfiguration + ClusterConfiguration + KubeletConfiguration for the first control plane. */
+export function renderInitConfig(spec: ClusterSpec, ctx: KubeadmContext): string {
+  checkContext(ctx);
+  return renderInitDocuments(spec);
+}
+
+/**
+ * The same documents for the join-material step (token create, upload-certs), which
+ * needs no CA facts: kubeadm reads the token, TTL and certificate key from them.
+ */
+export const renderJoinMaterialConfig = (spec: ClusterSpec): string => renderInitDocuments(spec);
+
+function renderInitDocuments(spec: ClusterSpec): string {
+  const apiVersion = kubeadmApiVersion(spec);
+  const first = firstControlPlane(spec);
+  const sans = [...new Set([spec.controlPlaneEndpoint.vip, ...controlPlanes(spec).map((n) => n.address)])];
+  const init = {
+    apiVersion,
+    kind: "InitConfiguration",
+    bootstrapTokens: [
+      {
+        token: BOOTSTRAP_TOKEN_PLACEHOLDER,
+        ttl: BOOTSTRAP_TOKEN_TTL,
+        usages: ["signing", "authentication"],
+        groups: ["system:bootstrappers:kubeadm:default-node-token"],
+        description: "kubeadm-ha join token",
+      },
+    ],
+    // Known in advance so control planes can join days later after the join-material step re-uploads.
+    certificateKey: CERTIFICATE_KEY_PLACEHOLDER,
+    localAPIEndpoint: apiEndpoint(first),
+    nodeRegistration: nodeRegistration(spec, first),
+  };
+  const cluster = {
+    apiVersion,
+    kind: "ClusterConfiguration",
+    clusterName: spec.name,
+    kubernetesVersion: `v${spec.kubernetes.version}`,
+    controlPlaneEndpoint: endpoint(spec),
+    networking: {
+      podSubnet: spec.networking.podSubnet,
+      serviceSubnet: spec.networking.serviceSubnet,
+      dnsDomain: spec.networking.dnsDomain,
+    },
+    etcd: { local: { dataDir: spec.etcd.dataDir } },
+    apiServer: { certSANs: sans },
+  };
+  const kubelet = {
+    apiVersion: "kubelet.config.k8s.io/v1beta1",
+    kind: "KubeletConfiguration",
+    cgroupDriver: spec.containerRuntime.cgroupDriver,
+  };
+  return `# Generated by kubeadm-ha for cluster ${spec.name}: edit the spec, not this file.\n# ${BOOTSTRAP_TOKEN_PLACEHOLDER} and ${CERTIFICATE_KEY_PLACEHOLDER} are filled in on the host, in a temporary copy only.\n${yamlDocs([init, cluster, kubelet])}`;
+}
+
+/** JoinConfiguration for a worker or a further control plane; discovery pins the cluster CA. */
+export function renderJoinConfig(spec: ClusterSpec, node: NodeSpec, ctx: KubeadmContext): string {
+  checkContext(ctx);
+  if (node.name === firstControlPlane(spec).name) {
+    throw new Error(`${node.name} is the first control plane: it runs kubeadm init, not join`);
+  }
+  const join: Record<string, unknown> = {
+    apiVersion: kubeadmApiVersion(spec),
+    kind: "JoinConfiguration",
+    discovery: {
+      bootstrapToken: {
+        apiServerEndpoint: endpoint(spec),
+        token: BOOTSTRAP_TOKEN_PLACEHOLDER,
+        caCertHashes: [ctx.caCertHash],
+      },
+    },
+    nodeRegistration: nodeRegistration(spec, node),
+  };
+  if (node.role === "control-plane") {
+    join.controlPlane = { localAPIEndpoint: apiEndpoint(node), certificateKey: CERTIFICATE_KEY_PLACEHOLDER };
+  }
+  return `# Generated by kubeadm-ha for cluster ${spec.name}, node ${node.name}: edit the spec, not this file.\n${yamlDocs([join])}`;
+}

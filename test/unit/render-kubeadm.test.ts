@@ -1,0 +1,490 @@
+// kubeadm configs and the init/CNI/join-material/join steps: every YAML document
+// parsed and checked, the CA hash compared with openssl's, scripts shellchecked, and
+// the secret substitution, redaction and version checks run for real in bash.
+import { describe, expect, test } from "bun:test";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseAllDocuments } from "yaml";
+import { UserError } from "../../lib/errors.ts";
+import {
+  cniStep,
+  DEFAULT_CNI_MANIFESTS,
+  initStep,
+  joinMaterialStep,
+  joinStep,
+  KUBEADM_FUNCTIONS,
+} from "../../lib/render/kube-phases.ts";
+import {
+  caCertHashFromPem,
+  type KubeadmContext,
+  renderInitConfig,
+  renderJoinConfig,
+  renderJoinMaterialConfig,
+} from "../../lib/render/kubeadm.ts";
+import { COMMON_FUNCTIONS } from "../../lib/render/prepare.ts";
+import { parseSpec } from "../../lib/spec/load.ts";
+import type { ClusterSpec } from "../../lib/spec/schema.ts";
+
+function run(cmd: string[], stdin?: string, env: Record<string, string> = {}) {
+  const p = Bun.spawnSync(cmd, {
+    stdin: stdin === undefined ? undefined : new TextEncoder().encode(stdin),
+    env: { ...process.env, ...env },
+  });
+  return { code: p.exitCode, out: p.stdout.toString(), err: p.stderr.toString() };
+}
+
+function requireTool(name: string): boolean {
+  if (Bun.which(name)) return true;
+  if (process.env.CI === "true") throw new Error(`${name} is required in CI (install the Debian package)`);
+  console.warn(`skipping: ${name} is not installed`);
+  return false;
+}
+
+const exampleText = readFileSync(join(import.meta.dir, "../../cluster.example.yaml"), "utf8");
+function spec(mutate: (s: ClusterSpec) => void = () => {}): ClusterSpec {
+  const s = parseSpec(exampleText);
+  mutate(s);
+  return s;
+}
+
+// A throwaway CA made by openssl, so the hash is checked against an independent computation.
+const work = mkdtempSync(join(tmpdir(), "kha-kubeadm-"));
+const caKeyPath = join(work, "ca.key");
+const caCertPath = join(work, "ca.crt");
+const made = run([
+  "openssl",
+  "req",
+  "-x509",
+  "-newkey",
+  "ec",
+  "-pkeyopt",
+  "ec_paramgen_curve:P-256",
+  "-nodes",
+  "-keyout",
+  caKeyPath,
+  "-out",
+  caCertPath,
+  "-subj",
+  "/CN=kubernetes",
+  "-days",
+  "2",
+]);
+if (made.code !== 0) throw new Error(`openssl could not make a test CA: ${made.err}`);
+const caCertPem = readFileSync(caCertPath, "utf8");
+const ctx: KubeadmContext = { caCertPem, caCertHash: caCertHashFromPem(caCertPem) };
+
+/** Values shaped like real secrets, used only where a test substitutes them on purpose. */
+const TOKEN = "abcdef.0123456789abcdef";
+const KEY = "a".repeat(16) + "0123456789abcdef".repeat(3);
+
+// biome-ignore lint/suspicious/noExplicitAny: parsed YAML is checked field by field below
+type Doc = any;
+const docs = (text: string): Doc[] =>
+  parseAllDocuments(text).map((d) => {
+    expect(d.errors).toEqual([]);
+    return d.toJS();
+  });
+const byKind = (list: Doc[], kind: string): Doc => {
+  const found = list.filter((d) => d.kind === kind);
+  expect(found.length).toBe(1);
+  return found[0];
+};
+
+/** Strings shaped like a bootstrap token or a certificate key (64 hex digits outside the sha256: hash). */
+function realLookingSecrets(text: string): string[] {
+  const tokens = text.match(/\b[a-z0-9]{6}\.[a-z0-9]{16}\b/g) ?? [];
+  const keys = (text.replace(/sha256:[0-9a-f]{64}/g, "").match(/\b[0-9a-f]{64}\b/g) ?? []) as string[];
+  return [...tokens, ...keys];
+}
+
+describe("CA hash", () => {
+  test("equals openssl's sha256 of the DER SubjectPublicKeyInfo", () => {
+    const r = run([
+      "bash",
+      "-c",
+      `openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform der | sha256sum | cut -d' ' -f1`,
+      "x",
+      caCertPath,
+    ]);
+    expect(r.code).toBe(0);
+    expect(ctx.caCertHash).toBe(`sha256:${r.out.trim()}`);
+  });
+
+  test("a context whose hash does not belong to its certificate is refused", () => {
+    const wrong = { caCertPem, caCertHash: `sha256:${"0".repeat(64)}` };
+    expect(() => renderInitConfig(spec(), wrong)).toThrow(/does not match/);
+    expect(() => renderJoinConfig(spec(), spec().nodes[3]!, wrong)).toThrow(/does not match/);
+  });
+});
+
+describe("init configuration", () => {
+  const s = spec();
+  const list = docs(renderInitConfig(s, ctx));
+
+  test("three documents: Init, Cluster and Kubelet configuration", () => {
+    expect(list.map((d) => d.kind)).toEqual(["InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"]);
+    expect(byKind(list, "KubeletConfiguration")).toEqual({
+      apiVersion: "kubelet.config.k8s.io/v1beta1",
+      kind: "KubeletConfiguration",
+      cgroupDriver: "systemd",
+    });
+  });
+
+  test("ClusterConfiguration: endpoint through the VIP, version, subnets, etcd data dir, SANs", () => {
+    const cluster = byKind(list, "ClusterConfiguration");
+    expect(cluster.apiVersion).toBe("kubeadm.k8s.io/v1beta4");
+    expect(cluster.controlPlaneEndpoint).toBe("10.0.0.162:8443");
+    expect(cluster.kubernetesVersion).toBe("v1.31.4");
+    expect(cluster.networking).toEqual({
+      podSubnet: "10.244.0.0/16",
+      serviceSubnet: "10.96.0.0/12",
+      dnsDomain: "cluster.local",
+    });
+    expect(cluster.etcd).toEqual({ local: { dataDir: "/var/lib/etcd" } });
+    expect(cluster.apiServer.certSANs).toEqual(["10.0.0.162", "10.0.0.163", "10.0.0.164", "10.0.0.165"]);
+  });
+
+  test("InitConfiguration: first control plane's endpoint and name, placeholders for token and key", () => {
+    const init = byKind(list, "InitConfiguration");
+    expect(init.localAPIEndpoint).toEqual({ advertiseAddress: "10.0.0.163", bindPort: 6443 });
+    expect(init.nodeRegistration.name).toBe("cp-1");
+    expect(init.nodeRegistration.criSocket).toBe("unix:///run/containerd/containerd.sock");
+    // v1beta4: extra arguments are a list of {name, value}.
+    expect(init.nodeRegistration.kubeletExtraArgs).toEqual([{ name: "node-ip", value: "10.0.0.163" }]);
+    expect(init.bootstrapTokens[0].token).toBe("__BOOTSTRAP_TOKEN__");
+    expect(init.bootstrapTokens[0].ttl).toBe("2h0m0s");
+    expect(init.certificateKey).toBe("__CERTIFICATE_KEY__");
+    expect(realLookingSecrets(renderInitConfig(s, ctx))).toEqual([]);
+  });
+
+  test("spec values flow through: dnsDomain, subnets, etcd dataDir, endpoint port", () => {
+    const other = spec((x) => {
+      x.networking.dnsDomain = "corp.internal";
+      x.networking.podSubnet = "172.20.0.0/16";
+      x.networking.serviceSubnet = "172.21.0.0/16";
+      x.etcd.dataDir = "/data/etcd";
+      x.controlPlaneEndpoint.port = 9443;
+    });
+    const cluster = byKind(docs(renderInitConfig(other, ctx)), "ClusterConfiguration");
+    expect(cluster.networking).toEqual({
+      podSubnet: "172.20.0.0/16",
+      serviceSubnet: "172.21.0.0/16",
+      dnsDomain: "corp.internal",
+    });
+    expect(cluster.etcd.local.dataDir).toBe("/data/etcd");
+    expect(cluster.controlPlaneEndpoint).toBe("10.0.0.162:9443");
+  });
+
+  test("Kubernetes 1.30 gets v1beta3 with map-shaped extra arguments", () => {
+    const old = docs(
+      renderInitConfig(
+        spec((x) => (x.kubernetes.version = "1.30.8")),
+        ctx,
+      ),
+    );
+    for (const d of old.slice(0, 2)) expect(d.apiVersion).toBe("kubeadm.k8s.io/v1beta3");
+    expect(byKind(old, "InitConfiguration").nodeRegistration.kubeletExtraArgs).toEqual({ "node-ip": "10.0.0.163" });
+    const join = docs(
+      renderJoinConfig(
+        spec((x) => (x.kubernetes.version = "1.30.8")),
+        spec().nodes[3]!,
+        ctx,
+      ),
+    )[0];
+    expect(join.apiVersion).toBe("kubeadm.k8s.io/v1beta3");
+    expect(
+      docs(
+        renderInitConfig(
+          spec((x) => (x.kubernetes.version = "1.33.1")),
+          ctx,
+        ),
+      )[0].apiVersion,
+    ).toBe("kubeadm.k8s.io/v1beta4");
+    expect(() =>
+      renderInitConfig(
+        spec((x) => (x.kubernetes.version = "1.21.0")),
+        ctx,
+      ),
+    ).toThrow(UserError);
+  });
+});
+
+describe("join configuration", () => {
+  const s = spec();
+
+  test("worker: discovery through the VIP pinned to the CA hash, no control-plane section", () => {
+    const text = renderJoinConfig(s, s.nodes[3]!, ctx);
+    const [join, ...rest] = docs(text);
+    expect(rest).toEqual([]);
+    expect(join.kind).toBe("JoinConfiguration");
+    expect(join.apiVersion).toBe("kubeadm.k8s.io/v1beta4");
+    expect(join.discovery.bootstrapToken).toEqual({
+      apiServerEndpoint: "10.0.0.162:8443",
+      token: "__BOOTSTRAP_TOKEN__",
+      caCertHashes: [ctx.caCertHash],
+    });
+    expect(join.nodeRegistration.name).toBe("worker-1");
+    expect(join.nodeRegistration.kubeletExtraArgs).toEqual([{ name: "node-ip", value: "10.0.0.166" }]);
+    expect(join.controlPlane).toBeUndefined();
+    expect(text).not.toMatch(/unsafe/i);
+    expect(realLookingSecrets(text)).toEqual([]);
+  });
+
+  test("control plane: its own local endpoint and the certificate key placeholder", () => {
+    const join = docs(renderJoinConfig(s, s.nodes[2]!, ctx))[0];
+    expect(join.controlPlane).toEqual({
+      localAPIEndpoint: { advertiseAddress: "10.0.0.165", bindPort: 6443 },
+      certificateKey: "__CERTIFICATE_KEY__",
+    });
+    expect(join.discovery.bootstrapToken.caCertHashes).toEqual([ctx.caCertHash]);
+    expect(() => renderJoinConfig(s, s.nodes[0]!, ctx)).toThrow(/first control plane/);
+  });
+});
+
+describe("steps", () => {
+  const s = spec();
+  const all = [
+    initStep(s, ctx),
+    cniStep(s),
+    joinMaterialStep(s),
+    joinStep(s, s.nodes[1]!, ctx),
+    joinStep(s, s.nodes[2]!, ctx),
+    joinStep(s, s.nodes[3]!, ctx),
+  ];
+
+  test("every script is shellcheck-clean", () => {
+    if (!requireTool("shellcheck")) return;
+    for (const step of all) {
+      const r = run(["shellcheck", "-s", "bash", "-"], step.script);
+      expect(`${step.phase} ${step.node.name}: ${r.out}${r.err}`).toBe(`${step.phase} ${step.node.name}: `);
+    }
+  });
+
+  test("no secret, no CA skip, configs under /etc/kubeadm-ha in files and scripts", () => {
+    for (const step of all) {
+      const everything = step.script + step.files.map((f) => f.content).join("\n");
+      expect(everything).not.toMatch(/unsafe/i);
+      expect(everything).not.toContain("--discovery-token-unsafe-skip-ca-verification");
+      expect(realLookingSecrets(everything)).toEqual([]);
+      for (const f of step.files) expect(f.path.startsWith("/etc/kubeadm-ha/")).toBe(true);
+    }
+    expect(readFileSync(caKeyPath, "utf8").length).toBeGreaterThan(0);
+    for (const step of all) expect(step.script).not.toContain(readFileSync(caKeyPath, "utf8").split("\n")[1]!);
+  });
+
+  test("init: first control plane, --upload-certs with the config, CA installed before init, waits on the VIP", () => {
+    const init = all[0]!;
+    expect(init.node.name).toBe("cp-1");
+    expect(init.phase).toBe("init");
+    expect(init.secrets).toEqual(["bootstrap-token", "certificate-key", "ca-key"]);
+    expect(init.files.map((f) => [f.path, f.mode])).toEqual([
+      ["/etc/kubeadm-ha/kubeadm-init.yaml", "0600"],
+      ["/etc/kubeadm-ha/pki/ca.crt", "0644"],
+    ]);
+    expect(init.files[1]!.content.trim()).toBe(caCertPem.trim());
+    const sc = init.script;
+    expect(sc).toMatch(/kubeadm init --config "\$config" --upload-certs/);
+    expect(sc.indexOf('install -m 0600 "$SECRETS_DIR/ca-key" /etc/kubernetes/pki/ca.key')).toBeGreaterThan(0);
+    expect(sc.indexOf("/etc/kubernetes/pki/ca.key")).toBeLessThan(sc.indexOf("kubeadm init --config"));
+    expect(sc).toContain("'https://10.0.0.162:8443/healthz'");
+    expect(sc).toContain("already initialized, kubeadm settings are not re-applied to a running cluster");
+    expect(sc).toContain("kubeadm upgrade");
+  });
+
+  test("join-material: token and upload-certs from the config file, output hidden or redacted", () => {
+    const jm = all[2]!;
+    expect(jm.node.name).toBe("cp-1");
+    expect(jm.secrets).toEqual(["bootstrap-token", "certificate-key"]);
+    expect(jm.files[0]!.content).toBe(renderJoinMaterialConfig(s));
+    expect(jm.script).toContain('kubeadm token create --config "$config" --kubeconfig "$ADMIN_CONF" >/dev/null');
+    expect(jm.script).toContain(
+      'kubeadm init phase upload-certs --upload-certs --config "$config" 2>&1 | redact_secrets',
+    );
+  });
+
+  test("joins: control planes wait for their own API server, workers do not; secrets per role", () => {
+    const [cp2, cp3, w1] = [all[3]!, all[4]!, all[5]!];
+    expect(cp2.secrets).toEqual(["bootstrap-token", "certificate-key"]);
+    expect(w1.secrets).toEqual(["bootstrap-token"]);
+    for (const j of [cp2, cp3, w1]) {
+      expect(j.phase).toBe("join");
+      expect(j.script).toContain('kubeadm join --config "$config"');
+      expect(j.files[0]!.path).toBe("/etc/kubeadm-ha/kubeadm-join.yaml");
+    }
+    expect(cp2.script).toContain("https://127.0.0.1:6443/healthz");
+    expect(w1.script).not.toContain("https://127.0.0.1:6443/healthz");
+  });
+
+  test("CNI: pinned default, user manifest, none, and the cases a default cannot serve", () => {
+    expect(cniStep(s).script).toContain(`apply --server-side --force-conflicts -f '${DEFAULT_CNI_MANIFESTS.calico}'`);
+    expect(DEFAULT_CNI_MANIFESTS.calico).toMatch(/\/v\d+\.\d+\.\d+\//);
+    const custom = cniStep(spec((x) => (x.networking.cni = { name: "cilium", manifest: "/root/cilium.yaml" })));
+    expect(custom.script).toContain("-f '/root/cilium.yaml'");
+    const none = cniStep(spec((x) => (x.networking.cni = { name: "none" })));
+    expect(none.script).not.toContain("apply --server-side");
+    expect(none.script).toContain("networking.cni.name is none");
+    expect(() => cniStep(spec((x) => (x.networking.cni = { name: "cilium" })))).toThrow(/networking.cni.manifest/);
+    expect(() =>
+      cniStep(
+        spec((x) => {
+          x.networking.cni = { name: "flannel" };
+          x.networking.podSubnet = "10.32.0.0/16";
+        }),
+      ),
+    ).toThrow(UserError);
+    expect(cniStep(spec((x) => (x.networking.cni = { name: "flannel" }))).script).toContain(
+      DEFAULT_CNI_MANIFESTS.flannel!,
+    );
+  });
+});
+
+describe("kubeadm bash functions, run for real", () => {
+  /** Sources the helpers with a stand-in for the frame (secret, die, step) and secrets in a temp dir. */
+  function bash(body: string, secrets: Record<string, string>, env: Record<string, string> = {}, stdin?: string) {
+    const dir = mkdtempSync(join(work, "secrets-"));
+    for (const [name, value] of Object.entries(secrets)) writeFileSync(join(dir, name), `${value}\n`, { mode: 0o600 });
+    const script = `set -euo pipefail
+NODE=n1 PHASE=test SECRETS_DIR=${JSON.stringify(dir)} KUBE_VERSION=1.31.4
+die() { printf 'DIE: %s\\n' "$*" >&2; exit 1; }
+step() { printf 'STEP: %s\\n' "$*"; }
+secret() { cat "$SECRETS_DIR/$1"; }
+${COMMON_FUNCTIONS}
+${KUBEADM_FUNCTIONS}
+${body}`;
+    return run(["bash", "-c", script], stdin, env);
+  }
+
+  test("fill_secrets writes a 0600 copy with token and key filled in and parses as the same YAML", () => {
+    const src = join(work, "init.yaml");
+    writeFileSync(src, renderInitConfig(spec(), ctx));
+    const dest = join(work, "filled.yaml");
+    const r2 = bash(
+      `config=""; make_private_tmp config; fill_secrets ${JSON.stringify(src)} "$config"; cp "$config" ${JSON.stringify(dest)}; stat -c %a "$config"; printf '%s\\n' "$config"`,
+      { "bootstrap-token": TOKEN, "certificate-key": KEY },
+    );
+    expect(r2.err).toBe("");
+    expect(r2.code).toBe(0);
+    const [mode, tmpPath] = r2.out.trim().split("\n");
+    expect(mode).toBe("600");
+    // The temporary copy is gone once the script ends (removed by the exit trap).
+    expect(existsSync(tmpPath!)).toBe(false);
+    const filled = docs(readFileSync(dest, "utf8"));
+    const init = byKind(filled, "InitConfiguration");
+    expect(init.bootstrapTokens[0].token).toBe(TOKEN);
+    expect(init.certificateKey).toBe(KEY);
+    expect(readFileSync(dest, "utf8")).not.toContain("__");
+    const original = docs(readFileSync(src, "utf8"));
+    expect(byKind(filled, "ClusterConfiguration")).toEqual(byKind(original, "ClusterConfiguration"));
+  });
+
+  test("fill_secrets refuses a malformed secret without printing it", () => {
+    const src = join(work, "join.yaml");
+    writeFileSync(src, renderJoinConfig(spec(), spec().nodes[3]!, ctx));
+    const bad = "NOT-A-TOKEN-but-secret-ish";
+    const r = bash(`config=""; make_private_tmp config; fill_secrets ${JSON.stringify(src)} "$config"; echo filled`, {
+      "bootstrap-token": bad,
+    });
+    expect(r.code).toBe(1);
+    expect(r.out).not.toContain("filled");
+    expect(r.err).toContain("secret bootstrap-token is not a valid bootstrap token");
+    expect(r.out + r.err).not.toContain(bad);
+  });
+
+  test("redact_secrets masks the token and the key in kubeadm's output", () => {
+    const output = `Your Kubernetes control-plane has initialized successfully!
+  kubeadm join 10.0.0.162:8443 --token ${TOKEN} \\
+	--discovery-token-ca-cert-hash ${ctx.caCertHash} \\
+	--control-plane --certificate-key ${KEY}
+[upload-certs] Using certificate key:
+${KEY}`;
+    const r = bash("redact_secrets", { "bootstrap-token": TOKEN, "certificate-key": KEY }, {}, output);
+    expect(r.code).toBe(0);
+    expect(r.out).not.toContain(TOKEN);
+    expect(r.out).not.toContain(KEY);
+    expect(r.out).toContain("--token <bootstrap-token>");
+    expect(r.out).toContain("--certificate-key <certificate-key>");
+    expect(r.out).toContain(ctx.caCertHash);
+    expect(r.out.split("\n").length).toBe(output.split("\n").length + 1);
+  });
+
+  test("server_git_version reads serverVersion, not clientVersion, from pretty or compact JSON", () => {
+    const pretty = JSON.stringify(
+      {
+        clientVersion: { major: "1", minor: "32", gitVersion: "v1.32.0", platform: "linux/amd64" },
+        kustomizeVersion: "v5.4.2",
+        serverVersion: { major: "1", minor: "31", gitVersion: "v1.31.4", platform: "linux/amd64" },
+      },
+      null,
+      2,
+    );
+    expect(bash("server_git_version", {}, {}, pretty).out).toBe("v1.31.4");
+    expect(bash("server_git_version", {}, {}, JSON.stringify(JSON.parse(pretty))).out).toBe("v1.31.4");
+    const clientOnly = JSON.stringify({ clientVersion: { gitVersion: "v1.31.4" } });
+    expect(bash("server_git_version", {}, {}, clientOnly).out).toBe("");
+  });
+
+  test("check_running_version: same version passes, another dies naming both and kubeadm upgrade", () => {
+    const bin = mkdtempSync(join(work, "bin-"));
+    const stub = (server: string) => {
+      writeFileSync(
+        join(bin, "kubectl"),
+        `#!/bin/sh\necho '{"clientVersion":{"gitVersion":"v1.31.4"},"serverVersion":{"gitVersion":"${server}"}}'\n`,
+      );
+      chmodSync(join(bin, "kubectl"), 0o755);
+    };
+    const env = { PATH: `${bin}:${process.env.PATH}` };
+    stub("v1.31.4");
+    const same = bash(`check_running_version "this node is already initialized" /nowhere strict; echo ok`, {}, env);
+    expect(same.out).toContain("ok");
+    stub("v1.30.2");
+    const other = bash(`check_running_version "this node is already initialized" /nowhere strict; echo ok`, {}, env);
+    expect(other.code).toBe(1);
+    expect(other.out).not.toContain("ok");
+    expect(other.err).toContain("runs Kubernetes v1.30.2, but kubernetes.version is 1.31.4");
+    expect(other.err).toContain("kubeadm upgrade");
+  });
+
+  test("running_version falls back to the apiserver manifest's image tag when the API does not answer", () => {
+    const bin = mkdtempSync(join(work, "bin-"));
+    writeFileSync(join(bin, "kubectl"), '#!/bin/sh\necho \'{"clientVersion":{"gitVersion":"v1.31.4"}}\'\nexit 1\n');
+    chmodSync(join(bin, "kubectl"), 0o755);
+    const manifest = join(work, "kube-apiserver.yaml");
+    writeFileSync(
+      manifest,
+      "spec:\n  containers:\n  - command: [kube-apiserver]\n    image: registry.k8s.io/kube-apiserver:v1.31.2\n",
+    );
+    const r = bash(
+      `APISERVER_MANIFEST=${JSON.stringify(manifest)}; running_version /nowhere`,
+      {},
+      { PATH: `${bin}:${process.env.PATH}` },
+    );
+    expect(r.out).toBe("v1.31.2");
+    const none = bash(
+      `APISERVER_MANIFEST=/nowhere; check_running_version "this node has already joined" /nowhere lenient; echo went-on`,
+      {},
+      {
+        PATH: `${bin}:${process.env.PATH}`,
+      },
+    );
+    expect(none.out).toContain("went-on");
+    expect(none.err).toContain("WARNING");
+  });
+
+  test("wait_healthz gives up after its bound with a message naming what did not answer", () => {
+    const bin = mkdtempSync(join(work, "bin-"));
+    writeFileSync(join(bin, "curl"), "#!/bin/sh\nexit 7\n");
+    writeFileSync(join(bin, "sleep"), "#!/bin/sh\nexit 0\n");
+    chmodSync(join(bin, "curl"), 0o755);
+    chmodSync(join(bin, "sleep"), 0o755);
+    const started = Date.now();
+    const r = bash(
+      `wait_healthz https://127.0.0.1:6443/healthz 1 "this node's API server"`,
+      {},
+      { PATH: `${bin}:${process.env.PATH}` },
+    );
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("this node's API server did not answer https://127.0.0.1:6443/healthz within 1s");
+  });
+});
