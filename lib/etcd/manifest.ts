@@ -24,17 +24,25 @@ export interface EtcdManifestFacts {
 function load(text: string, where: string): Document.Parsed {
   const doc = parseDocument(text);
   if (doc.errors.length > 0) {
-    throw new UserError(`${where}: the etcd manifest is not valid YAML (${doc.errors[0]!.message.split("\n")[0]}). Restore it from the backup beside it or from kubeadm before retrying.`);
+    throw new UserError(
+      `${where}: the etcd manifest is not valid YAML (${doc.errors[0]!.message.split("\n")[0]}). Restore it from the backup beside it or from kubeadm before retrying.`,
+    );
   }
   return doc;
 }
 
 function etcdContainer(doc: Document.Parsed, where: string): YAMLMap {
   const containers = doc.getIn(["spec", "containers"]);
-  if (!isSeq(containers)) throw new UserError(`${where}: no spec.containers list; this does not look like kubeadm's etcd static-pod manifest.`);
+  if (!isSeq(containers))
+    throw new UserError(
+      `${where}: no spec.containers list; this does not look like kubeadm's etcd static-pod manifest.`,
+    );
   const maps = containers.items.filter(isMap) as YAMLMap[];
   const c = maps.find((m) => m.get("name") === "etcd") ?? maps[0];
-  if (!c) throw new UserError(`${where}: spec.containers is empty; this does not look like kubeadm's etcd static-pod manifest.`);
+  if (!c)
+    throw new UserError(
+      `${where}: spec.containers is empty; this does not look like kubeadm's etcd static-pod manifest.`,
+    );
   return c;
 }
 
@@ -101,7 +109,9 @@ export function readEtcdManifest(text: string, where = ETCD_MANIFEST): EtcdManif
  */
 export function patchEtcdManifest(text: string, dataDir: string, where = ETCD_MANIFEST): string {
   if (!dataDir.startsWith("/") || /\s/.test(dataDir)) {
-    throw new UserError(`--data-dir ${JSON.stringify(dataDir)} must be an absolute path without spaces, such as /var/lib/etcd-restore-20250101T000000Z.`);
+    throw new UserError(
+      `--data-dir ${JSON.stringify(dataDir)} must be an absolute path without spaces, such as /var/lib/etcd-restore-20250101T000000Z.`,
+    );
   }
   const doc = load(text, where);
   const c = etcdContainer(doc, where);
@@ -110,10 +120,13 @@ export function patchEtcdManifest(text: string, dataDir: string, where = ETCD_MA
   if (!oldDir) throw new UserError(`${where}: the etcd command has no --data-dir=... flag to patch.`);
   const { mount, hostPath } = dataVolume(doc, c, oldDir);
   if (!hostPath) {
-    throw new UserError(`${where}: no hostPath volume is mounted at the data dir ${oldDir} (kubeadm calls it etcd-data); refusing to patch only half of the manifest.`);
+    throw new UserError(
+      `${where}: no hostPath volume is mounted at the data dir ${oldDir} (kubeadm calls it etcd-data); refusing to patch only half of the manifest.`,
+    );
   }
   for (const item of cmd.items) {
-    if (isScalar(item) && typeof item.value === "string" && item.value.startsWith("--data-dir=")) item.value = `--data-dir=${dataDir}`;
+    if (isScalar(item) && typeof item.value === "string" && item.value.startsWith("--data-dir="))
+      item.value = `--data-dir=${dataDir}`;
   }
   if (mount) mount.set("mountPath", dataDir);
   hostPath.set("path", dataDir);

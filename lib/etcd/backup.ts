@@ -1,0 +1,176 @@
+// etcd:backup: snapshot one healthy member, download it 0600 with sidecars,
+// verify it against the remote checksum, clean up, apply retention.
+import { chmodSync, existsSync, mkdirSync, rmSync } from "node:fs";
+import { isAbsolute, join } from "node:path";
+import { progress } from "../cli.ts";
+import { UserError } from "../errors.ts";
+import { connectNode, type ConnectOptions, type Remote, sq } from "../remote/ssh.ts";
+import { resolveSpecPath } from "../spec/load.ts";
+import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
+import { controlPlanes } from "../spec/topology.ts";
+import {
+  endpointHealth,
+  etcdctlFlags,
+  etcdScriptOk,
+  type EtcdAccess,
+  memberList,
+  type NodeEtcd,
+  probeNode,
+  remoteSnapshotStatus,
+} from "./remote.ts";
+import {
+  applyRetention,
+  checkEmbeddedHash,
+  fileSha256,
+  jsonSidecar,
+  type SnapshotSidecar,
+  sha256Sidecar,
+  snapshotName,
+  writeSidecars,
+} from "./snapshot.ts";
+
+export interface BackupOptions {
+  node?: string;
+  outDir?: string;
+  access: EtcdAccess;
+  connect?: ConnectOptions;
+  /** Override retention (default spec.etcd.backup.retention). */
+  retention?: number;
+  now?: Date;
+}
+
+export interface BackupResult extends SnapshotSidecar {
+  sha256File: string;
+  jsonFile: string;
+  removed: string[];
+  seconds: number;
+}
+
+export function backupDir(spec: ClusterSpec, outDir?: string): string {
+  const d = outDir ?? spec.etcd.backup.directory;
+  return isAbsolute(d) ? d : outDir ? join(process.cwd(), d) : resolveSpecPath(spec, d);
+}
+
+/** Connect to control planes in order and return the first with a healthy etcd (or the named one). */
+async function pickMember(spec: ClusterSpec, opts: BackupOptions): Promise<NodeEtcd> {
+  const cps = controlPlanes(spec);
+  let candidates: NodeSpec[] = cps;
+  if (opts.node) {
+    const n = cps.find((c) => c.name === opts.node);
+    if (!n) {
+      throw new UserError(
+        `--node ${opts.node}: no control plane of that name in the spec (control planes: ${cps.map((c) => c.name).join(", ")}). Pick one of those.`,
+      );
+    }
+    candidates = [n];
+  }
+  const problems: string[] = [];
+  for (const node of candidates) {
+    let remote: Remote | undefined;
+    try {
+      progress(node.name, "connect", "probing etcd");
+      remote = await connectNode(spec, node, opts.connect);
+      const n = await probeNode(remote, node);
+      const health = await endpointHealth(n, opts.access);
+      if (health.healthy) {
+        progress(node.name, "connect", `etcd ${n.version} healthy at ${n.endpoint} (tools: ${n.toolsSource})`);
+        return n;
+      }
+      problems.push(`${node.name}: etcd not healthy (${health.detail})`);
+    } catch (e) {
+      if (opts.node && e instanceof UserError && /HOST KEY|known_hosts/.test(e.message)) throw e;
+      problems.push((e as Error).message);
+    }
+    remote?.close();
+  }
+  throw new UserError(
+    `no healthy etcd member to back up from: ${problems.join("; ")}. Fix the member (or pass --node NAME of a healthy one) and run again.`,
+  );
+}
+
+export async function runBackup(spec: ClusterSpec, opts: BackupOptions): Promise<BackupResult> {
+  const t0 = Date.now();
+  const dir = backupDir(spec, opts.outDir);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  const n = await pickMember(spec, opts);
+  const remote = n.remote;
+  const file = join(dir, snapshotName(spec.name, n.node.name, opts.now));
+  for (const p of [file, sha256Sidecar(file), jsonSidecar(file)]) {
+    if (existsSync(p))
+      throw new UserError(
+        `${p} already exists; refusing to overwrite a backup. Wait a second and run again, or pass another --out.`,
+      );
+  }
+  let remoteDir = "";
+  let downloaded = false;
+  try {
+    progress(n.node.name, "snapshot", "etcdctl snapshot save");
+    // The snapshot lands in a private temp dir; handed to the SSH user for SFTP when that is not root.
+    const out = await etcdScriptOk(
+      remote,
+      `etcd_tools
+d="$(mktemp -d /var/tmp/kubeadm-ha-snapshot.XXXXXX)"
+echo "DIR=$d"
+"$ETCDCTL" ${etcdctlFlags(opts.access, n.endpoint)} snapshot save "$d/snapshot.db" >"$d/save.log" 2>&1 || { tail -n 3 "$d/save.log" >&2; rm -rf "$d"; exit 1; }
+chmod 0600 "$d/snapshot.db"
+chown -R ${sq(remote.user)} "$d"
+echo "SHA=$(sha256sum "$d/snapshot.db" | cut -d' ' -f1)"`,
+      "etcdctl snapshot save",
+      { timeoutMs: 30 * 60_000 },
+    );
+    remoteDir = /DIR=(\S+)/.exec(out)?.[1] ?? "";
+    const remoteSha = /SHA=([0-9a-f]{64})/.exec(out)?.[1];
+    if (!remoteDir || !remoteSha)
+      throw new UserError(`${n.node.name}: snapshot save printed no file or checksum: ${out.trim().slice(0, 200)}`);
+    const remoteFile = `${remoteDir}/snapshot.db`;
+    const status = await remoteSnapshotStatus(n, remoteFile);
+    const members = await memberList(n, opts.access).catch(() => ({ clusterId: "", members: [] }));
+    progress(
+      n.node.name,
+      "download",
+      `${(status.totalSize / 1e6).toFixed(1)} MB, revision ${status.revision}, ${status.totalKeys} keys`,
+    );
+    await remote.get(remoteFile, file, 0o600);
+    downloaded = true;
+    const sha = await fileSha256(file);
+    if (sha !== remoteSha)
+      throw new UserError(
+        `${file}: download is corrupt (sha256 ${sha}, on ${n.node.name} ${remoteSha}). Run the backup again.`,
+      );
+    const embedded = await checkEmbeddedHash(file);
+    if (!embedded.ok) throw new UserError(`${file}: ${embedded.reason}. Run the backup again.`);
+    const facts: SnapshotSidecar = {
+      file,
+      cluster: spec.name,
+      node: n.node.name,
+      createdAt: (opts.now ?? new Date()).toISOString(),
+      sha256: sha,
+      ...status,
+      etcdVersion: n.version,
+      clusterId: members.clusterId || undefined,
+      members: members.members.map((m) => ({ id: m.id, name: m.name, peerUrls: m.peerUrls })),
+    };
+    writeSidecars(file, sha, facts);
+    const removed = applyRetention(dir, spec.name, opts.retention ?? spec.etcd.backup.retention);
+    for (const r of removed) progress("local", "retention", `removed ${r}`);
+    progress(n.node.name, "done", `${file} (sha256 ${sha.slice(0, 16)}...)`);
+    return {
+      ...facts,
+      sha256File: sha256Sidecar(file),
+      jsonFile: jsonSidecar(file),
+      removed,
+      seconds: (Date.now() - t0) / 1000,
+    };
+  } catch (e) {
+    // A partial download or a file without sidecars must not look like a good backup.
+    if (downloaded || existsSync(file))
+      for (const p of [file, sha256Sidecar(file), jsonSidecar(file)]) rmSync(p, { force: true });
+    throw e;
+  } finally {
+    if (remoteDir.startsWith("/var/tmp/kubeadm-ha-snapshot.")) {
+      await remote.exec(`rm -rf -- ${sq(remoteDir)}`, { sudo: true, timeoutMs: 30_000 }).catch(() => undefined);
+    }
+    remote.close();
+  }
+}

@@ -1,0 +1,29 @@
+// Flags every etcd command shares: which spec, and which client certificate etcdctl uses.
+import { loadSpec, specPath } from "../spec/load.ts";
+import type { ClusterSpec } from "../spec/schema.ts";
+import { type EtcdAccess, KUBEADM_ETCD_ACCESS } from "./remote.ts";
+
+export const commonEtcdFlags = {
+  spec: { type: "string" },
+  cacert: { type: "string" },
+  cert: { type: "string" },
+  key: { type: "string" },
+} as const;
+
+export const COMMON_HELP =
+  "--spec FILE picks the cluster spec (default $CLUSTER_SPEC or cluster.yaml). --cacert/--cert/--key are the etcd client certificate paths on the control planes (default kubeadm's /etc/kubernetes/pki/etcd/ca.crt and healthcheck-client.crt/.key).";
+
+export function specAndAccess(values: { spec?: string; cacert?: string; cert?: string; key?: string }): {
+  spec: ClusterSpec;
+  access: EtcdAccess;
+} {
+  const spec = loadSpec(specPath(values.spec));
+  return {
+    spec,
+    access: {
+      cacert: values.cacert ?? KUBEADM_ETCD_ACCESS.cacert,
+      cert: values.cert ?? KUBEADM_ETCD_ACCESS.cert,
+      key: values.key ?? KUBEADM_ETCD_ACCESS.key,
+    },
+  };
+}

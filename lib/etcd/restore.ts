@@ -1,0 +1,474 @@
+// etcd:restore: the whole stacked cluster from one snapshot. Nothing on a host is
+// touched until the snapshot is verified and every control plane is reachable;
+// from the first stopped node on, any failure puts every node back on its old
+// manifest and data dir (and each stopped node carries a watchdog that does the
+// same by itself if the tool loses it).
+import { randomBytes } from "node:crypto";
+import { dirname } from "node:path";
+import { progress } from "../cli.ts";
+import { UserError } from "../errors.ts";
+import { connectNode, type ConnectOptions, type Remote, sq } from "../remote/ssh.ts";
+import type { ClusterSpec } from "../spec/schema.ts";
+import { controlPlanes } from "../spec/topology.ts";
+import { APISERVER_MANIFEST, ETCD_MANIFEST, patchEtcdManifest } from "./manifest.ts";
+import { type NodePorts, restoreStateDir, rollbackScript, waitPortsClosedSh } from "./node-state.ts";
+import {
+  endpointHealth,
+  type EtcdAccess,
+  etcdScriptOk,
+  memberList,
+  type NodeEtcd,
+  probeNode,
+  remoteSnapshotStatus,
+} from "./remote.ts";
+import { stamp as utcStamp, type SnapshotStatus, verifySnapshotFile } from "./snapshot.ts";
+
+export interface RestoreOptions {
+  access: EtcdAccess;
+  connect?: ConnectOptions;
+  dryRun?: boolean;
+  /** --bump-revision N (with --mark-compacted): needs etcdutl 3.5.10+ / 3.6. */
+  bumpRevision?: number;
+  markCompacted?: boolean;
+  /** Seconds to wait for etcd and the apiserver to come back. */
+  waitSeconds?: number;
+  /** Seconds after which a stopped node rolls itself back unless the restore was committed. */
+  revertAfterSeconds?: number;
+  now?: Date;
+}
+
+export interface MemberPlan {
+  node: string;
+  host: string;
+  name: string;
+  peerUrl: string;
+  endpoint: string;
+  oldDataDir: string;
+  newDataDir: string;
+  etcdVersion: string;
+  tool: string;
+  ports: NodePorts;
+}
+
+export interface RestorePlan {
+  file: string;
+  sha256: string;
+  snapshot?: SnapshotStatus;
+  stamp: string;
+  token: string;
+  initialCluster: string;
+  stateDir: string;
+  oldClusterId?: string;
+  members: MemberPlan[];
+  steps: string[];
+}
+
+export interface RestoreReport extends RestorePlan {
+  ok: boolean;
+  newClusterId?: string;
+  apiserver?: string;
+  seconds: number;
+  rolledBack?: { node: string; ok: boolean; detail: string }[];
+  error?: string;
+}
+
+interface Member {
+  n: NodeEtcd;
+  plan: MemberPlan;
+  remote: Remote;
+}
+
+const port = (url: string | undefined, fallback: number): number => {
+  const m = url ? /:(\d+)(\/|$)/.exec(url.replace(/^[a-z]+:\/\//, "")) : null;
+  return m ? Number(m[1]) : fallback;
+};
+
+/** Run fn on every member in parallel; wait for all, then throw the first failure. */
+async function onAll<T>(members: Member[], fn: (m: Member) => Promise<T>): Promise<T[]> {
+  const settled = await Promise.allSettled(members.map(fn));
+  const failed = settled.find((s) => s.status === "rejected") as PromiseRejectedResult | undefined;
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
+}
+
+async function waitUntil<T>(what: string, seconds: number, check: () => Promise<T | undefined>): Promise<T> {
+  const end = Date.now() + seconds * 1000;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) {
+      throw new UserError(
+        `timed out after ${seconds} s waiting for ${what}${last ? ` (last error: ${(last as Error).message.slice(0, 300)})` : ""}.`,
+      );
+    }
+    await Bun.sleep(500);
+  }
+}
+
+/** Verify the file, reach and read every control plane, and work out the plan. Touches nothing. */
+async function prepare(
+  spec: ClusterSpec,
+  file: string,
+  opts: RestoreOptions,
+): Promise<{ plan: RestorePlan; members: Member[] }> {
+  progress("local", "verify", file);
+  const v = await verifySnapshotFile(file);
+  if (!v.sidecarChecked)
+    progress("local", "verify", "no .sha256 sidecar; relying on the checksum embedded in the snapshot");
+  const cps = controlPlanes(spec);
+  const stamp = utcStamp(opts.now);
+  const stateDir = restoreStateDir(stamp);
+  const remotes = await Promise.allSettled(cps.map((node) => connectNode(spec, node, opts.connect)));
+  const unreachable = remotes
+    .map((r, i) => (r.status === "rejected" ? `${cps[i]!.name}: ${(r.reason as Error).message}` : ""))
+    .filter(Boolean);
+  if (unreachable.length) {
+    for (const r of remotes) if (r.status === "fulfilled") r.value.close();
+    throw new UserError(
+      `every control plane must be reachable before a restore starts; nothing was changed. ${unreachable.join(" ")}`,
+    );
+  }
+  const members: Member[] = [];
+  try {
+    for (const [i, r] of remotes.entries()) {
+      const remote = (r as PromiseFulfilledResult<Remote>).value;
+      const node = cps[i]!;
+      const n = await probeNode(remote, node);
+      const mf = n.manifest;
+      if (!mf?.dataDir) {
+        throw new UserError(
+          `${node.name}: ${ETCD_MANIFEST} is missing or has no --data-dir; this tool restores kubeadm's stacked etcd only. Nothing was changed.`,
+        );
+      }
+      const apiserverText = await remote.exec(`cat ${sq(APISERVER_MANIFEST)} 2>/dev/null || true`, {
+        sudo: true,
+        timeoutMs: 30_000,
+      });
+      const apiPort = Number(/--secure-port=(\d+)/.exec(apiserverText.stdout)?.[1] ?? 6443);
+      const oldDataDir = mf.dataDir.replace(/\/+$/, "");
+      members.push({
+        n,
+        remote,
+        plan: {
+          node: node.name,
+          host: remote.host,
+          name: mf.name ?? node.name,
+          peerUrl: mf.peerUrl ?? `https://${node.address}:2380`,
+          endpoint: n.endpoint,
+          oldDataDir,
+          newDataDir: `${oldDataDir}-restore-${stamp}`,
+          etcdVersion: n.version,
+          tool: n.hasEtcdutl ? "etcdutl" : "etcdctl",
+          ports: { etcdClient: port(n.endpoint, 2379), etcdPeer: port(mf.peerUrl, 2380), apiserver: apiPort },
+        },
+      });
+    }
+    const versions = new Set(members.map((m) => m.plan.etcdVersion));
+    if (versions.size > 1)
+      progress(
+        "local",
+        "plan",
+        `members run different etcd versions (${[...versions].join(", ")}); each restores with its own tools`,
+      );
+    if (opts.bumpRevision !== undefined || opts.markCompacted) {
+      const lacking = members.filter((m) => !m.n.supportsBumpRevision);
+      if (lacking.length) {
+        throw new UserError(
+          `--bump-revision/--mark-compacted need etcdutl with those flags (etcd 3.5.10+ or 3.6); ${lacking.map((m) => `${m.plan.node} has ${m.plan.tool} ${m.plan.etcdVersion}`).join(", ")} without them. Run without the flags, or upgrade etcd first. Nothing was changed.`,
+        );
+      }
+      if (!opts.bumpRevision || !opts.markCompacted) {
+        throw new UserError(
+          "--bump-revision N and --mark-compacted go together (etcdutl requires both). Pass both, e.g. --bump-revision 1000000000 --mark-compacted.",
+        );
+      }
+    }
+    const exists = await onAll(members, async (m) => {
+      const r = await m.remote.exec(`test -e ${sq(m.plan.newDataDir)} || test -e ${sq(stateDir)}`, {
+        sudo: true,
+        timeoutMs: 30_000,
+      });
+      return r.code === 0 ? m.plan.node : "";
+    });
+    if (exists.some(Boolean))
+      throw new UserError(
+        `${exists.filter(Boolean).join(", ")}: ${members[0]!.plan.newDataDir} or ${stateDir} already exists; wait a second and run again. Nothing was changed.`,
+      );
+    const oldClusterId = await memberList(members[0]!.n, opts.access)
+      .then((l) => l.clusterId || undefined)
+      .catch(() => undefined);
+    const initialCluster = members.map((m) => `${m.plan.name}=${m.plan.peerUrl}`).join(",");
+    const token = `kubeadm-ha-restore-${stamp.toLowerCase()}-${randomBytes(3).toString("hex")}`;
+    const plan: RestorePlan = {
+      file,
+      sha256: v.sha256,
+      snapshot: v.status,
+      stamp,
+      token,
+      initialCluster,
+      stateDir,
+      oldClusterId,
+      members: members.map((m) => m.plan),
+      steps: [
+        `upload the snapshot to ${stateDir}/snapshot.db (0600) on ${members.map((m) => m.plan.node).join(", ")} and check its sha256 there`,
+        `stop: copy etcd.yaml and kube-apiserver.yaml to ${stateDir}/orig, arm a ${opts.revertAfterSeconds ?? 900} s self-rollback, move both out of /etc/kubernetes/manifests, wait until etcd and the apiserver stopped listening`,
+        ...members.map(
+          (m) =>
+            `${m.plan.node}: ${m.plan.tool} snapshot restore --name ${m.plan.name} --initial-advertise-peer-urls ${m.plan.peerUrl} --data-dir ${m.plan.newDataDir}${opts.bumpRevision ? ` --bump-revision ${opts.bumpRevision} --mark-compacted` : ""}`,
+        ),
+        `all members: --initial-cluster ${initialCluster} --initial-cluster-token ${token}`,
+        `patch etcd.yaml (--data-dir, etcd-data mount and hostPath -> the new dir; original kept in ${stateDir}/orig) and put it back; old data dirs stay untouched`,
+        "wait until every member is healthy, the member list has every node and the cluster ID is new",
+        `put kube-apiserver.yaml back and wait until https://${spec.controlPlaneEndpoint.vip}:${spec.controlPlaneEndpoint.port}/healthz answers`,
+        "on any failure: every node back to its old manifests and data dir",
+      ],
+    };
+    return { plan, members };
+  } catch (e) {
+    for (const r of remotes) if (r.status === "fulfilled") r.value.close();
+    throw e;
+  }
+}
+
+export function planText(plan: RestorePlan): string {
+  const rows = plan.members.map(
+    (m) =>
+      `  ${m.node.padEnd(10)} ${m.name.padEnd(10)} ${m.peerUrl.padEnd(28)} ${m.oldDataDir} -> ${m.newDataDir}  (${m.tool} ${m.etcdVersion})`,
+  );
+  const s = plan.snapshot;
+  return [
+    `restore plan for ${plan.file}`,
+    `  sha256 ${plan.sha256}${s ? `, revision ${s.revision}, ${s.totalKeys} keys, ${s.totalSize} bytes` : ""}`,
+    `  current cluster ID ${plan.oldClusterId ?? "(unknown: etcd not answering)"}`,
+    "members:",
+    ...rows,
+    "steps:",
+    ...plan.steps.map((s, i) => `  ${i + 1}. ${s}`),
+  ].join("\n");
+}
+
+export async function runRestore(
+  spec: ClusterSpec,
+  file: string,
+  opts: RestoreOptions,
+  confirm?: (plan: RestorePlan) => Promise<boolean>,
+): Promise<RestoreReport> {
+  const t0 = Date.now();
+  const { plan, members } = await prepare(spec, file, opts);
+  const closeAll = () => {
+    for (const m of members) m.remote.close();
+  };
+  if (opts.dryRun) {
+    closeAll();
+    return { ...plan, ok: true, seconds: (Date.now() - t0) / 1000 };
+  }
+  if (confirm && !(await confirm(plan))) {
+    closeAll();
+    throw new UserError("restore not confirmed; nothing was changed.");
+  }
+  const wait = opts.waitSeconds ?? 180;
+  const S = plan.stateDir;
+  const stopped = new Set<string>();
+  try {
+    // 1. Upload while everything still runs: the cluster is down for less time.
+    await onAll(members, async (m) => {
+      progress(m.plan.node, "upload", `${S}/snapshot.db`);
+      await m.remote.run(`install -d -m 0700 ${sq(S)} ${sq(`${S}/orig`)} && chown ${sq(m.remote.user)} ${sq(S)}`, {
+        sudo: true,
+        timeoutMs: 30_000,
+      });
+      await m.remote.put({ path: file }, `${S}/snapshot.db`, { mode: 0o600 });
+      const sha = await m.remote.sha256(`${S}/snapshot.db`, { sudo: true });
+      if (sha !== plan.sha256)
+        throw new UserError(
+          `${m.plan.node}: uploaded snapshot has sha256 ${sha}, expected ${plan.sha256}; the copy is corrupt.`,
+        );
+      await m.remote.put({ content: rollbackScript(S, m.plan.ports) }, `${S}/rollback.sh`, { mode: 0o700, sudo: true });
+      await m.remote.run(`chown -R root:root ${sq(S)}`, { sudo: true, timeoutMs: 30_000 });
+    });
+    if (!plan.snapshot) {
+      // No etcd tool on this machine: let the first member's etcd read the file before anything stops.
+      const st = await remoteSnapshotStatus(members[0]!.n, `${S}/snapshot.db`).catch((e: Error) => {
+        throw new UserError(
+          `${file}: etcd on ${members[0]!.plan.node} cannot read this snapshot (${e.message.slice(0, 200)}); it is corrupted.`,
+        );
+      });
+      plan.snapshot = st;
+      progress(members[0]!.plan.node, "verify", `snapshot status: revision ${st.revision}, ${st.totalKeys} keys`);
+    }
+
+    // 2. Stop apiservers and etcd everywhere: originals saved first, self-rollback armed, then moved aside.
+    await onAll(members, async (m) => {
+      stopped.add(m.plan.node);
+      const { ports } = m.plan;
+      await etcdScriptOk(
+        m.remote,
+        `S=${sq(S)}
+cp -p ${sq(ETCD_MANIFEST)} "$S/orig/etcd.yaml"
+if [ -f ${sq(APISERVER_MANIFEST)} ]; then cp -p ${sq(APISERVER_MANIFEST)} "$S/orig/kube-apiserver.yaml"; fi
+setsid nohup bash "$S/rollback.sh" --after ${opts.revertAfterSeconds ?? 900} >"$S/watchdog.log" 2>&1 </dev/null &
+echo $! >"$S/watchdog.pid"
+rm -f ${sq(APISERVER_MANIFEST)} ${sq(ETCD_MANIFEST)}
+${waitPortsClosedSh}
+wait_ports_closed ${wait} ${ports.apiserver} ${ports.etcdClient} ${ports.etcdPeer} || { echo "etcd or kube-apiserver still listening ${wait} s after their manifests were moved away" >&2; exit 1; }`,
+        "stopping etcd and kube-apiserver",
+        { timeoutMs: (wait + 30) * 1000 },
+      );
+      progress(m.plan.node, "stop", "etcd and kube-apiserver stopped");
+    });
+
+    // 3. Restore each member from the same snapshot into a new data dir.
+    await onAll(members, async (m) => {
+      const p = m.plan;
+      const bump = opts.bumpRevision ? ` --bump-revision ${opts.bumpRevision} --mark-compacted` : "";
+      progress(p.node, "restore", `${p.tool} snapshot restore -> ${p.newDataDir}`);
+      await etcdScriptOk(
+        m.remote,
+        `etcd_tools
+cd ${sq(S)}
+snaptool snapshot restore ${sq(`${S}/snapshot.db`)} --name ${sq(p.name)} --initial-cluster ${sq(plan.initialCluster)} --initial-cluster-token ${sq(plan.token)} --initial-advertise-peer-urls ${sq(p.peerUrl)} --data-dir ${sq(p.newDataDir)}${bump} >"$S/restore.log" 2>&1 || { tail -n 5 "$S/restore.log" >&2; exit 1; }
+chmod 0700 ${sq(p.newDataDir)}
+if [ -d ${sq(p.oldDataDir)} ]; then chown -R --reference=${sq(p.oldDataDir)} ${sq(p.newDataDir)}; fi`,
+        "etcd snapshot restore",
+        { timeoutMs: 30 * 60_000 },
+      );
+    });
+
+    // 4. Start etcd on the new data dirs.
+    await onAll(members, async (m) => {
+      const orig = await m.remote.run(`cat ${sq(`${S}/orig/etcd.yaml`)}`, { sudo: true, timeoutMs: 30_000 });
+      const patched = patchEtcdManifest(orig, m.plan.newDataDir, `${m.plan.node}:${ETCD_MANIFEST}`);
+      await m.remote.put({ content: patched }, `${S}/etcd.yaml.restored`, { mode: 0o600, sudo: true });
+      // Same mode and owner as the original; moved in with one rename so the kubelet never reads half a file.
+      await m.remote.run(
+        `cd ${sq(S)} && chmod --reference=orig/etcd.yaml etcd.yaml.restored && chown --reference=orig/etcd.yaml etcd.yaml.restored && cp -p etcd.yaml.restored ${sq(`${dirname(ETCD_MANIFEST)}/.etcd.yaml.kubeadm-ha`)} && mv ${sq(`${dirname(ETCD_MANIFEST)}/.etcd.yaml.kubeadm-ha`)} ${sq(ETCD_MANIFEST)}`,
+        { sudo: true, timeoutMs: 30_000, what: "installing the patched etcd.yaml" },
+      );
+      progress(m.plan.node, "start", `etcd.yaml -> ${m.plan.newDataDir}`);
+    });
+
+    // 5. Healthy members, complete member list, one new cluster ID.
+    const expected = new Map(members.map((m) => [m.plan.name, m.plan.peerUrl]));
+    const ids = await waitUntil("all etcd members healthy with a complete member list", wait, async () => {
+      const health = await Promise.all(members.map((m) => endpointHealth(m.n, opts.access)));
+      if (!health.every((h) => h.healthy)) return undefined;
+      const lists = await Promise.all(members.map((m) => memberList(m.n, opts.access)));
+      for (const l of lists) {
+        if (l.members.length !== expected.size) return undefined;
+        for (const mem of l.members) if (expected.get(mem.name) !== mem.peerUrls[0]) return undefined;
+      }
+      return lists.map((l) => l.clusterId);
+    });
+    const newClusterId = ids[0]!;
+    if (new Set(ids).size !== 1)
+      throw new UserError(
+        `members report different cluster IDs (${ids.join(", ")}): the restore produced a split cluster.`,
+      );
+    if (plan.oldClusterId && newClusterId === plan.oldClusterId) {
+      throw new UserError(
+        `cluster ID is still ${newClusterId}: etcd is running on the old data, not the restored one.`,
+      );
+    }
+    progress(
+      "cluster",
+      "etcd",
+      `3/3 healthy, cluster ID ${plan.oldClusterId ?? "?"} -> ${newClusterId}`.replace(
+        "3/3",
+        `${members.length}/${members.length}`,
+      ),
+    );
+
+    // 6. Apiservers back; the VIP must answer.
+    await onAll(members, async (m) => {
+      await m.remote.run(
+        `if [ -f ${sq(`${S}/orig/kube-apiserver.yaml`)} ]; then cp -p ${sq(`${S}/orig/kube-apiserver.yaml`)} ${sq(APISERVER_MANIFEST)}; fi`,
+        {
+          sudo: true,
+          timeoutMs: 30_000,
+        },
+      );
+    });
+    const vip = `https://${spec.controlPlaneEndpoint.vip}:${spec.controlPlaneEndpoint.port}/healthz`;
+    const direct = members.map((m) => `https://${m.n.node.address}:${m.plan.ports.apiserver}/healthz`);
+    let directSince = 0;
+    const apiserver = await waitUntil(`the apiserver at ${vip}`, wait, async () => {
+      const r = await members[0]!.remote.exec(`curl -ksf --max-time 3 ${sq(vip)}`, { timeoutMs: 15_000 });
+      if (r.code === 0) return `${vip} answered ${r.stdout.trim() || "200"}`;
+      // Every apiserver healthy but the VIP silent for a while: the restore worked and the
+      // load balancer is the problem; say so instead of undoing a good restore.
+      const each = await Promise.all(
+        members.map((m, i) => m.remote.exec(`curl -ksf --max-time 3 ${sq(direct[i]!)}`, { timeoutMs: 15_000 })),
+      );
+      if (!each.every((x) => x.code === 0)) {
+        directSince = 0;
+        return undefined;
+      }
+      directSince ||= Date.now();
+      return Date.now() - directSince > 15_000
+        ? `WARNING: every apiserver answers /healthz directly but ${vip} does not; check keepalived/haproxy`
+        : undefined;
+    });
+    progress("cluster", "apiserver", apiserver);
+
+    // 7. Commit: the watchdogs stand down.
+    await onAll(members, (m) =>
+      m.remote.run(
+        `date -u +%FT%TZ >${sq(`${S}/committed`)}; kill "$(cat ${sq(`${S}/watchdog.pid`)})" 2>/dev/null || true; rm -f ${sq(`${S}/snapshot.db`)}`,
+        {
+          sudo: true,
+          timeoutMs: 30_000,
+        },
+      ),
+    );
+    return { ...plan, ok: true, newClusterId, apiserver, seconds: (Date.now() - t0) / 1000 };
+  } catch (e) {
+    const error = (e as Error).message;
+    progress("cluster", "rollback", `restore failed: ${error.slice(0, 300)}`);
+    const rolledBack = await Promise.all(
+      members.map(async (m) => {
+        if (!stopped.has(m.plan.node)) return { node: m.plan.node, ok: true, detail: "never stopped; untouched" };
+        try {
+          const out = await m.remote.run(`bash ${sq(`${S}/rollback.sh`)}`, {
+            sudo: true,
+            timeoutMs: 150_000,
+            what: "rollback",
+          });
+          progress(m.plan.node, "rollback", out.trim() || "old manifests in place");
+          return { node: m.plan.node, ok: true, detail: `old manifests and ${m.plan.oldDataDir} in place` };
+        } catch (re) {
+          const d = `could not roll back now (${(re as Error).message.slice(0, 200)}); its watchdog puts the old manifests back ${opts.revertAfterSeconds ?? 900} s after the stop, or run: sudo bash ${S}/rollback.sh`;
+          progress(m.plan.node, "rollback", d);
+          return { node: m.plan.node, ok: false, detail: d };
+        }
+      }),
+    );
+    return { ...plan, ok: false, error, rolledBack, seconds: (Date.now() - t0) / 1000 };
+  } finally {
+    closeAll();
+  }
+}
+
+export function reportText(r: RestoreReport): string {
+  if (!r.ok) {
+    return [
+      `RESTORE FAILED after ${r.seconds.toFixed(1)} s: ${r.error}`,
+      "every node was put back on its old manifests and data dir:",
+      ...(r.rolledBack ?? []).map((x) => `  ${x.node.padEnd(10)} ${x.ok ? "ok  " : "LATE"} ${x.detail}`),
+      `original manifests are kept in ${r.stateDir}/orig on each node.`,
+    ].join("\n");
+  }
+  return [
+    `restored ${r.file} in ${r.seconds.toFixed(1)} s`,
+    `  cluster ID ${r.oldClusterId ?? "?"} -> ${r.newClusterId}; ${r.apiserver}`,
+    ...r.members.map(
+      (m) =>
+        `  ${m.node.padEnd(10)} now on ${m.newDataDir} (old data kept in ${m.oldDataDir}; original etcd.yaml in ${r.stateDir}/orig)`,
+    ),
+    "Check your workloads; delete the old data dirs once you are satisfied.",
+  ].join("\n");
+}

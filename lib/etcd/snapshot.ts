@@ -1,0 +1,209 @@
+// Snapshot files on the machine that runs the tool: names, sidecars (sha256 and
+// JSON facts), integrity checks that need no etcd binary, status through a local
+// etcdutl/etcdctl when there is one, and retention.
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { basename, join } from "node:path";
+import { UserError } from "../errors.ts";
+
+export interface SnapshotStatus {
+  hash: number;
+  revision: number;
+  totalKeys: number;
+  totalSize: number;
+}
+
+export interface SnapshotSidecar extends SnapshotStatus {
+  file: string;
+  cluster: string;
+  node: string;
+  createdAt: string;
+  sha256: string;
+  etcdVersion: string;
+  clusterId?: string;
+  members: { id: string; name: string; peerUrls: string[] }[];
+}
+
+/** 2025-01-02T03:04:05.678Z -> 20250102T030405Z (sorts by time, safe in file names). */
+export const stamp = (d = new Date()): string =>
+  d
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
+
+export const snapshotName = (cluster: string, node: string, d = new Date()): string =>
+  `${cluster}-${node}-${stamp(d)}.db`;
+
+export const sha256Sidecar = (file: string): string => `${file}.sha256`;
+export const jsonSidecar = (file: string): string => `${file}.json`;
+
+/** Parse `snapshot status -w json` of etcdctl 3.4 or etcdutl 3.5+ ({"hash":..,"revision":..,"totalKey":..,"totalSize":..}). */
+export function parseStatusJson(text: string): SnapshotStatus {
+  const line = text
+    .split("\n")
+    .map((l) => l.trim())
+    .find((l) => l.startsWith("{") && l.includes('"totalSize"'));
+  if (!line) throw new Error(`no status JSON in: ${text.slice(0, 200)}`);
+  const j = JSON.parse(line) as Record<string, number>;
+  return {
+    hash: j.hash ?? 0,
+    revision: j.revision ?? 0,
+    totalKeys: j.totalKey ?? j.totalKeys ?? 0,
+    totalSize: j.totalSize ?? 0,
+  };
+}
+
+/**
+ * etcd appends the sha256 of the database to every snapshot it streams (the file
+ * is then 32 bytes past a 512-byte boundary). Checking it finds truncation and
+ * flipped bytes that `snapshot status` happily reports as fine.
+ */
+export async function checkEmbeddedHash(path: string): Promise<{ ok: boolean; reason?: string }> {
+  const size = statSync(path).size;
+  if (size < 512 + 32) return { ok: false, reason: `only ${size} bytes, too small to be an etcd snapshot` };
+  if (size % 512 !== 32) {
+    return {
+      ok: false,
+      reason: `size ${size} is not a database plus etcd's 32-byte checksum (truncated, or a copied member/snap/db rather than a snapshot)`,
+    };
+  }
+  const h = createHash("sha256");
+  const body = size - 32;
+  const fd = openSync(path, "r");
+  try {
+    const buf = Buffer.alloc(4 * 1024 * 1024);
+    let pos = 0;
+    while (pos < body) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, body - pos), pos);
+      if (n <= 0) break;
+      h.update(buf.subarray(0, n));
+      pos += n;
+    }
+    const tail = Buffer.alloc(32);
+    readSync(fd, tail, 0, 32, body);
+    if (!h.digest().equals(tail))
+      return { ok: false, reason: "the checksum etcd embedded in the file does not match its content (corrupted)" };
+  } finally {
+    closeSync(fd);
+  }
+  return { ok: true };
+}
+
+export async function fileSha256(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of Bun.file(path).stream()) h.update(chunk);
+  return h.digest("hex");
+}
+
+/** Read `<file>.sha256` (sha256sum format); undefined when absent. */
+export function readSha256Sidecar(file: string): string | undefined {
+  const p = sha256Sidecar(file);
+  if (!existsSync(p)) return undefined;
+  const hex = readFileSync(p, "utf8").trim().split(/\s+/)[0] ?? "";
+  if (!/^[0-9a-f]{64}$/.test(hex))
+    throw new UserError(
+      `${p} does not hold a sha256 (expected "<64 hex digits>  <file name>"). Restore it from where the backup came from, or delete it to rely on the embedded checksum.`,
+    );
+  return hex;
+}
+
+export function writeSidecars(file: string, sha: string, facts: SnapshotSidecar): void {
+  writeFileSync(sha256Sidecar(file), `${sha}  ${basename(file)}\n`, { mode: 0o600, flag: "wx" });
+  writeFileSync(jsonSidecar(file), `${JSON.stringify(facts, null, 2)}\n`, { mode: 0o600, flag: "wx" });
+}
+
+/** Which etcd tool can read snapshots on this machine, if any. */
+export function localSnapshotTool(): { bin: string; kind: "etcdutl" | "etcdctl" } | undefined {
+  for (const kind of ["etcdutl", "etcdctl"] as const) {
+    const r = spawnSync("sh", ["-c", `command -v ${kind}`], { encoding: "utf8" });
+    if (r.status === 0 && r.stdout.trim()) {
+      const bin = r.stdout.trim();
+      // etcdctl 3.6 dropped `snapshot status`; only use etcdctl when it still has it.
+      if (kind === "etcdctl") {
+        const help = spawnSync(bin, ["snapshot", "--help"], {
+          encoding: "utf8",
+          env: { ...process.env, ETCDCTL_API: "3" },
+        });
+        if (!`${help.stdout}${help.stderr}`.includes("status")) continue;
+      }
+      return { bin, kind };
+    }
+  }
+  return undefined;
+}
+
+/** `snapshot status` with a local tool. Throws a UserError for a file the tool cannot read. */
+export function localSnapshotStatus(path: string, tool = localSnapshotTool()): SnapshotStatus | undefined {
+  if (!tool) return undefined;
+  const r = spawnSync(tool.bin, ["snapshot", "status", path, "-w", "json"], {
+    encoding: "utf8",
+    env: { ...process.env, ETCDCTL_API: "3" },
+    timeout: 120_000,
+  });
+  if (r.status !== 0) {
+    const why =
+      (r.stderr || r.stdout || "").split("\n").find((l) => /error|fault|panic|invalid/i.test(l)) ?? `exit ${r.status}`;
+    throw new UserError(
+      `${path}: ${tool.kind} cannot read this snapshot (${why.trim().slice(0, 160)}); it is truncated or corrupted. Use another backup.`,
+    );
+  }
+  return parseStatusJson(r.stdout);
+}
+
+export interface Verified {
+  file: string;
+  sha256: string;
+  sidecarChecked: boolean;
+  status?: SnapshotStatus;
+  tool?: string;
+}
+
+/** Everything we can check locally before a snapshot is trusted: existence, sidecar sha256, embedded checksum, status. */
+export async function verifySnapshotFile(file: string): Promise<Verified> {
+  if (!existsSync(file) || !statSync(file).isFile())
+    throw new UserError(`snapshot ${file} does not exist or is not a file. Pass the .db file etcd:backup wrote.`);
+  const sha = await fileSha256(file);
+  const expected = readSha256Sidecar(file);
+  if (expected && expected !== sha) {
+    throw new UserError(
+      `${file}: sha256 is ${sha} but ${basename(sha256Sidecar(file))} says ${expected}: the file changed after the backup (corrupted or replaced). Refusing to use it; pick another backup.`,
+    );
+  }
+  const embedded = await checkEmbeddedHash(file);
+  if (!embedded.ok)
+    throw new UserError(
+      `${file}: not a usable etcd snapshot: ${embedded.reason}. Refusing to use it; pick another backup.`,
+    );
+  const tool = localSnapshotTool();
+  const status = localSnapshotStatus(file, tool);
+  return { file, sha256: sha, sidecarChecked: expected !== undefined, status, tool: tool?.kind };
+}
+
+/** Snapshots of `cluster` in `dir` that have a sha256 sidecar (complete downloads), newest first. */
+export function listGoodSnapshots(dir: string, cluster: string): string[] {
+  if (!existsSync(dir)) return [];
+  const re = new RegExp(`^${cluster.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}-.+-(\\d{8}T\\d{6}Z)\\.db$`);
+  return readdirSync(dir)
+    .filter((f) => re.test(f) && existsSync(join(dir, `${f}.sha256`)))
+    .sort((a, b) => re.exec(b)![1]!.localeCompare(re.exec(a)![1]!))
+    .map((f) => join(dir, f));
+}
+
+/** Keep the newest `keep` good snapshots (never fewer than one), delete older ones with their sidecars. */
+export function applyRetention(dir: string, cluster: string, keep: number): string[] {
+  const good = listGoodSnapshots(dir, cluster);
+  const doomed = good.slice(Math.max(1, keep));
+  for (const f of doomed) for (const p of [f, sha256Sidecar(f), jsonSidecar(f)]) rmSync(p, { force: true });
+  return doomed;
+}

@@ -1,0 +1,68 @@
+// bun run etcd:restore FILE [--dry-run] [--yes] [--json] [--bump-revision N --mark-compacted]
+import { createInterface } from "node:readline/promises";
+import { parseCommand, runCommand } from "../lib/cli.ts";
+import { UserError } from "../lib/errors.ts";
+import { COMMON_HELP, commonEtcdFlags, specAndAccess } from "../lib/etcd/flags.ts";
+import { planText, reportText, runRestore } from "../lib/etcd/restore.ts";
+
+const int = (flag: string, v: string | undefined): number | undefined => {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) <= 0) throw new UserError(`--${flag} ${v}: must be a positive whole number.`);
+  return Number(v);
+};
+
+await runCommand(async () => {
+  const { values, positionals } = parseCommand({
+    name: "etcd:restore",
+    usage:
+      "bun run etcd:restore FILE [--dry-run] [--yes] [--json] [--bump-revision N --mark-compacted] [--wait SECONDS] [--revert-after SECONDS]",
+    description: `Restores the whole stacked etcd cluster (every control plane) from one snapshot. Verifies the file first (sha256 sidecar, embedded checksum, snapshot status) and reaches every control plane before changing anything; --dry-run prints the plan and stops. Then: uploads the snapshot to each member, stops every kube-apiserver and etcd (moves their static-pod manifests aside and waits until they are gone), restores each member with its own --name and peer URL, the full --initial-cluster and a new shared --initial-cluster-token into a new data dir, points etcd.yaml at it (original kept), starts etcd, waits for all members healthy with a new cluster ID, starts the apiservers and waits for the VIP. If anything fails, every node goes back to its old manifests and data dir. --yes skips the confirmation (needed without a terminal). --bump-revision/--mark-compacted need etcdutl 3.5.10+ on the members. --wait bounds each wait (default 180 s); --revert-after is when a node the tool lost contact with rolls itself back (default 900 s). ${COMMON_HELP}`,
+    options: {
+      ...commonEtcdFlags,
+      "dry-run": { type: "boolean" },
+      yes: { type: "boolean", short: "y" },
+      json: { type: "boolean" },
+      "bump-revision": { type: "string" },
+      "mark-compacted": { type: "boolean" },
+      wait: { type: "string" },
+      "revert-after": { type: "string" },
+    },
+    allowPositionals: true,
+  });
+  const file = positionals[0];
+  if (!file || positionals.length > 1)
+    throw new UserError(
+      "etcd:restore takes exactly one snapshot FILE, e.g. bun run etcd:restore backups/prod-cp-1-20250101T030000Z.db --dry-run.",
+    );
+  const { spec, access } = specAndAccess(values);
+  const confirm = async (plan: Parameters<typeof planText>[0]) => {
+    if (values.yes) return true;
+    if (!process.stdin.isTTY)
+      throw new UserError(
+        "etcd:restore stops the whole control plane; without a terminal to confirm, pass --yes (and try --dry-run first).",
+      );
+    process.stderr.write(`${planText(plan)}\n`);
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    const answer = await rl.question(
+      `This stops every apiserver and etcd of cluster ${spec.name}. Type the cluster name to go on: `,
+    );
+    rl.close();
+    return answer.trim() === spec.name;
+  };
+  const report = await runRestore(
+    spec,
+    file,
+    {
+      access,
+      dryRun: values["dry-run"],
+      bumpRevision: int("bump-revision", values["bump-revision"]),
+      markCompacted: values["mark-compacted"],
+      waitSeconds: int("wait", values.wait),
+      revertAfterSeconds: int("revert-after", values["revert-after"]),
+    },
+    confirm,
+  );
+  if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else process.stdout.write(`${values["dry-run"] ? planText(report) : reportText(report)}\n`);
+  return report.ok ? 0 : 1;
+});
