@@ -488,3 +488,141 @@ ${KEY}`;
     expect(r.err).toContain("this node's API server did not answer https://127.0.0.1:6443/healthz within 1s");
   });
 });
+
+describe("whole scripts against stand-in kubeadm/kubectl/curl (private mount namespace, overlay on /etc)", () => {
+  function canIsolate(): boolean {
+    const ok = process.getuid?.() === 0 && Bun.which("unshare") !== null;
+    if (ok) return true;
+    if (process.env.CI === "true") throw new Error("these tests need root and unshare(1) in CI");
+    console.warn("skipping: needs root and unshare");
+    return false;
+  }
+
+  /** A host's /etc as an overlay upper dir that persists across runs of one test. */
+  function host() {
+    const dir = mkdtempSync(join(work, "host-"));
+    for (const d of ["upper", "work", "capture", "bin"]) run(["mkdir", "-p", join(dir, d)]);
+    const stubs: Record<string, string> = {
+      // Records its arguments, keeps a copy of the config it was given, acts like kubeadm on disk, and echoes
+      // the secrets the way kubeadm init prints join commands.
+      kubeadm: `#!/bin/bash
+set -eu
+echo "$*" >>"$CAPTURE/kubeadm.log"
+cfg=""; prev=""
+for a in "$@"; do [ "$prev" = --config ] && cfg="$a"; prev="$a"; done
+if [ -n "$cfg" ]; then cp "$cfg" "$CAPTURE/$1.yaml"; echo "$cfg" >"$CAPTURE/$1.path"; fi
+token="$(sed -n 's/^[ -]*token: //p' "$cfg" | head -n 1)"
+key="$(sed -n 's/^ *certificateKey: //p' "$cfg" | head -n 1)"
+mkdir -p /etc/kubernetes/manifests
+case "$1" in
+  init) touch /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf
+        printf 'spec:\\n  containers:\\n  - image: registry.k8s.io/kube-apiserver:v1.31.4\\n' >/etc/kubernetes/manifests/kube-apiserver.yaml ;;
+  join) touch /etc/kubernetes/kubelet.conf ;;
+esac
+echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-key $key"
+`,
+      kubectl: `#!/bin/sh\necho '{"clientVersion":{"gitVersion":"v1.31.4"},"serverVersion":{"gitVersion":"'"$SERVER_VERSION"'"}}'\n`,
+      curl: "#!/bin/sh\nexit 0\n",
+    };
+    for (const [name, text] of Object.entries(stubs)) {
+      writeFileSync(join(dir, "bin", name), text);
+      chmodSync(join(dir, "bin", name), 0o755);
+    }
+    return {
+      dir,
+      upper: join(dir, "upper"),
+      capture: join(dir, "capture"),
+      /** Stage a step the way the constructs upload it, then run it as root with /etc overlaid. */
+      run(
+        step: { files: { path: string; content: string; mode: string }[]; secrets: string[]; script: string },
+        serverVersion = "v1.31.4",
+      ) {
+        const stage = mkdtempSync(join(work, "stage-"));
+        for (const f of step.files) {
+          run(["mkdir", "-p", join(stage, "root", f.path, "..")]);
+          writeFileSync(join(stage, "root", f.path), f.content);
+        }
+        run(["mkdir", "-p", join(stage, "secrets")]);
+        const values: Record<string, string> = {
+          "bootstrap-token": TOKEN,
+          "certificate-key": KEY,
+          "ca-key": readFileSync(caKeyPath, "utf8"),
+        };
+        for (const s of step.secrets) writeFileSync(join(stage, "secrets", s), values[s]!, { mode: 0o600 });
+        writeFileSync(join(stage, "run.sh"), step.script);
+        const inner = `mount -t overlay overlay -o lowerdir=/etc,upperdir=${dir}/upper,workdir=${dir}/work /etc && exec bash ${stage}/run.sh`;
+        const r = run(["unshare", "-m", "--propagation", "private", "bash", "-c", inner], undefined, {
+          PATH: `${dir}/bin:${process.env.PATH}`,
+          CAPTURE: join(dir, "capture"),
+          SERVER_VERSION: serverVersion,
+        });
+        expect(existsSync(stage)).toBe(false);
+        return r;
+      },
+    };
+  }
+
+  test("init: CA installed first, secrets only in the config kubeadm read, output redacted, a re-run leaves it alone", () => {
+    if (!canIsolate()) return;
+    const h = host();
+    const step = initStep(spec(), ctx, { waitSeconds: 5 });
+    const first = h.run(step);
+    expect(first.err).toBe("");
+    expect(first.code).toBe(0);
+    expect(first.out + first.err).not.toContain(TOKEN);
+    expect(first.out + first.err).not.toContain(KEY);
+    expect(first.out).toContain("--token <bootstrap-token> --control-plane --certificate-key <certificate-key>");
+    const log = readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n");
+    expect(log).toHaveLength(1);
+    expect(log[0]).toMatch(/^init --config \S+ --upload-certs --skip-token-print --skip-certificate-key-print$/);
+    const seen = docs(readFileSync(join(h.capture, "init.yaml"), "utf8"));
+    expect(byKind(seen, "InitConfiguration").bootstrapTokens[0].token).toBe(TOKEN);
+    expect(byKind(seen, "InitConfiguration").certificateKey).toBe(KEY);
+    expect(existsSync(readFileSync(join(h.capture, "init.path"), "utf8").trim())).toBe(false);
+    expect(readFileSync(join(h.upper, "kubernetes/pki/ca.crt"), "utf8").trim()).toBe(caCertPem.trim());
+    expect(
+      run([
+        "stat",
+        "-c",
+        "%a",
+        join(h.upper, "kubernetes/pki/ca.key"),
+        join(h.upper, "kubeadm-ha/secrets/bootstrap-token"),
+      ]).out,
+    ).toBe("600\n600\n");
+    // The installed config keeps its placeholders: the drift checker compares it with the rendered one.
+    expect(readFileSync(join(h.upper, "kubeadm-ha/kubeadm-init.yaml"), "utf8")).toBe(step.files[0]!.content);
+
+    const second = h.run(initStep(spec(), ctx, { waitSeconds: 5 }));
+    expect(second.code).toBe(0);
+    expect(second.out).toContain("already initialized, kubeadm settings are not re-applied to a running cluster");
+    expect(second.out).not.toContain("installed /etc/");
+    expect(readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n")).toHaveLength(1);
+
+    const upgraded = h.run(initStep(spec(), ctx, { waitSeconds: 5 }), "v1.30.5");
+    expect(upgraded.code).toBe(1);
+    expect(upgraded.err).toContain("runs Kubernetes v1.30.5, but kubernetes.version is 1.31.4");
+  });
+
+  test("worker join: CA-pinned config with the token, once; a second run skips", () => {
+    if (!canIsolate()) return;
+    const h = host();
+    const s = spec();
+    const first = h.run(joinStep(s, s.nodes[3]!, ctx, { waitSeconds: 5 }));
+    expect(first.err).toBe("");
+    expect(first.code).toBe(0);
+    expect(first.out).not.toContain(TOKEN);
+    const log = readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim();
+    expect(log).toMatch(/^join --config \S+$/);
+    expect(log).not.toMatch(/unsafe/);
+    const seen = docs(readFileSync(join(h.capture, "join.yaml"), "utf8"))[0];
+    expect(seen.discovery.bootstrapToken).toEqual({
+      apiServerEndpoint: "10.0.0.162:8443",
+      token: TOKEN,
+      caCertHashes: [ctx.caCertHash],
+    });
+    const second = h.run(joinStep(s, s.nodes[3]!, ctx, { waitSeconds: 5 }));
+    expect(second.code).toBe(0);
+    expect(second.out).toContain("already joined");
+    expect(readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n")).toHaveLength(1);
+  });
+});
