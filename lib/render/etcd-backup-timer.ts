@@ -1,0 +1,110 @@
+// Scheduled etcd snapshots on each control plane: a systemd timer + oneshot
+// service running a script that snapshots the local member with kubeadm's
+// healthcheck client cert, verifies the file, and keeps the newest N.
+import { ETCD_TOOLS_SH, KUBEADM_ETCD_ACCESS } from "../etcd/remote.ts";
+import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
+import { phaseScript, shq } from "./phase-script.ts";
+import type { RenderedFile, Step } from "./types.ts";
+
+export const BACKUP_UNIT = "kubeadm-ha-etcd-backup";
+export const BACKUP_SCRIPT = "/usr/local/lib/kubeadm-ha/etcd-backup.sh";
+export const NODE_BACKUP_DIR = "/var/backups/kubeadm-ha/etcd";
+
+export function etcdBackupScript(spec: ClusterSpec, node: NodeSpec): string {
+  const a = KUBEADM_ETCD_ACCESS;
+  return `#!/usr/bin/env bash
+# kubeadm-ha scheduled etcd snapshot for ${node.name}. Generated: edit the spec, not this file.
+# Keeps the newest ${spec.etcd.backup.retention} verified snapshots; a failed run deletes nothing.
+set -euo pipefail
+umask 077
+DIR=${shq(NODE_BACKUP_DIR)}
+KEEP=${spec.etcd.backup.retention}
+PREFIX=${shq(`${spec.name}-${node.name}-`)}
+ENDPOINT='https://127.0.0.1:2379'
+${ETCD_TOOLS_SH}
+etcd_tools
+install -d -m 0700 "$DIR"
+chmod 0700 "$DIR"
+ts="$(date -u +%Y%m%dT%H%M%SZ)"
+final="$DIR/$PREFIX$ts.db"
+tmp="$DIR/.partial-$ts.db"
+trap 'rm -f -- "$tmp" "$tmp.part"' EXIT
+"$ETCDCTL" --endpoints="$ENDPOINT" --cacert=${shq(a.cacert)} --cert=${shq(a.cert)} --key=${shq(a.key)} snapshot save "$tmp" >/dev/null
+# A snapshot the tools cannot read is not a backup: fail before retention runs.
+status="$(snaptool snapshot status "$tmp" -w json)"
+chmod 0600 "$tmp"
+mv -- "$tmp" "$final"
+(cd "$DIR" && sha256sum -- "$(basename "$final")" >"$final.sha256")
+printf '%s\\n' "$status" >"$final.status.json"
+chmod 0600 "$final.sha256" "$final.status.json"
+echo "snapshot $final (etcd $ETCD_VERSION, tools: $TOOLS_SOURCE): $status"
+# Retention: only complete snapshots (with a .sha256) count; the newest is the one just made.
+mapfile -t good < <(find "$DIR" -maxdepth 1 -type f -name "$PREFIX*.db" -exec test -e '{}.sha256' ';' -print | sort -r)
+for old in "\${good[@]:$KEEP}"; do
+  rm -f -- "$old" "$old.sha256" "$old.status.json"
+  echo "retention: removed $old"
+done
+`;
+}
+
+export function etcdBackupUnits(spec: ClusterSpec, node: NodeSpec): RenderedFile[] {
+  const service = `[Unit]
+Description=kubeadm-ha: snapshot the local etcd member (${node.name})
+After=kubelet.service
+ConditionPathExists=/etc/kubernetes/manifests/etcd.yaml
+
+[Service]
+Type=oneshot
+ExecStart=${BACKUP_SCRIPT}
+Nice=10
+IOSchedulingClass=best-effort
+IOSchedulingPriority=7
+TimeoutStartSec=30min
+`;
+  const timer = `[Unit]
+Description=kubeadm-ha: scheduled etcd snapshots (${node.name})
+
+[Timer]
+OnCalendar=${spec.etcd.backup.schedule}
+Persistent=true
+RandomizedDelaySec=10min
+
+[Install]
+WantedBy=timers.target
+`;
+  return [
+    { path: BACKUP_SCRIPT, content: etcdBackupScript(spec, node), mode: "0700" },
+    { path: `/etc/systemd/system/${BACKUP_UNIT}.service`, content: service, mode: "0644" },
+    { path: `/etc/systemd/system/${BACKUP_UNIT}.timer`, content: timer, mode: "0644" },
+  ];
+}
+
+/** The timer on a control plane; with no schedule in the spec, a step that removes a timer left from before. */
+export function etcdBackupTimerStep(spec: ClusterSpec, node: NodeSpec): Step {
+  if (node.role !== "control-plane")
+    throw new Error(`${node.name} is not a control plane; the etcd backup timer runs on control planes only`);
+  const enabled = spec.etcd.backup.schedule.trim() !== "";
+  const files = enabled ? etcdBackupUnits(spec, node) : [];
+  const body = enabled
+    ? `step "enable ${BACKUP_UNIT}.timer"
+install -d -m 0700 ${shq(NODE_BACKUP_DIR)}
+if changed /etc/systemd/system/${BACKUP_UNIT}.service || changed /etc/systemd/system/${BACKUP_UNIT}.timer; then
+  systemctl daemon-reload
+fi
+systemctl enable ${BACKUP_UNIT}.timer
+systemctl restart ${BACKUP_UNIT}.timer
+systemctl is-active --quiet ${BACKUP_UNIT}.timer || die "${BACKUP_UNIT}.timer is not active"`
+    : `step "no etcd.backup.schedule: remove ${BACKUP_UNIT}.timer if present"
+if [ -e /etc/systemd/system/${BACKUP_UNIT}.timer ]; then
+  systemctl disable --now ${BACKUP_UNIT}.timer || true
+  rm -f /etc/systemd/system/${BACKUP_UNIT}.timer /etc/systemd/system/${BACKUP_UNIT}.service ${shq(BACKUP_SCRIPT)}
+  systemctl daemon-reload
+fi`;
+  return {
+    phase: "etcd-backup-timer",
+    node,
+    files,
+    secrets: [],
+    script: phaseScript({ phase: "etcd-backup-timer", node: node.name, files, secrets: [], body }),
+  };
+}
