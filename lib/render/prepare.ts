@@ -14,9 +14,12 @@ export const MODULES_PATH = "/etc/modules-load.d/kubeadm-ha.conf";
 export const APT_SOURCES_PATH = "/etc/apt/sources.list.d/kubernetes.list";
 /** Armored keys work with signed-by when the file ends in .asc, so no gpg is needed on the host. */
 export const APT_KEYRING_PATH = "/etc/apt/keyrings/kubernetes-apt-keyring.asc";
-/** The community repository that replaced the retired apt.kubernetes.io. */
-export const DEFAULT_APT_REPOSITORY = "https://pkgs.k8s.io/core:/stable:/{minor}/deb/";
-export const DEFAULT_APT_KEY_URL = "https://pkgs.k8s.io/core:/stable:/{minor}/deb/Release.key";
+/**
+ * Shown in messages only: the spec must name the repository (the Kubernetes community
+ * repository that replaced apt.kubernetes.io, or a mirror of it), so no host is built in.
+ */
+export const EXAMPLE_APT_REPOSITORY = "https://k8s-mirror.example.internal/kubernetes/{minor}/deb/";
+export const EXAMPLE_APT_KEY_URL = "https://k8s-mirror.example.internal/kubernetes/{minor}/deb/Release.key";
 export const KERNEL_MODULES = ["overlay", "br_netfilter"] as const;
 
 /**
@@ -44,15 +47,15 @@ export function parseKubernetesVersion(spec: ClusterSpec): [number, number, numb
 
 const httpUrl = /^https?:\/\/[^\s'"`$\\]+$/;
 
-/** The one-line apt source: a bare URL means a flat repository ("/" suite), as pkgs.k8s.io is. */
+/** The one-line apt source: a bare URL means a flat repository ("/" suite), as the community repository is. */
 export function aptSourceLine(spec: ClusterSpec): string {
   const minor = kubernetesMinor(spec);
-  const raw = (spec.kubernetes.packages.aptRepository ?? DEFAULT_APT_REPOSITORY).replaceAll("{minor}", minor).trim();
+  const raw = (spec.kubernetes.packages.aptRepository ?? "").replaceAll("{minor}", minor).trim();
   const parts = raw.replace(/^deb\s+/, "").split(/\s+/);
   const uri = parts[0] ?? "";
   if (!httpUrl.test(uri) || parts.slice(1).some((p) => !/^[A-Za-z0-9_./:-]+$/.test(p))) {
     throw new UserError(
-      `kubernetes.packages.aptRepository is "${spec.kubernetes.packages.aptRepository}", which is not a repository URL. Give an http(s) URL such as ${DEFAULT_APT_REPOSITORY} (optionally followed by a suite and components), or leave it out to use that default.`,
+      `kubernetes.packages.aptRepository is "${spec.kubernetes.packages.aptRepository}", which is not a repository URL. Give an http(s) URL such as ${EXAMPLE_APT_REPOSITORY} (optionally followed by a suite and components): the Kubernetes community repository or your mirror.`,
     );
   }
   const rest = parts.length > 1 ? parts.slice(1).join(" ") : "/";
@@ -60,12 +63,12 @@ export function aptSourceLine(spec: ClusterSpec): string {
 }
 
 export function aptKeyUrl(spec: ClusterSpec): string {
-  const url = (spec.kubernetes.packages.aptKeyUrl ?? DEFAULT_APT_KEY_URL)
+  const url = (spec.kubernetes.packages.aptKeyUrl ?? "")
     .replaceAll("{minor}", kubernetesMinor(spec))
     .trim();
   if (!httpUrl.test(url)) {
     throw new UserError(
-      `kubernetes.packages.aptKeyUrl is "${spec.kubernetes.packages.aptKeyUrl}", which is not an http(s) URL. Give the repository's signing key URL, such as ${DEFAULT_APT_KEY_URL}, or leave it out to use that default.`,
+      `kubernetes.packages.aptKeyUrl is "${spec.kubernetes.packages.aptKeyUrl}", which is not an http(s) URL. Give the repository's signing key URL, such as ${EXAMPLE_APT_KEY_URL}.`,
     );
   }
   return url;

@@ -382,8 +382,8 @@ function httpsUrlProblem(value: string, example: string): string | undefined {
 function aptRepository(spec: ClusterSpec): Finding[] {
   const packages = spec.kubernetes.packages;
   const examples = {
-    aptRepository: "https://pkgs.k8s.io/core:/stable:/{minor}/deb/",
-    aptKeyUrl: "https://pkgs.k8s.io/core:/stable:/{minor}/deb/Release.key",
+    aptRepository: "https://k8s-mirror.example.internal/kubernetes/{minor}/deb/",
+    aptKeyUrl: "https://k8s-mirror.example.internal/kubernetes/{minor}/deb/Release.key",
   } as const;
   return (["aptRepository", "aptKeyUrl"] as const).flatMap((field): Finding[] => {
     const path = ["kubernetes", "packages", field];

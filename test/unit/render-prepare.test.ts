@@ -24,6 +24,9 @@ import type { ClusterSpec } from "../../lib/spec/schema.ts";
 const exampleText = readFileSync(join(import.meta.dir, "../../cluster.example.yaml"), "utf8");
 function spec(mutate: (s: ClusterSpec) => void = () => {}): ClusterSpec {
   const s = parseSpec(exampleText);
+  // The spec must name the apt repository (validation requires it for source "apt").
+  s.kubernetes.packages.aptRepository = "https://k8s-mirror.example.internal/kubernetes/{minor}/deb/";
+  s.kubernetes.packages.aptKeyUrl = "https://k8s-mirror.example.internal/kubernetes/{minor}/deb/Release.key";
   mutate(s);
   return s;
 }
@@ -126,7 +129,7 @@ describe("prepareStep", () => {
       node,
     );
     const list = apt.files.find((f) => f.path === APT_SOURCES_PATH)!.content;
-    expect(list).toContain(`deb [signed-by=${APT_KEYRING_PATH}] https://pkgs.k8s.io/core:/stable:/v1.31/deb/ /`);
+    expect(list).toContain(`deb [signed-by=${APT_KEYRING_PATH}] https://k8s-mirror.example.internal/kubernetes/v1.31/deb/ /`);
   });
 
   test("both package sources give shellcheck-clean scripts", () => {
@@ -230,9 +233,9 @@ describe("prepare bash functions, run for real", () => {
 
   test("pick_package_version takes the exact upstream version from apt-cache madison output", () => {
     const madison = [
-      "   kubeadm | 1.31.40-1.1 | https://pkgs.k8s.io/core:/stable:/v1.31/deb  Packages",
-      "   kubeadm | 1.31.4-1.1 | https://pkgs.k8s.io/core:/stable:/v1.31/deb  Packages",
-      "   kubeadm | 1.31.3-1.1 | https://pkgs.k8s.io/core:/stable:/v1.31/deb  Packages",
+      "   kubeadm | 1.31.40-1.1 | https://k8s-mirror.example.internal/kubernetes/v1.31/deb  Packages",
+      "   kubeadm | 1.31.4-1.1 | https://k8s-mirror.example.internal/kubernetes/v1.31/deb  Packages",
+      "   kubeadm | 1.31.3-1.1 | https://k8s-mirror.example.internal/kubernetes/v1.31/deb  Packages",
     ].join("\n");
     const pick = (v: string) =>
       run(["bash", "-c", `${PRELUDE}${PREPARE_FUNCTIONS}\npick_package_version "$1"`, "x", v], madison).out;
