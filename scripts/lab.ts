@@ -1,0 +1,135 @@
+// `bun scripts/lab.ts up|down|status [--json]|etcdctl -- ARGS`: the lab's test hosts on this machine.
+import { parseCommand, progress, runCommand } from "../lib/cli.ts";
+import { UserError } from "../lib/errors.ts";
+import {
+  etcdctlArgv,
+  LabUnavailable,
+  labDown,
+  labMissing,
+  labNodes,
+  labPaths,
+  labStatus,
+  labUp,
+} from "../test/lab/lab.ts";
+
+const VERBS = ["up", "down", "status", "etcdctl"] as const;
+
+function count(flag: string, value: string | undefined, fallback: number, max: number, min: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < min || n > max) {
+    throw new UserError(
+      `--${flag}: "${value}" is not a whole number from ${min} to ${max}. Pass e.g. --${flag} ${fallback}.`,
+    );
+  }
+  return n;
+}
+
+function needLab(): void {
+  const missing = labMissing();
+  if (missing) throw new UserError(`the lab cannot run here: ${missing}.`, 1);
+}
+
+await runCommand(async () => {
+  const { values, positionals } = parseCommand({
+    name: "lab",
+    usage: "bun scripts/lab.ts up [--control-planes N] [--workers N] | down | status [--json] | etcdctl -- ARGS",
+    description:
+      "Test hosts on this machine (root only): systemd-nspawn containers booted on an overlay of /, each in its own " +
+      "network namespace on the bridge kha-br0 (198.18.0.0/24; this machine is 198.18.0.1, the VIP 198.18.0.10). " +
+      "`up` boots cp-1..cp-3 (198.18.0.11-13) running a three-member TLS etcd and an apiserver stand-in, and worker-1 " +
+      `(198.18.0.21); it writes the lab spec, SSH key and known_hosts to ${labPaths.stateDir} and does nothing if a ` +
+      "healthy lab is already up. `down` removes every host, namespace, mount, cgroup and the state dir, also what a " +
+      "crashed run left. `status` shows each host's SSH, etcd and VIP state. `etcdctl -- ARGS` runs etcdctl against " +
+      "the lab's etcd with its client certificate.",
+    options: {
+      json: { type: "boolean" },
+      "control-planes": { type: "string" },
+      workers: { type: "string" },
+    },
+    allowPositionals: true,
+  });
+  const verb = positionals[0];
+  if (!verb || !(VERBS as readonly string[]).includes(verb)) {
+    throw new UserError(
+      `lab: ${verb ? `unknown command "${verb}"` : "no command given"}. Use one of: ${VERBS.join(", ")} (see --help).`,
+    );
+  }
+  if (verb !== "etcdctl" && positionals.length > 1) {
+    throw new UserError(
+      `lab ${verb}: unexpected argument "${positionals[1]}". Only etcdctl takes arguments (after --).`,
+    );
+  }
+  if (values.json && verb !== "status") throw new UserError(`lab ${verb}: --json applies to status only.`);
+  if ((values["control-planes"] !== undefined || values.workers !== undefined) && verb !== "up") {
+    throw new UserError(`lab ${verb}: --control-planes and --workers apply to up only.`);
+  }
+
+  switch (verb) {
+    case "up": {
+      const controlPlanes = count("control-planes", values["control-planes"], 3, 9, 1);
+      const workers = count("workers", values.workers, 1, 9, 0);
+      labNodes({ controlPlanes, workers });
+      needLab();
+      try {
+        const r = await labUp({ controlPlanes, workers, log: progress });
+        process.stdout.write(
+          `lab ${r.alreadyUp ? "was already up" : "up"}: ${r.nodes.length} hosts, SSH ready in ${r.sshReadySeconds.toFixed(1)} s, ` +
+            `total ${r.seconds.toFixed(1)} s\nspec: ${labPaths.spec}\n`,
+        );
+      } catch (e) {
+        if (e instanceof LabUnavailable) throw new UserError(e.message, 1);
+        throw e;
+      }
+      return 0;
+    }
+    case "down": {
+      needLab();
+      const r = await labDown({ log: progress });
+      process.stdout.write(`lab down in ${r.seconds.toFixed(1)} s; nothing left behind\n`);
+      return 0;
+    }
+    case "status": {
+      needLab();
+      const st = await labStatus();
+      if (values.json) {
+        process.stdout.write(`${JSON.stringify(st, null, 2)}\n`);
+        return 0;
+      }
+      if (st.hosts.length === 0) {
+        process.stdout.write("lab is down (run: bun scripts/lab.ts up)\n");
+        return 0;
+      }
+      const yes = (b: boolean) => (b ? "yes" : "no");
+      const rows = [["NAME", "ADDRESS", "NETNS", "VIP", "SSH", "ETCD"]].concat(
+        st.hosts.map((h) => [h.name, h.address, h.netns, yes(h.vipHolder), yes(h.sshOk), yes(h.etcdHealthy)]),
+      );
+      const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+      for (const r of rows)
+        process.stdout.write(
+          `${r
+            .map((c, i) => c.padEnd(widths[i]!))
+            .join("  ")
+            .trimEnd()}\n`,
+        );
+      process.stdout.write(`VIP ${st.vip}:${st.port}\n`);
+      return 0;
+    }
+    case "etcdctl": {
+      needLab();
+      const st = await labStatus();
+      if (!st.hosts.some((h) => h.etcdHealthy || h.sshOk)) {
+        throw new UserError("lab etcdctl: the lab is not up. Run `bun scripts/lab.ts up` first.", 1);
+      }
+      const args = positionals.slice(1);
+      if (args.length === 0)
+        throw new UserError("lab etcdctl: give etcdctl arguments after --, e.g. `etcdctl -- member list -w table`.");
+      const argv = etcdctlArgv(args);
+      const proc = Bun.spawn(argv, {
+        stdio: ["inherit", "inherit", "inherit"],
+        env: { ...process.env, ETCDCTL_API: "3" },
+      });
+      return await proc.exited;
+    }
+  }
+});

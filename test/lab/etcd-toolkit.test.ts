@@ -1,0 +1,182 @@
+// The etcd toolkit against the lab's real three-member TLS etcd, run from kubeadm-shaped
+// static-pod manifests by the kubelet stand-in: backup, restore, refusals and rollback.
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { spawn } from "node:child_process";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runBackup } from "../../lib/etcd/backup.ts";
+import { KUBEADM_ETCD_ACCESS } from "../../lib/etcd/remote.ts";
+import { runRestore } from "../../lib/etcd/restore.ts";
+import { UserError } from "../../lib/errors.ts";
+import { loadSpec } from "../../lib/spec/load.ts";
+import type { ClusterSpec } from "../../lib/spec/schema.ts";
+import { labDown, labEtcdctl, labExec, labPaths, labUp, linkDown, linkUp, PROJECT_ROOT, requireLab } from "./lab.ts";
+
+setDefaultTimeout(600_000);
+const guard = requireLab();
+const CPS = ["cp-1", "cp-2", "cp-3"];
+
+async function put(prefix: string, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const r = await labEtcdctl(["put", `${prefix}-${i}`, `value-${i}`]);
+    if (r.code !== 0) throw new Error(`etcdctl put failed: ${r.stderr}`);
+  }
+}
+
+async function count(prefix: string): Promise<number> {
+  const r = await labEtcdctl(["get", `${prefix}-`, "--prefix", "--count-only", "-w", "json"]);
+  if (r.code !== 0) throw new Error(`etcdctl get failed: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { count?: number }).count ?? 0;
+}
+
+/** Cluster ID as each member reports it (hex); every member must answer. */
+async function clusterIds(): Promise<string[]> {
+  const ids: string[] = [];
+  for (const i of [1, 2, 3]) {
+    const r = await labEtcdctl(["endpoint", "status", "-w", "json"], { endpoints: [`https://198.18.0.1${i}:2379`] });
+    if (r.code !== 0) throw new Error(`cp-${i} not answering: ${r.stderr}`);
+    ids.push(BigInt(/"cluster_id":(\d+)/.exec(r.stdout)![1]!).toString(16));
+  }
+  return ids;
+}
+
+async function allHealthy(): Promise<boolean> {
+  const r = await labEtcdctl(["endpoint", "health"]);
+  return r.code === 0 && (r.stdout + r.stderr).split("is healthy").length - 1 === 3;
+}
+
+async function waitHealthy(seconds: number): Promise<void> {
+  const end = Date.now() + seconds * 1000;
+  while (!(await allHealthy())) {
+    if (Date.now() > end) throw new Error(`etcd not healthy on all three members after ${seconds} s`);
+    await Bun.sleep(1000);
+  }
+}
+
+const manifests = () => Promise.all(CPS.map(async (h) => (await labExec(h, "cat /etc/kubernetes/manifests/etcd.yaml")).stdout));
+const restoreDirs = () => Promise.all(CPS.map(async (h) => (await labExec(h, "ls -d /var/lib/kubeadm-ha/etcd-restore-* 2>/dev/null || true")).stdout.trim()));
+
+describe.skipIf(guard.skip)("etcd toolkit in the lab", () => {
+  let spec: ClusterSpec;
+  let work: string;
+  let snapshot: string;
+  beforeAll(async () => {
+    await labUp();
+    spec = loadSpec(labPaths.spec);
+    work = mkdtempSync(join(tmpdir(), "kubeadm-ha-etcd-lab-"));
+    await waitHealthy(60);
+  });
+  afterAll(async () => {
+    rmSync(work, { recursive: true, force: true });
+    await labDown();
+  });
+
+  test("backup, more writes, restore: keys before the backup are back, keys after it gone, 3 healthy members, one new cluster ID", async () => {
+    await put("before", 25);
+    const backup = await runBackup(spec, { outDir: join(work, "backups"), access: KUBEADM_ETCD_ACCESS });
+    snapshot = backup.file;
+    for (const f of [backup.file, backup.sha256File, backup.jsonFile]) expect(statSync(f).mode & 0o777).toBe(0o600);
+    expect(statSync(join(work, "backups")).mode & 0o777).toBe(0o700);
+    expect(backup.totalKeys).toBeGreaterThanOrEqual(25);
+    expect(backup.members.map((m) => m.name).sort()).toEqual(CPS);
+    // The remote temp copy is gone.
+    expect((await labExec(backup.node, "ls /var/tmp | grep -c kubeadm-ha-snapshot || true")).stdout.trim()).toBe("0");
+
+    await put("after", 25);
+    expect(await count("after")).toBe(25);
+    const before = await clusterIds();
+    expect(new Set(before).size).toBe(1);
+
+    const report = await runRestore(spec, snapshot, { access: KUBEADM_ETCD_ACCESS, waitSeconds: 120, revertAfterSeconds: 600 });
+    expect(report.error).toBeUndefined();
+    expect(report.ok).toBe(true);
+    expect(await allHealthy()).toBe(true);
+    expect(await count("before")).toBe(25);
+    expect(await count("after")).toBe(0);
+    const after = await clusterIds();
+    expect(new Set(after).size).toBe(1);
+    expect(after[0]).not.toBe(before[0]);
+    expect(report.newClusterId).toBe(after[0]);
+    const list = await labEtcdctl(["member", "list", "-w", "json"]);
+    expect((JSON.parse(list.stdout.replace(/:(\d{16,})/g, ':"$1"')).members as { name: string }[]).map((m) => m.name).sort()).toEqual(CPS);
+    // Each member runs from its new data dir, set in its manifest; the old data is kept.
+    for (const [i, text] of (await manifests()).entries()) {
+      expect(text).toContain(`--data-dir=${report.members[i]!.newDataDir}`);
+      expect(text).toContain(`path: ${report.members[i]!.newDataDir}`);
+      const mode = (await labExec(CPS[i]!, `stat -c %a ${report.members[i]!.newDataDir}; test -d /var/lib/etcd/member && echo old-kept`)).stdout;
+      expect(mode).toBe("700\nold-kept\n");
+    }
+    console.log(`restore took ${report.seconds.toFixed(1)} s (${report.apiserver})`);
+  });
+
+  test("a corrupted snapshot is refused and nothing on any host is touched", async () => {
+    const bad = join(work, "corrupt.db");
+    const data = readFileSync(snapshot);
+    data[Math.floor(data.length / 2)]! ^= 0xff;
+    writeFileSync(bad, data, { mode: 0o600 });
+    copyFileSync(`${snapshot}.sha256`, `${bad}.sha256`);
+    const manifestsBefore = await manifests();
+    const dirsBefore = await restoreDirs();
+    const idsBefore = await clusterIds();
+    const err = await runRestore(spec, bad, { access: KUBEADM_ETCD_ACCESS }).catch((e) => e);
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toMatch(/sha256|corrupt/);
+    // Without the sidecar the embedded checksum still catches it.
+    rmSync(`${bad}.sha256`);
+    await expect(runRestore(spec, bad, { access: KUBEADM_ETCD_ACCESS })).rejects.toThrow(/embedded .*does not match|corrupted/);
+    expect(await manifests()).toEqual(manifestsBefore);
+    expect(await restoreDirs()).toEqual(dirsBefore);
+    expect(await clusterIds()).toEqual(idsBefore);
+  });
+
+  test("a restore that loses a host half-way leaves every node on its old data", async () => {
+    await put("kept", 10);
+    const manifestsBefore = await manifests();
+    const idsBefore = await clusterIds();
+    const revertAfter = 75;
+    const child = spawn(
+      `${PROJECT_ROOT}/node_modules/.bin/bun`,
+      [`${PROJECT_ROOT}/scripts/etcd-restore.ts`, snapshot, "--yes", "--json", "--wait", "40", "--revert-after", String(revertAfter), "--spec", labPaths.spec],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stdout = "";
+    let stderr = "";
+    let cut = false;
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d) => {
+      stderr += d;
+      // Once every node is stopped, cp-3 drops off the network.
+      if (!cut && (stderr.match(/etcd and kube-apiserver stopped/g) ?? []).length === 3) {
+        cut = true;
+        void linkDown("cp-3");
+      }
+    });
+    const code = await new Promise<number>((res) => child.on("exit", (c) => res(c ?? -1)));
+    await linkUp("cp-3");
+    expect(cut).toBe(true);
+    expect(code).toBe(1);
+    const report = JSON.parse(stdout) as { ok: boolean; rolledBack: { node: string; ok: boolean }[] };
+    expect(report.ok).toBe(false);
+    expect(report.rolledBack.find((r) => r.node === "cp-1")?.ok).toBe(true);
+    expect(report.rolledBack.find((r) => r.node === "cp-2")?.ok).toBe(true);
+    expect(report.rolledBack.find((r) => r.node === "cp-3")?.ok).toBe(false);
+    // cp-3's watchdog puts its old manifest back by itself.
+    await waitHealthy(revertAfter + 90);
+    expect(await manifests()).toEqual(manifestsBefore);
+    expect(await clusterIds()).toEqual(idsBefore);
+    expect(await count("kept")).toBe(10);
+  });
+
+  test("a host key that does not match known_hosts is refused", async () => {
+    const known = readFileSync(labPaths.knownHosts, "utf8");
+    const line = (host: string) => known.split("\n").find((l) => l.startsWith(`${host} `))!;
+    const cp2Key = line("198.18.0.12").split(" ").slice(1).join(" ");
+    const forged = known.replace(line("198.18.0.11"), `198.18.0.11 ${cp2Key}`);
+    await expect(
+      runBackup(spec, { node: "cp-1", outDir: join(work, "refused"), access: KUBEADM_ETCD_ACCESS, connect: { knownHostsText: forged } }),
+    ).rejects.toThrow(/cp-1 .*HOST KEY MISMATCH/);
+  });
+});

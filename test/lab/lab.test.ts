@@ -1,0 +1,395 @@
+// The lab itself, tested on real hosts (root): hosts, SSH trust, etcd, the stand-ins,
+// isolation, and a teardown that leaves nothing behind, also after a crash.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { parseSpec } from "../../lib/spec/load.ts";
+import {
+  LAB,
+  labDown,
+  labEtcdctl,
+  labExec,
+  labLeftovers,
+  labNspawnPids,
+  labPaths,
+  labStatus,
+  labUp,
+  linkDown,
+  linkUp,
+  PROJECT_ROOT,
+  requireLab,
+  sshArgv,
+} from "./lab.ts";
+import { run, waitFor } from "./sys.ts";
+
+const lab = requireLab();
+const BUN = `${PROJECT_ROOT}/node_modules/.bin/bun`;
+const CPS = ["cp-1", "cp-2", "cp-3"];
+const HOSTS = [...CPS, "worker-1"];
+const ADDR: Record<string, string> = {
+  "cp-1": "198.18.0.11",
+  "cp-2": "198.18.0.12",
+  "cp-3": "198.18.0.13",
+  "worker-1": "198.18.0.21",
+};
+const times: string[] = [];
+
+const ssh = (host: string, cmd: string) => run(sshArgv(host, cmd), { timeoutMs: 15_000 });
+const sh = async (host: string, cmd: string) => {
+  const r = await labExec(host, cmd, { timeoutMs: 60_000 });
+  if (r.code !== 0) throw new Error(`${host}: \`${cmd}\` exited ${r.code}: ${r.stderr}`);
+  return r.stdout.trim();
+};
+
+/** Status code of GET /healthz on a control plane's apiserver stand-in, its TLS verified against the lab CA. */
+async function healthz(address: string): Promise<number> {
+  try {
+    const res = await fetch(`https://${address}:6443/healthz`, {
+      tls: { ca: Bun.file(`${labPaths.runtimeDir}/pki/kubernetes-ca.crt`) },
+      signal: AbortSignal.timeout(5000),
+    } as RequestInit);
+    await res.arrayBuffer();
+    return res.status;
+  } catch {
+    return 0;
+  }
+}
+
+/** Processes on this machine that belong to a lab host (by their command line). */
+async function labProcesses(): Promise<string> {
+  const r = await run([
+    "pgrep",
+    "-a",
+    "-f",
+    "kubelet-standin|apiserver-standin|198\\.18\\.0\\.1[0-9]:2380|systemd-nspawn .*kha-",
+  ]);
+  return r.stdout.trim();
+}
+
+describe.skipIf(lab.skip)("lab (real hosts)", () => {
+  beforeAll(async () => {
+    await labDown({ quiet: true });
+    const r = await labUp();
+    times.push(`up: ${r.seconds.toFixed(1)} s (SSH on every host at ${r.sshReadySeconds.toFixed(1)} s)`);
+    const again = await labUp();
+    expect(again.alreadyUp).toBe(true);
+    times.push(`second up (idempotent): ${again.seconds.toFixed(1)} s`);
+  }, 120_000);
+
+  afterAll(async () => {
+    const r = await labDown();
+    times.push(`final down: ${r.seconds.toFixed(1)} s`);
+    process.stderr.write(`\nlab timings:\n  ${times.join("\n  ")}\n`);
+  }, 120_000);
+
+  test("four hosts answer SSH with the written known_hosts, each with its own hostname and host key", async () => {
+    const known = readFileSync(labPaths.knownHosts, "utf8").trim().split("\n");
+    expect(known).toHaveLength(4);
+    expect(new Set(known.map((l) => l.split(" ")[2])).size).toBe(4);
+    expect(statSync(labPaths.key).mode & 0o777).toBe(0o600);
+    for (const host of HOSTS) {
+      const r = await ssh(host, "hostname; cat /etc/machine-id");
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      expect(r.stdout.split("\n")[0]).toBe(host);
+      // The key the host presents is the one written for its address.
+      const line = known.find((l) => l.startsWith(`${ADDR[host]} `))!;
+      expect(await sh(host, "cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub")).toBe(
+        line.split(" ").slice(1).join(" "),
+      );
+    }
+    const ids = await Promise.all(HOSTS.map((h) => sh(h, "cat /etc/machine-id")));
+    expect(new Set(ids).size).toBe(4);
+
+    // Verification is real: cp-1's address paired with cp-2's key must be refused.
+    const dir = mkdtempSync(`${tmpdir()}/kha-kh-`);
+    try {
+      const wrong = `${ADDR["cp-1"]} ${known
+        .find((l) => l.startsWith(`${ADDR["cp-2"]} `))!
+        .split(" ")
+        .slice(1)
+        .join(" ")}\n`;
+      writeFileSync(`${dir}/known_hosts`, wrong);
+      const argv = sshArgv("cp-1", "true").map((a) =>
+        a.startsWith("UserKnownHostsFile=") ? `UserKnownHostsFile=${dir}/known_hosts` : a,
+      );
+      const r = await run(argv, { timeoutMs: 15_000 });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/);
+      // Password logins are off: only the lab key gets in.
+      const pw = await run(
+        [
+          "ssh",
+          "-F",
+          "/dev/null",
+          "-o",
+          "BatchMode=yes",
+          "-o",
+          "PubkeyAuthentication=no",
+          "-o",
+          `UserKnownHostsFile=${labPaths.knownHosts}`,
+          `root@${ADDR["cp-1"]}`,
+          "true",
+        ],
+        { timeoutMs: 15_000 },
+      );
+      expect(pw.code).not.toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  test("the lab spec passes the project's validation", async () => {
+    const text = readFileSync(labPaths.spec, "utf8");
+    const spec = parseSpec(text, labPaths.spec);
+    expect(spec.name).toBe("lab");
+    expect(spec.nodes.map((n) => n.name)).toEqual(HOSTS);
+    expect(spec.controlPlaneEndpoint).toMatchObject({ vip: "198.18.0.10", port: 8443, interface: "eth0", prefix: 24 });
+    expect(spec.ssh).toMatchObject({ user: "root", privateKeyPath: "id_ed25519", knownHostsPath: "known_hosts" });
+    if (existsSync(`${PROJECT_ROOT}/scripts/validate.ts`)) {
+      const r = await run([BUN, "scripts/validate.ts", labPaths.spec], { cwd: PROJECT_ROOT });
+      expect(`${r.stdout}${r.stderr}`).toContain("ok");
+      expect(r.code).toBe(0);
+    }
+  }, 60_000);
+
+  test("etcd runs three healthy members over TLS from kubeadm-shaped static pods", async () => {
+    const list = await labEtcdctl(["member", "list", "-w", "json"]);
+    expect(list.code).toBe(0);
+    const members = (JSON.parse(list.stdout) as { members: { name: string; clientURLs: string[] }[] }).members;
+    expect(members.map((m) => m.name).sort()).toEqual(CPS);
+    expect(members.every((m) => m.clientURLs.every((u) => u.startsWith("https://")))).toBe(true);
+    const health = await labEtcdctl(["endpoint", "health", "-w", "json"]);
+    expect(health.code).toBe(0);
+    expect((JSON.parse(health.stdout) as { health: boolean }[]).filter((h) => h.health)).toHaveLength(3);
+
+    // Client certificates are required.
+    const anon = await run(["curl", "-sk", "--max-time", "5", `https://${ADDR["cp-1"]}:2379/health`]);
+    expect(anon.stdout).not.toContain('"health":"true"');
+
+    // kubeadm's paths and SANs, and the manifest shape the etcd toolkit patches.
+    const sans = await sh("cp-2", "openssl x509 -noout -ext subjectAltName -in /etc/kubernetes/pki/etcd/server.crt");
+    for (const san of ["IP Address:198.18.0.12", "IP Address:127.0.0.1", "DNS:localhost"]) expect(sans).toContain(san);
+    await sh(
+      "cp-2",
+      "for f in etcd/ca etcd/server etcd/peer etcd/healthcheck-client apiserver-etcd-client; do test -s /etc/kubernetes/pki/$f.crt && test -s /etc/kubernetes/pki/$f.key; done",
+    );
+    const manifest = await sh("cp-2", "cat /etc/kubernetes/manifests/etcd.yaml");
+    for (const s of [
+      "kind: Pod",
+      "namespace: kube-system",
+      "--data-dir=/var/lib/etcd",
+      "--initial-cluster-state=new",
+      "name: etcd-data",
+      "path: /var/lib/etcd",
+      "name: etcd-certs",
+    ]) {
+      expect(manifest).toContain(s);
+    }
+    // From inside a host, with kubeadm's healthcheck client certificate.
+    const inside = await sh(
+      "cp-3",
+      "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key endpoint health 2>&1",
+    );
+    expect(inside).toContain("is healthy");
+  }, 60_000);
+
+  test("the apiserver stand-in answers 200 while etcd has quorum, 500 on the survivor without it, 200 again after", async () => {
+    for (const cp of CPS) expect(await healthz(ADDR[cp]!)).toBe(200);
+    const sans = await sh("cp-1", "openssl x509 -noout -ext subjectAltName -in /etc/kubernetes/pki/apiserver.crt");
+    for (const san of ["IP Address:198.18.0.11", `IP Address:${LAB.vip}`, "IP Address:127.0.0.1"])
+      expect(sans).toContain(san);
+
+    const t0 = Date.now();
+    await Promise.all(
+      ["cp-2", "cp-3"].map((h) => sh(h, "mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.stopped")),
+    );
+    const stopped = await waitFor(
+      async () =>
+        (await Promise.all(["cp-2", "cp-3"].map((h) => labExec(h, "pgrep -x etcd")))).every((r) => r.code === 1),
+      15_000,
+      200,
+    );
+    expect(stopped).toBe(true);
+    const stopS = (Date.now() - t0) / 1000;
+    const lost = await waitFor(async () => (await healthz(ADDR["cp-1"]!)) === 500, 15_000, 250);
+    expect(lost).toBe(true);
+    const lostS = (Date.now() - t0) / 1000;
+
+    const t1 = Date.now();
+    await Promise.all(
+      ["cp-2", "cp-3"].map((h) => sh(h, "mv /etc/kubernetes/etcd.yaml.stopped /etc/kubernetes/manifests/etcd.yaml")),
+    );
+    const back = await waitFor(
+      async () => (await Promise.all(CPS.map((cp) => healthz(ADDR[cp]!)))).every((s) => s === 200),
+      30_000,
+      250,
+    );
+    expect(back).toBe(true);
+    times.push(
+      `two etcd members stopped by moving manifests: ${stopS.toFixed(1)} s; survivor /healthz 500 at ${lostS.toFixed(1)} s; all 200 again ${((Date.now() - t1) / 1000).toFixed(1)} s after moving them back`,
+    );
+    expect((await labEtcdctl(["endpoint", "health"])).code).toBe(0);
+  }, 90_000);
+
+  test("the kubelet stand-in restarts a changed manifest, stops a removed one, and SIGKILLs one that ignores SIGTERM", async () => {
+    const pod = (cmd: string[]) =>
+      `apiVersion: v1\nkind: Pod\nmetadata:\n  name: marker\n  namespace: kube-system\nspec:\n  containers:\n  - name: marker\n    command: ${JSON.stringify(cmd)}\n  volumes:\n  - name: d\n    hostPath:\n      path: /var/lib/kha-marker\n      type: DirectoryOrCreate\n`;
+    const m = "/etc/kubernetes/manifests/marker.yaml";
+    const running = async (pattern: string) => (await labExec("worker-1", `pgrep -f '${pattern}'`)).code === 0;
+    try {
+      await labExec("worker-1", `cat > ${m}`, { input: pod(["sleep", "1111"]) });
+      expect(await waitFor(() => running("^sleep 1111"), 10_000, 100)).toBe(true);
+      expect(await sh("worker-1", "test -d /var/lib/kha-marker && echo yes")).toBe("yes");
+      await labExec("worker-1", `cat > ${m}.tmp && mv ${m}.tmp ${m}`, { input: pod(["sleep", "2222"]) });
+      expect(
+        await waitFor(async () => (await running("^sleep 2222")) && !(await running("^sleep 1111")), 15_000, 100),
+      ).toBe(true);
+
+      await labExec("worker-1", `cat > ${m}.tmp && mv ${m}.tmp ${m}`, {
+        input: pod(["bash", "-c", "trap '' TERM; sleep 3333"]),
+      });
+      expect(await waitFor(() => running("^sleep 3333"), 15_000, 100)).toBe(true);
+      const t0 = Date.now();
+      await sh("worker-1", `mv ${m} /root/marker.yaml`);
+      expect(await waitFor(async () => !(await running("^sleep 3333")), 20_000, 100)).toBe(true);
+      const s = (Date.now() - t0) / 1000;
+      times.push(`process ignoring SIGTERM stopped after ${s.toFixed(1)} s`);
+      expect(s).toBeGreaterThan(9);
+      expect(s).toBeLessThan(14);
+    } finally {
+      await labExec("worker-1", `rm -f ${m} ${m}.tmp`);
+    }
+  }, 60_000);
+
+  test("kubeadm, kubectl and kubelet stand-ins record their calls and leave what a real run leaves", async () => {
+    expect((await ssh("cp-1", "kubeadm version -o short")).stdout.trim()).toBe("v1.31.4");
+    const v = JSON.parse((await ssh("cp-1", "kubectl version -o json")).stdout) as {
+      serverVersion: { gitVersion: string };
+    };
+    expect(v.serverVersion.gitVersion).toBe("v1.31.4");
+    expect((await ssh("worker-1", "kubelet --version")).stdout.trim()).toBe("Kubernetes v1.31.4");
+
+    const cfg = `apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nbootstrapTokens:\n- token: abcdef.0123456789abcdef\n---\nkind: ClusterConfiguration\ncontrolPlaneEndpoint: "${LAB.vip}:${LAB.port}"\n`;
+    await labExec("cp-1", "cat > /root/kubeadm.yaml", { input: cfg });
+    const init = await ssh("cp-1", "kubeadm init --config /root/kubeadm.yaml --upload-certs");
+    expect(init.code).toBe(0);
+    const join = /kubeadm join (\S+) --token (\S+) --discovery-token-ca-cert-hash (sha256:[0-9a-f]{64})/.exec(
+      init.stdout,
+    );
+    expect(join?.[1]).toBe(`${LAB.vip}:${LAB.port}`);
+    expect(await sh("cp-1", "test -s /etc/kubernetes/admin.conf && stat -c %a /var/log/kubeadm-standin.log")).toBe(
+      "600",
+    );
+    expect(await sh("cp-1", "cat /var/log/kubeadm-standin.log")).toContain("token: abcdef.0123456789abcdef");
+    expect((await ssh("cp-1", "kubeadm init --config /root/kubeadm.yaml")).code).not.toBe(0);
+    // The log stays inside the host.
+    expect(
+      existsSync("/var/log/kubeadm-standin.log") &&
+        readFileSync("/var/log/kubeadm-standin.log", "utf8").includes("abcdef.0123456789abcdef"),
+    ).toBe(false);
+
+    // A worker joins with the printed CA pin; a wrong pin is refused.
+    const bad = await ssh(
+      "worker-1",
+      `kubeadm join ${join![1]} --token ${join![2]} --discovery-token-ca-cert-hash sha256:${"0".repeat(64)}`,
+    );
+    expect(bad.code).not.toBe(0);
+    const ok = await ssh(
+      "worker-1",
+      `kubeadm join ${join![1]} --token ${join![2]} --discovery-token-ca-cert-hash ${join![3]}`,
+    );
+    expect(ok.code).toBe(0);
+    expect(await sh("worker-1", "test -s /etc/kubernetes/kubelet.conf && echo yes")).toBe("yes");
+
+    const upload = await ssh("cp-1", "kubeadm init phase upload-certs --upload-certs");
+    expect(upload.stdout).toMatch(/\n[0-9a-f]{64}\n/);
+    expect((await ssh("cp-1", "kubeadm token create --print-join-command")).stdout).toMatch(
+      /^kubeadm join 198\.18\.0\.10:8443 --token [a-z0-9]{6}\.[a-z0-9]{16} --discovery-token-ca-cert-hash sha256:/,
+    );
+    expect(
+      (
+        await ssh("cp-1", "systemctl restart containerd && systemctl is-active containerd kubelet kubelet-standin")
+      ).stdout
+        .trim()
+        .split("\n"),
+    ).toEqual(["active", "active", "active"]);
+    await labExec("cp-1", "kubeadm reset -f >/dev/null; rm -f /root/kubeadm.yaml /etc/kha-lab/standin-tokens");
+    await labExec("worker-1", "kubeadm reset -f >/dev/null");
+  }, 60_000);
+
+  test("hosts are isolated: own processes, no way out of 198.18.0.0/24, reachable link toggles", async () => {
+    expect(await sh("cp-1", "pgrep -x etcd | wc -l")).toBe("1");
+    await sh("cp-2", "systemd-run --unit=kha-marker sleep 4242");
+    try {
+      // Process names only: the shell running pgrep has the pattern in its own command line.
+      const count = "pgrep -a -x sleep | grep -c ' 4242$' || true";
+      expect(await waitFor(async () => (await sh("cp-2", count)) === "1", 5000, 100)).toBe(true);
+      expect(await sh("cp-1", count)).toBe("0");
+      expect(await sh("worker-1", count)).toBe("0");
+      // ... while this machine sees it (the hosts are its children, not its peers).
+      expect((await run(["pgrep", "-f", "^/usr/bin/sleep 4242$"])).code).toBe(0);
+    } finally {
+      await labExec("cp-2", "systemctl stop kha-marker");
+    }
+    for (const host of HOSTS) {
+      const routes = await sh(host, "ip -4 route show; ip -6 route show");
+      expect(routes).not.toMatch(/^default/m);
+      // Route lookups only: no packet leaves for an address outside the lab.
+      const out = await labExec(host, "ip route get 192.0.2.1");
+      expect(out.code).not.toBe(0);
+      expect(out.stderr).toMatch(/unreachable/i);
+      expect((await labExec(host, "ip route get 198.18.0.1")).code).toBe(0);
+    }
+    // linkDown cuts a host off the bridge; linkUp restores it.
+    await linkDown("worker-1");
+    try {
+      const r = await run(["ssh", "-o", "ConnectTimeout=1", ...sshArgv("worker-1", "true").slice(1)], {
+        timeoutMs: 10_000,
+      });
+      expect(r.code).not.toBe(0);
+    } finally {
+      await linkUp("worker-1");
+    }
+    expect(await waitFor(async () => (await ssh("worker-1", "true")).code === 0, 10_000, 200)).toBe(true);
+  }, 60_000);
+
+  test("status reports every host", async () => {
+    const st = await labStatus();
+    expect(st.vip).toBe(LAB.vip);
+    expect(st.port).toBe(LAB.port);
+    expect(st.hosts.map((h) => [h.name, h.address, h.netns, h.sshOk, h.etcdHealthy, h.vipHolder])).toEqual([
+      ["cp-1", "198.18.0.11", "kha-cp-1", true, true, false],
+      ["cp-2", "198.18.0.12", "kha-cp-2", true, true, false],
+      ["cp-3", "198.18.0.13", "kha-cp-3", true, true, false],
+      ["worker-1", "198.18.0.21", "kha-worker-1", true, false, false],
+    ]);
+    // vipHolder follows the address.
+    await sh("cp-2", `ip addr add ${LAB.vip}/24 dev eth0`);
+    expect((await labStatus()).hosts.filter((h) => h.vipHolder).map((h) => h.name)).toEqual(["cp-2"]);
+    await sh("cp-2", `ip addr del ${LAB.vip}/24 dev eth0`);
+  }, 60_000);
+
+  test("down leaves nothing behind, also after the nspawn processes were killed with SIGKILL", async () => {
+    const d1 = await labDown();
+    times.push(`down: ${d1.seconds.toFixed(1)} s`);
+    expect(await labLeftovers()).toEqual([]);
+    expect(await labProcesses()).toBe("");
+    expect(existsSync(labPaths.stateDir)).toBe(false);
+    expect((await run(["ip", "link", "show", LAB.bridge])).code).not.toBe(0);
+
+    const up = await labUp();
+    times.push(`up again: ${up.seconds.toFixed(1)} s`);
+    const pids = labNspawnPids();
+    expect(pids).toHaveLength(4);
+    for (const pid of pids) process.kill(pid, "SIGKILL");
+    const d2 = await labDown();
+    times.push(`down after SIGKILL of every nspawn: ${d2.seconds.toFixed(1)} s`);
+    expect(await labLeftovers()).toEqual([]);
+    expect(await labProcesses()).toBe("");
+    expect(readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(labPaths.runtimeDir);
+    // down on nothing is fine.
+    await labDown();
+    expect(await labLeftovers()).toEqual([]);
+  }, 120_000);
+});

@@ -1,0 +1,816 @@
+// The lab: real test hosts on this machine. Each host is a systemd-nspawn container booted
+// with real systemd on an overlayfs whose lower dir is `/` (so every package installed here
+// is installed there) and whose upper dir is a tmpfs (so each host has its own /etc, /var/lib
+// and /run, and nothing it writes survives `down`). Hosts sit in their own network namespace
+// on the bridge kha-br0 (198.18.0.0/24, no route, NAT or forwarding to anything else).
+// Control planes run a three-member TLS etcd and an apiserver stand-in from static pod
+// manifests, run by the kubelet stand-in; kubeadm/kubectl/kubelet are stand-ins too
+// (test/lab/standins). See /work/shared/lab-notes.md for the measurements behind the flags.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import {
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { dirname, resolve } from "node:path";
+import { stringify } from "yaml";
+import { apiserverManifest, etcdManifest } from "./manifests.ts";
+import { makeLabPki } from "./pki.ts";
+import { alive, must, type RunResult, run, sleep, waitFor, which } from "./sys.ts";
+
+export type { RunResult } from "./sys.ts";
+
+export const PROJECT_ROOT = resolve(import.meta.dir, "../..");
+const STATE_DIR = `${PROJECT_ROOT}/.kubeadm-ha/lab`;
+/** tmpfs holding every host's overlay (upper, work, merged) and the lab's CA material. */
+const RUNTIME_DIR = "/run/kha-lab";
+
+export const LAB = {
+  /** Every netns, machine, veth, cgroup and mount source the lab creates starts with this. */
+  prefix: "kha-",
+  bridge: "kha-br0",
+  /** The machine's own address on the bridge, so tests here reach hosts and the VIP. */
+  gateway: "198.18.0.1",
+  prefixLength: 24,
+  vip: "198.18.0.10",
+  port: 8443,
+  interface: "eth0",
+  kubernetesVersion: "1.31.4",
+} as const;
+
+export const labPaths = {
+  stateDir: STATE_DIR,
+  spec: `${STATE_DIR}/cluster.yaml`,
+  key: `${STATE_DIR}/id_ed25519`,
+  publicKey: `${STATE_DIR}/id_ed25519.pub`,
+  knownHosts: `${STATE_DIR}/known_hosts`,
+  /** etcdctl client material for reaching the lab's etcd from this machine. */
+  etcdCa: `${STATE_DIR}/etcd/ca.crt`,
+  etcdCert: `${STATE_DIR}/etcd/client.crt`,
+  etcdKey: `${STATE_DIR}/etcd/client.key`,
+  runtimeDir: RUNTIME_DIR,
+} as const;
+
+export interface LabNode {
+  name: string;
+  address: string;
+  role: "control-plane" | "worker";
+}
+
+export interface LabOptions {
+  /** Control planes cp-1..cp-N at 198.18.0.11.. (default 3). */
+  controlPlanes?: number;
+  /** Workers worker-1..worker-N at 198.18.0.21.. (default 1). */
+  workers?: number;
+  /** Progress lines; default: stderr. */
+  log?: (host: string, phase: string, message: string) => void;
+}
+
+export interface LabUpResult {
+  nodes: LabNode[];
+  /** Seconds until every host answered SSH with a verified host key. */
+  sshReadySeconds: number;
+  /** Seconds until etcd reported every member healthy (= the whole `up`). */
+  seconds: number;
+  alreadyUp: boolean;
+}
+
+export interface LabHostStatus {
+  name: string;
+  address: string;
+  netns: string;
+  vipHolder: boolean;
+  sshOk: boolean;
+  etcdHealthy: boolean;
+}
+
+export interface LabStatus {
+  vip: string;
+  port: number;
+  hosts: LabHostStatus[];
+}
+
+/** Thrown when the lab cannot run here (not root, a tool missing ...). */
+export class LabUnavailable extends Error {
+  override name = "LabUnavailable";
+}
+
+const t0 = Date.now();
+function defaultLog(host: string, phase: string, message: string): void {
+  const s = ((Date.now() - t0) / 1000).toFixed(1).padStart(6);
+  process.stderr.write(`[${s}s] ${host.padEnd(12)} ${phase.padEnd(10)} ${message}\n`);
+}
+
+export function labNodes(opts: Pick<LabOptions, "controlPlanes" | "workers"> = {}): LabNode[] {
+  const cps = opts.controlPlanes ?? 3;
+  const ws = opts.workers ?? 1;
+  if (!Number.isInteger(cps) || cps < 1 || cps > 9) {
+    throw new RangeError(`controlPlanes must be a whole number from 1 to 9 (got ${cps})`);
+  }
+  if (!Number.isInteger(ws) || ws < 0 || ws > 9) {
+    throw new RangeError(`workers must be a whole number from 0 to 9 (got ${ws})`);
+  }
+  const nodes: LabNode[] = [];
+  for (let i = 1; i <= cps; i++) nodes.push({ name: `cp-${i}`, address: `198.18.0.${10 + i}`, role: "control-plane" });
+  for (let i = 1; i <= ws; i++) nodes.push({ name: `worker-${i}`, address: `198.18.0.${20 + i}`, role: "worker" });
+  return nodes;
+}
+
+const netnsOf = (name: string) => `${LAB.prefix}${name}`;
+const bareName = (host: string) => (host.startsWith(LAB.prefix) ? host.slice(LAB.prefix.length) : host);
+const hostDir = (name: string) => `${RUNTIME_DIR}/hosts/${name}`;
+const cgroupDirs = (name: string) => [
+  `/sys/fs/cgroup/systemd/${netnsOf(name)}`,
+  `/sys/fs/cgroup/unified/${netnsOf(name)}`,
+];
+
+function bunPath(): string {
+  return realpathSync(`${PROJECT_ROOT}/node_modules/.bin/bun`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prerequisites
+
+/** Why the lab cannot run here, or undefined when it can. */
+export function labMissing(): string | undefined {
+  if (process.getuid?.() !== 0) return "the lab needs root (network namespaces, overlay mounts, systemd-nspawn)";
+  for (const tool of ["systemd-nspawn", "ip", "nsenter", "etcd", "etcdctl", "openssl", "ssh", "ssh-keygen", "sshd"]) {
+    if (!which(tool))
+      return `${tool} is not installed (apt-get install systemd-container iproute2 etcd-server etcd-client openssl openssh-server openssh-client)`;
+  }
+  for (const dir of ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"]) {
+    if (!existsSync(`${dir}/cgroup.procs`))
+      return `${dir} is not mounted (the lab expects the cgroup v1 hybrid layout)`;
+  }
+  if (!readFileSync("/proc/filesystems", "utf8").includes("overlay")) return "the kernel has no overlayfs";
+  if (!existsSync(`${PROJECT_ROOT}/node_modules/.bin/bun`)) return "node_modules/.bin/bun is missing (run npm ci)";
+  return undefined;
+}
+
+/**
+ * Guard for lab tests. When the lab can run: { skip: false }. When it cannot: throws if
+ * CI=true (a CI run must not pass by skipping), else returns { skip: true, reason }.
+ */
+export function requireLab(): { skip: boolean; reason: string } {
+  const missing = labMissing();
+  if (!missing) return { skip: false, reason: "" };
+  if (process.env.CI === "true") throw new LabUnavailable(`lab tests cannot run: ${missing}`);
+  process.stderr.write(`skipping lab tests: ${missing}\n`);
+  return { skip: true, reason: missing };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host file system
+
+/** Write a file inside a host's overlay, refusing to follow a symlink out of it. */
+function put(root: string, path: string, content: string | Uint8Array, mode = 0o644): void {
+  const full = `${root}${path}`;
+  mkdirSync(dirname(full), { recursive: true });
+  const parent = realpathSync(dirname(full));
+  if (parent !== root && !parent.startsWith(`${root}/`)) {
+    throw new Error(`refusing to write ${path}: its directory resolves outside the host (${parent})`);
+  }
+  rmSync(full, { force: true });
+  writeFileSync(full, content, { mode });
+  chmodSync(full, mode);
+}
+
+function remove(root: string, path: string): void {
+  rmSync(`${root}${path}`, { force: true, recursive: true });
+}
+
+/** Services installed on this machine that must not start in hosts (our phases enable what they need). */
+const DISABLED_UNITS = [
+  "multi-user.target.wants/etcd.service",
+  "multi-user.target.wants/postgresql.service",
+  "multi-user.target.wants/haproxy.service",
+  "multi-user.target.wants/keepalived.service",
+  "multi-user.target.wants/e2scrub_reap.service",
+  "timers.target.wants/apt-daily-upgrade.timer",
+  "timers.target.wants/apt-daily.timer",
+  "timers.target.wants/dpkg-db-backup.timer",
+  "timers.target.wants/e2scrub_all.timer",
+  "timers.target.wants/fstrim.timer",
+  "timers.target.wants/man-db.timer",
+];
+
+interface HostContext {
+  nodes: LabNode[];
+  publicKey: string;
+  bun: string;
+  pkiDir?: string;
+  clusterCa: string;
+}
+
+async function prepareHost(node: LabNode, root: string, ctx: HostContext): Promise<string> {
+  const standins = `${PROJECT_ROOT}/test/lab/standins`;
+  put(root, "/etc/hostname", `${node.name}\n`);
+  put(root, "/etc/machine-id", `${randomBytes(16).toString("hex")}\n`, 0o444);
+  const hosts = ctx.nodes.map((n) => `${n.address}\t${n.name}`).join("\n");
+  put(root, "/etc/hosts", `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${hosts}\n`);
+  put(root, "/etc/resolv.conf", "");
+  remove(root, "/usr/sbin/policy-rc.d");
+  for (const unit of DISABLED_UNITS) remove(root, `/etc/systemd/system/${unit}`);
+
+  // SSH: a fresh ed25519 host key (the lower dir's keys are this machine's), root by key only.
+  for (const f of readdirSync(`${root}/etc/ssh`)) if (f.startsWith("ssh_host_")) remove(root, `/etc/ssh/${f}`);
+  await must([
+    "ssh-keygen",
+    "-q",
+    "-t",
+    "ed25519",
+    "-N",
+    "",
+    "-C",
+    `root@${node.name}`,
+    "-f",
+    `${root}/etc/ssh/ssh_host_ed25519_key`,
+  ]);
+  put(
+    root,
+    "/etc/ssh/sshd_config.d/kha-lab.conf",
+    "# lab host: root logs in with the lab key only\nHostKey /etc/ssh/ssh_host_ed25519_key\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nAuthorizedKeysFile .ssh/authorized_keys\n",
+  );
+  remove(root, "/root/.ssh");
+  mkdirSync(`${root}/root/.ssh`, { mode: 0o700 });
+  put(root, "/root/.ssh/authorized_keys", ctx.publicKey, 0o600);
+
+  // Stand-ins for the Kubernetes binaries, and facts they need about the lab.
+  for (const bin of ["kubeadm", "kubectl", "kubelet"]) {
+    put(root, `/usr/local/bin/${bin}`, readFileSync(`${standins}/${bin}`), 0o755);
+  }
+  remove(root, "/var/log/kubeadm-standin.log");
+  put(root, "/etc/kha-lab/nodes", `${ctx.nodes.map((n) => `${n.name} ${n.role}`).join("\n")}\n`);
+  put(root, "/etc/kha-lab/cluster-ca.crt", ctx.clusterCa);
+  const unit = (description: string, exec: string, extra = "") =>
+    `[Unit]\nDescription=${description}\n\n[Service]\n${extra}ExecStart=${exec}\nRestart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n`;
+  put(
+    root,
+    "/etc/systemd/system/kubelet-standin.service",
+    unit(
+      "LAB STAND-IN: runs /etc/kubernetes/manifests static pods as plain processes (test/lab/standins/kubelet-standin.ts)",
+      `${ctx.bun} ${standins}/kubelet-standin.ts`,
+      "Environment=HOME=/root BUN_RUNTIME_TRANSPILER_CACHE_PATH=0\nKillMode=mixed\nTimeoutStopSec=15\n",
+    ),
+  );
+  put(
+    root,
+    "/etc/systemd/system/kubelet.service",
+    unit("LAB STAND-IN: kubelet (records its arguments, then idles)", "/usr/local/bin/kubelet"),
+  );
+  // Real containerd cannot do anything useful here; this unit lets `systemctl restart containerd` succeed.
+  put(
+    root,
+    "/etc/systemd/system/containerd.service",
+    unit("LAB STAND-IN: containerd (idles; the lab runs no containers)", "/bin/sleep infinity"),
+  );
+  for (const u of ["kubelet-standin.service", "kubelet.service", "containerd.service"]) {
+    const link = `${root}/etc/systemd/system/multi-user.target.wants/${u}`;
+    rmSync(link, { force: true });
+    await must(["ln", "-s", `/etc/systemd/system/${u}`, link]);
+  }
+
+  // kubeadm's directories; control planes get the lab's certificates and static pods.
+  remove(root, "/etc/kubernetes");
+  mkdirSync(`${root}/etc/kubernetes/manifests`, { recursive: true, mode: 0o755 });
+  remove(root, "/var/lib/etcd");
+  mkdirSync(`${root}/var/lib/etcd`, { mode: 0o700 });
+  if (node.role === "control-plane" && ctx.pkiDir) {
+    await must(["cp", "-a", `${ctx.pkiDir}/${node.name}/pki`, `${root}/etc/kubernetes/pki`]);
+    chmodSync(`${root}/etc/kubernetes/pki`, 0o755);
+    const members = ctx.nodes.filter((n) => n.role === "control-plane");
+    put(root, "/etc/kubernetes/manifests/etcd.yaml", etcdManifest(node, members), 0o600);
+    put(
+      root,
+      "/etc/kubernetes/manifests/kube-apiserver.yaml",
+      apiserverManifest(node, ctx.bun, `${standins}/apiserver-standin.ts`),
+      0o600,
+    );
+  }
+  const pub = readFileSync(`${root}/etc/ssh/ssh_host_ed25519_key.pub`, "utf8").trim().split(/\s+/);
+  return `${node.address} ${pub[0]} ${pub[1]}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes in a host
+
+function cgroupPids(dir: string): number[] {
+  const pids: number[] = [];
+  const walk = (d: string) => {
+    let entries: string[];
+    try {
+      entries = readdirSync(d);
+    } catch {
+      return;
+    }
+    try {
+      for (const l of readFileSync(`${d}/cgroup.procs`, "utf8").split("\n")) if (l) pids.push(Number(l));
+    } catch {
+      /* gone */
+    }
+    for (const e of entries) {
+      try {
+        if (statSync(`${d}/${e}`).isDirectory()) walk(`${d}/${e}`);
+      } catch {
+        /* gone */
+      }
+    }
+  };
+  walk(dir);
+  return [...new Set(pids)];
+}
+
+/** PID (in this namespace) of the host's init, or undefined when the host is not running. */
+export function leaderPid(host: string): number | undefined {
+  const name = bareName(host);
+  for (const pid of cgroupPids(cgroupDirs(name)[0]!)) {
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, "utf8");
+      const ns = /^NSpid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/) ?? [];
+      if (ns.length >= 2 && ns[ns.length - 1] === "1") return pid;
+    } catch {
+      /* exited */
+    }
+  }
+  return undefined;
+}
+
+function nspawnPids(name: string): number[] {
+  return cgroupPids(cgroupDirs(name)[0]!).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "systemd-nspawn";
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** PIDs of the nspawn supervisors of every running lab host (for failure tests). */
+export function labNspawnPids(): number[] {
+  return labCgroupNames().flatMap((n) => nspawnPids(bareName(n)));
+}
+
+const HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/**
+ * Run a shell command inside a host (all of its namespaces, as root), without SSH.
+ * The command runs in the host's cgroup, so `down` also ends anything it leaves running.
+ */
+export async function labExec(
+  host: string,
+  cmd: string,
+  opts: { timeoutMs?: number; input?: string } = {},
+): Promise<RunResult> {
+  const name = bareName(host);
+  const pid = leaderPid(name);
+  if (!pid) throw new Error(`lab host ${name} is not running (run: bun scripts/lab.ts up)`);
+  const [systemdCg, unifiedCg] = cgroupDirs(name);
+  const enter = `echo $$ > ${systemdCg}/cgroup.procs 2>/dev/null; echo $$ > ${unifiedCg}/cgroup.procs 2>/dev/null; exec nsenter -t ${pid} -a -r -w -- /usr/bin/env -i PATH=${HOST_PATH} HOME=/root LANG=C.UTF-8 /bin/bash -c "$0"`;
+  return run(["sh", "-c", enter, cmd], { timeoutMs: opts.timeoutMs ?? 120_000, input: opts.input });
+}
+
+/** The SSH command line that reaches a host as the lab spec does (key only, host key verified). */
+export function sshArgv(host: string, cmd?: string): string[] {
+  const node = labState()?.nodes.find((n) => n.name === bareName(host));
+  const address = node?.address ?? host;
+  // biome-ignore format: option pairs
+  const argv = [
+    "ssh", "-F", "/dev/null", "-i", labPaths.key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+    "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${labPaths.knownHosts}`,
+    "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR", `root@${address}`,
+  ];
+  if (cmd !== undefined) argv.push(cmd);
+  return argv;
+}
+
+export const linkDown = (host: string) => must(["ip", "link", "set", netnsOf(bareName(host)), "down"]).then(() => {});
+export const linkUp = (host: string) => must(["ip", "link", "set", netnsOf(bareName(host)), "up"]).then(() => {});
+
+// ---------------------------------------------------------------------------------------------
+// etcd from this machine
+
+export function etcdctlArgv(args: string[], endpoints?: string[]): string[] {
+  const eps =
+    endpoints ??
+    (labState()?.nodes ?? []).filter((n) => n.role === "control-plane").map((n) => `https://${n.address}:2379`);
+  // biome-ignore format: flag list
+  return [
+    "etcdctl", `--endpoints=${eps.join(",")}`, `--cacert=${labPaths.etcdCa}`, `--cert=${labPaths.etcdCert}`,
+    `--key=${labPaths.etcdKey}`, ...args,
+  ];
+}
+
+/** etcdctl against the lab cluster through the bridge, with the lab's client certificate. */
+export function labEtcdctl(
+  args: string[],
+  opts: { endpoints?: string[]; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  return run(etcdctlArgv(args, opts.endpoints), { env: { ETCDCTL_API: "3" }, timeoutMs: opts.timeoutMs ?? 30_000 });
+}
+
+// ---------------------------------------------------------------------------------------------
+// State
+
+interface LabState {
+  nodes: LabNode[];
+  upAt: string;
+}
+
+function labState(): LabState | undefined {
+  try {
+    return JSON.parse(readFileSync(`${RUNTIME_DIR}/state.json`, "utf8")) as LabState;
+  } catch {
+    return undefined;
+  }
+}
+
+function labCgroupNames(): string[] {
+  const names = new Set<string>();
+  for (const root of ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"]) {
+    try {
+      for (const e of readdirSync(root)) if (e.startsWith(LAB.prefix)) names.add(e);
+    } catch {
+      /* hierarchy missing */
+    }
+  }
+  return [...names];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status
+
+export async function labStatus(): Promise<LabStatus> {
+  const nodes = labState()?.nodes ?? [];
+  const hosts = await Promise.all(
+    nodes.map(async (n): Promise<LabHostStatus> => {
+      const netns = netnsOf(n.name);
+      const [addr, ssh, etcd] = await Promise.all([
+        run(["ip", "-n", netns, "-o", "-4", "addr", "show"]),
+        leaderPid(n.name)
+          ? run(sshArgv(n.name, "true"), { timeoutMs: 5000 })
+          : Promise.resolve({ code: 1 } as RunResult),
+        n.role === "control-plane"
+          ? labEtcdctl(["endpoint", "health", "--command-timeout=2s"], {
+              endpoints: [`https://${n.address}:2379`],
+              timeoutMs: 5000,
+            })
+          : Promise.resolve({ code: 1 } as RunResult),
+      ]);
+      return {
+        name: n.name,
+        address: n.address,
+        netns,
+        vipHolder: addr.code === 0 && addr.stdout.includes(` ${LAB.vip}/`),
+        sshOk: ssh.code === 0,
+        etcdHealthy: etcd.code === 0,
+      };
+    }),
+  );
+  return { vip: LAB.vip, port: LAB.port, hosts };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Up
+
+function sameNodes(a: LabNode[], b: LabNode[]): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function labSpecYaml(nodes: LabNode[]): string {
+  const spec = {
+    name: "lab",
+    kubernetes: { version: LAB.kubernetesVersion, packages: { source: "preinstalled" } },
+    ssh: { user: "root", privateKeyPath: "id_ed25519", knownHostsPath: "known_hosts" },
+    controlPlaneEndpoint: { vip: LAB.vip, port: LAB.port, interface: LAB.interface, prefix: LAB.prefixLength },
+    nodes: nodes.map((n) => ({ name: n.name, address: n.address, role: n.role })),
+    terraform: { resources: "builtin" },
+  };
+  return `# The lab cluster, written by \`bun scripts/lab.ts up\`; paths are relative to this file.\n${stringify(spec)}`;
+}
+
+async function startHost(node: LabNode): Promise<void> {
+  const name = netnsOf(node.name);
+  for (const d of cgroupDirs(node.name)) mkdirSync(d, { recursive: true });
+  const [systemdCg, unifiedCg] = cgroupDirs(node.name);
+  const out = openSync(`${hostDir(node.name)}/console.log`, "a");
+  // Each nspawn in its own cgroup in both hierarchies before it starts: without that, hosts
+  // see each other's processes and `systemctl kill` fails (lab-notes.md).
+  // biome-ignore format: flag list
+  const nspawn = [
+    "systemd-nspawn", "-b", "-D", `${hostDir(node.name)}/merged`, "-M", name, "--keep-unit", "--register=no",
+    `--network-namespace-path=/run/netns/${name}`, "--capability=CAP_NET_ADMIN,CAP_NET_RAW", "--console=pipe",
+  ];
+  // `setsid -f` double-forks: the host is not a child of this process, so a test runner that
+  // kills its leftover children (or this process exiting) does not power the host off.
+  const child = spawn(
+    "setsid",
+    [
+      "-f",
+      "sh",
+      "-c",
+      `echo $$ > ${systemdCg}/cgroup.procs && echo $$ > ${unifiedCg}/cgroup.procs && exec "$@"`,
+      "sh",
+      ...nspawn,
+    ],
+    // SYSTEMD_NSPAWN_LOCK=0: the lab owns these directories; nspawn's lock files would outlive a killed run.
+    { stdio: ["ignore", out, out], env: { ...process.env, SYSTEMD_NSPAWN_LOCK: "0" } },
+  );
+  await new Promise<void>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("exit", (code) =>
+      code === 0 ? resolve() : reject(new Error(`starting ${name}: setsid exited ${code}`)),
+    );
+  });
+  closeSync(out);
+}
+
+/** Bring the lab up (idempotent: a healthy lab with the same hosts is left as it is). */
+export async function labUp(opts: LabOptions = {}): Promise<LabUpResult> {
+  const log = opts.log ?? defaultLog;
+  const start = Date.now();
+  const missing = labMissing();
+  if (missing) throw new LabUnavailable(`the lab cannot run here: ${missing}`);
+  const nodes = labNodes(opts);
+
+  const state = labState();
+  if (state && sameNodes(state.nodes, nodes) && existsSync(labPaths.spec)) {
+    const st = await labStatus();
+    const cps = st.hosts.filter((h) => nodes.find((n) => n.name === h.name)?.role === "control-plane");
+    if (st.hosts.every((h) => h.sshOk) && cps.every((h) => h.etcdHealthy)) {
+      log("lab", "up", `already up (${nodes.length} hosts, SSH and etcd healthy); nothing to do`);
+      const s = (Date.now() - start) / 1000;
+      return { nodes, sshReadySeconds: s, seconds: s, alreadyUp: true };
+    }
+    log("lab", "up", "a lab exists but is not healthy: tearing it down first");
+  }
+  await labDown({ log, quiet: true });
+
+  // Network: the bridge with this machine's address, one namespace + veth per host.
+  log("lab", "network", `bridge ${LAB.bridge} ${LAB.gateway}/${LAB.prefixLength}, ${nodes.length} namespaces`);
+  await must(["ip", "link", "add", LAB.bridge, "type", "bridge"]);
+  await must(["ip", "addr", "add", `${LAB.gateway}/${LAB.prefixLength}`, "dev", LAB.bridge]);
+  await must(["ip", "link", "set", LAB.bridge, "up"]);
+  await Promise.all(
+    nodes.map(async (n) => {
+      const ns = netnsOf(n.name);
+      await must(["ip", "netns", "add", ns]);
+      await must(["ip", "link", "add", ns, "type", "veth", "peer", "name", LAB.interface, "netns", ns]);
+      await must(["ip", "link", "set", ns, "master", LAB.bridge, "up"]);
+      await must(["ip", "-n", ns, "addr", "add", `${n.address}/${LAB.prefixLength}`, "dev", LAB.interface]);
+      await must(["ip", "-n", ns, "link", "set", LAB.interface, "up"]);
+      await must(["ip", "-n", ns, "link", "set", "lo", "up"]);
+    }),
+  );
+
+  // Keys and certificates.
+  mkdirSync(labPaths.stateDir, { recursive: true, mode: 0o700 });
+  chmodSync(labPaths.stateDir, 0o700);
+  mkdirSync(RUNTIME_DIR, { recursive: true, mode: 0o700 });
+  await must(["mount", "-t", "tmpfs", "-o", "mode=0700", `${LAB.prefix}lab`, RUNTIME_DIR]);
+  rmSync(labPaths.key, { force: true });
+  rmSync(labPaths.publicKey, { force: true });
+  await must(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kubeadm-ha-lab", "-f", labPaths.key]);
+  chmodSync(labPaths.key, 0o600);
+  const publicKey = readFileSync(labPaths.publicKey, "utf8");
+  const controlPlanes = nodes.filter((n) => n.role === "control-plane");
+  const pki = await makeLabPki(`${RUNTIME_DIR}/pki`, controlPlanes, LAB.vip);
+  mkdirSync(`${labPaths.stateDir}/etcd`, { recursive: true, mode: 0o700 });
+  copyFileSync(pki.etcdCa, labPaths.etcdCa);
+  copyFileSync(pki.clientCert, labPaths.etcdCert);
+  copyFileSync(pki.clientKey, labPaths.etcdKey);
+  chmodSync(labPaths.etcdKey, 0o600);
+  log("lab", "pki", `lab key, etcd CA and ${controlPlanes.length} control planes' certificates ready`);
+
+  // Hosts: overlay of / with a tmpfs upper layer, then the host's own files.
+  const ctx: HostContext = {
+    nodes,
+    publicKey,
+    bun: bunPath(),
+    pkiDir: `${RUNTIME_DIR}/pki`,
+    clusterCa: readFileSync(`${RUNTIME_DIR}/pki/kubernetes-ca.crt`, "utf8"),
+  };
+  const knownHosts = await Promise.all(
+    nodes.map(async (n) => {
+      const d = hostDir(n.name);
+      for (const sub of ["upper", "work", "merged"]) mkdirSync(`${d}/${sub}`, { recursive: true });
+      // biome-ignore format: mount options
+      await must(["mount", "-t", "overlay", netnsOf(n.name), "-o", `lowerdir=/,upperdir=${d}/upper,workdir=${d}/work`, `${d}/merged`]);
+      return prepareHost(n, `${d}/merged`, ctx);
+    }),
+  );
+  writeFileSync(labPaths.knownHosts, `${knownHosts.join("\n")}\n`, { mode: 0o644 });
+  writeFileSync(labPaths.spec, labSpecYaml(nodes), { mode: 0o644 });
+  writeFileSync(
+    `${RUNTIME_DIR}/state.json`,
+    JSON.stringify({ nodes, upAt: new Date().toISOString() } satisfies LabState),
+  );
+  log("lab", "hosts", `overlays ready; booting ${nodes.length} hosts`);
+
+  await Promise.all(nodes.map(startHost));
+
+  // Ready = SSH with the lab key, host key verified against the known_hosts just written.
+  await Promise.all(
+    nodes.map(async (n) => {
+      const ok = await waitFor(
+        async () => (await run(sshArgv(n.name, "true"), { timeoutMs: 5000 })).code === 0,
+        60_000,
+        100,
+      );
+      if (!ok) throw new Error(`${n.name} did not answer SSH within 60 s; see ${hostDir(n.name)}/console.log`);
+      log(n.name, "ssh", `reachable at ${n.address} (${((Date.now() - start) / 1000).toFixed(1)} s)`);
+    }),
+  );
+  const sshReadySeconds = (Date.now() - start) / 1000;
+
+  if (controlPlanes.length > 0) {
+    const healthy = await waitFor(
+      async () => (await labEtcdctl(["endpoint", "health", "--command-timeout=2s"], { timeoutMs: 5000 })).code === 0,
+      60_000,
+      200,
+    );
+    if (!healthy) {
+      const r = await labEtcdctl(["endpoint", "health", "--command-timeout=2s"]);
+      throw new Error(`etcd did not become healthy within 60 s: ${r.stderr.trim() || r.stdout.trim()}`);
+    }
+    log(
+      "lab",
+      "etcd",
+      `${controlPlanes.length} members healthy over TLS (${((Date.now() - start) / 1000).toFixed(1)} s)`,
+    );
+  }
+
+  // ===========================================================================================
+  // HOOK (lead): apply the lab spec end to end with terraform here — hosts are reachable over
+  // SSH and etcd is healthy. Do not add the apply anywhere else in this file.
+  // ===========================================================================================
+
+  const seconds = (Date.now() - start) / 1000;
+  log(
+    "lab",
+    "up",
+    `${nodes.length} hosts up in ${seconds.toFixed(1)} s (SSH ready at ${sshReadySeconds.toFixed(1)} s); spec ${labPaths.spec}`,
+  );
+  return { nodes, sshReadySeconds, seconds, alreadyUp: false };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Down
+
+function labMounts(): string[] {
+  const mounts: string[] = [];
+  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+    const f = line.split(" ");
+    const point = f[4]?.replace(/\\040/g, " ");
+    const dash = f.indexOf("-");
+    const source = dash > 0 ? f[dash + 2] : undefined;
+    if (!point) continue;
+    if (point === RUNTIME_DIR || point.startsWith(`${RUNTIME_DIR}/`) || source?.startsWith(LAB.prefix))
+      mounts.push(point);
+  }
+  // Deepest first.
+  return mounts.sort((a, b) => b.length - a.length);
+}
+
+function rmdirTree(dir: string): void {
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    try {
+      if (statSync(`${dir}/${e}`).isDirectory()) rmdirTree(`${dir}/${e}`);
+    } catch {
+      /* gone */
+    }
+  }
+  try {
+    rmdirSync(dir);
+  } catch {
+    /* reported by the leftover check */
+  }
+}
+
+export interface LabDownOptions {
+  log?: (host: string, phase: string, message: string) => void;
+  /** Milliseconds to let hosts shut down after SIGTERM before SIGKILL (default 3000). */
+  graceMs?: number;
+  quiet?: boolean;
+}
+
+/**
+ * Tear the lab down and clean leftovers of crashed runs by the kha- prefix: processes in
+ * kha-* cgroups, overlays and the tmpfs, network namespaces, links, cgroups and the state dir.
+ * Idempotent. Throws if something could not be removed.
+ */
+export async function labDown(opts: LabDownOptions = {}): Promise<{ seconds: number }> {
+  const log = opts.log ?? defaultLog;
+  const start = Date.now();
+  const cgroups = labCgroupNames();
+
+  // 1. Processes: SIGTERM to each nspawn asks its host to power off; a second one ends it at
+  // once; then SIGKILL anything left in the hosts' cgroups (there is nothing to keep: the
+  // hosts' disks are tmpfs).
+  const allPids = () =>
+    cgroups.flatMap((c) => [
+      ...cgroupPids(`/sys/fs/cgroup/systemd/${c}`),
+      ...cgroupPids(`/sys/fs/cgroup/unified/${c}`),
+    ]);
+  const supervisors = cgroups.flatMap((c) => nspawnPids(bareName(c)));
+  if (allPids().length > 0) {
+    if (!opts.quiet) log("lab", "down", `stopping ${cgroups.length} hosts`);
+    for (const pid of supervisors) signal(pid, "SIGTERM");
+    const grace = opts.graceMs ?? 3000;
+    await waitFor(() => supervisors.every((p) => !alive(p)), grace / 2, 50);
+    for (const pid of supervisors) if (alive(pid)) signal(pid, "SIGTERM");
+    await waitFor(() => supervisors.every((p) => !alive(p)), grace / 2, 50);
+    for (let i = 0; i < 50 && allPids().some(alive); i++) {
+      for (const pid of allPids()) signal(pid, "SIGKILL");
+      await sleep(100);
+    }
+  }
+  // Processes that entered a lab namespace from outside a lab cgroup (crashed helpers).
+  const netnsList = (await run(["ip", "netns", "list"])).stdout
+    .split("\n")
+    .map((l) => l.split(" ")[0] ?? "")
+    .filter((n) => n.startsWith(LAB.prefix));
+  for (const ns of netnsList) {
+    const pids = (await run(["ip", "netns", "pids", ns])).stdout.split("\n").filter(Boolean).map(Number);
+    for (const pid of pids) signal(pid, "SIGKILL");
+  }
+
+  // 2. Mounts (deepest first), then cgroups, namespaces and links.
+  for (const m of labMounts()) {
+    const r = await run(["umount", m]);
+    if (r.code !== 0) await run(["umount", "-l", m]);
+  }
+  for (const c of cgroups)
+    for (const root of ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"]) rmdirTree(`${root}/${c}`);
+  for (const ns of netnsList) await run(["ip", "netns", "del", ns]);
+  const links = (await run(["ip", "-o", "link", "show"])).stdout
+    .split("\n")
+    .map((l) => l.split(": ")[1]?.split("@")[0] ?? "")
+    .filter((n) => n.startsWith(LAB.prefix));
+  for (const l of links) await run(["ip", "link", "del", l]);
+  try {
+    for (const e of readdirSync("/run/systemd/nspawn/propagate")) {
+      if (e.startsWith(LAB.prefix)) rmSync(`/run/systemd/nspawn/propagate/${e}`, { recursive: true, force: true });
+    }
+  } catch {
+    /* nothing there */
+  }
+
+  // 3. Files: only once nothing is mounted under the runtime dir (never delete through a mount).
+  const still = labMounts();
+  if (still.length === 0) {
+    rmSync(RUNTIME_DIR, { recursive: true, force: true });
+  }
+  rmSync(labPaths.stateDir, { recursive: true, force: true });
+
+  const left = await labLeftovers();
+  if (left.length > 0) throw new Error(`lab down left things behind: ${left.join("; ")}`);
+  const seconds = (Date.now() - start) / 1000;
+  if (!opts.quiet || cgroups.length > 0) log("lab", "down", `done in ${seconds.toFixed(1)} s`);
+  return { seconds };
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* already gone */
+  }
+}
+
+/** Everything of the lab still present on this machine (empty after a clean `down`). */
+export async function labLeftovers(): Promise<string[]> {
+  const left: string[] = [];
+  const ns = (await run(["ip", "netns", "list"])).stdout.split("\n").filter((l) => l.startsWith(LAB.prefix));
+  if (ns.length) left.push(`netns: ${ns.join(", ")}`);
+  const links = (await run(["ip", "-o", "link", "show"])).stdout
+    .split("\n")
+    .map((l) => l.split(": ")[1]?.split("@")[0] ?? "")
+    .filter((n) => n.startsWith(LAB.prefix));
+  if (links.length) left.push(`links: ${links.join(", ")}`);
+  const mounts = labMounts();
+  if (mounts.length) left.push(`mounts: ${mounts.join(", ")}`);
+  const cgs = labCgroupNames();
+  if (cgs.length) left.push(`cgroups: ${cgs.join(", ")}`);
+  const procs = (await run(["pgrep", "-f", `systemd-nspawn .*-M ${LAB.prefix}`])).stdout.trim();
+  if (procs) left.push(`nspawn processes: ${procs.split("\n").join(", ")}`);
+  if (existsSync(RUNTIME_DIR)) left.push(`directory ${RUNTIME_DIR}`);
+  if (existsSync(labPaths.stateDir)) left.push(`directory ${labPaths.stateDir}`);
+  return left;
+}
