@@ -139,8 +139,9 @@ global_defs {
 }
 
 # Fails when the local haproxy is dead or has no healthy apiserver behind it.
-# interval 1 / fall 2: measured here, the VIP left a node whose haproxy was killed
-# after 1.6-2.1 s. A failing node loses ${-checkWeight}, more than the priority spread plus
+# interval 1 / fall 2: measured with these files on lab hosts, the VIP left a node whose
+# check began failing after 1.4-1.6 s with VRRPv3 0.1 s adverts, 4.0-4.9 s with VRRPv2 1 s
+# adverts (test/fixtures/render/vrrp-election-lab.sh). A failing node loses ${-checkWeight}, more than the priority spread plus
 # the holder bonus, so it drops below every healthy peer; when every check fails all
 # lose the same and the VIP stays put (a missing VIP would be worse than a sick one).
 vrrp_script chk_apiserver {
