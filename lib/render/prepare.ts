@@ -166,7 +166,7 @@ export function prepareStep(spec: ClusterSpec, node: NodeSpec): Step {
     .map(([k, v]) => `  check_sysctl ${shq(k)} ${shq(v)}`)
     .join("\n");
 
-  const packagesApt = `
+  const packagesApt = () => `
 step "packages: kubeadm, kubelet, kubectl ${version} from ${aptSourceLine(spec).split(" ")[2]}"
 install -d -m 0755 /etc/apt/keyrings
 if [ ! -s "$KEYRING" ] || changed ${shq(APT_SOURCES_PATH)}; then
@@ -263,7 +263,7 @@ if [ "\${#wrong[@]}" -gt 0 ]; then
     SYSCTL_SUMMARY="NOT in effect: \${wrong[*]}"
   fi
 fi
-${source === "apt" ? packagesApt.trim() : packagesPreinstalled.trim()}
+${source === "apt" ? packagesApt().trim() : packagesPreinstalled.trim()}
 
 step "containerd"
 want="$(sha256sum <${shq(CONTAINERD_CONFIG_PATH)})"

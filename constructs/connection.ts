@@ -1,0 +1,90 @@
+// SSH connection blocks for every step, from the spec. Host keys come from the
+// spec's known_hosts; a host without a known key gets a required Terraform
+// variable instead, so Terraform stops and asks rather than trusting blindly.
+import { existsSync, readFileSync } from "node:fs";
+import { Fn, type SSHProvisionerConnection, TerraformVariable } from "cdktf";
+import type { Construct } from "constructs";
+import { hostKeyFor } from "../lib/remote/known-hosts.ts";
+import { resolveSpecPath } from "../lib/spec/load.ts";
+import type { ClusterSpec, NodeSpec } from "../lib/spec/schema.ts";
+
+/** Terraform-safe identifier from a node name (names are DNS labels). */
+export const tfId = (name: string): string => name.replace(/[^A-Za-z0-9_]/g, "_");
+
+export class Connections {
+  private readonly knownHosts: string;
+  private sshKeyVariable?: TerraformVariable;
+  private readonly hostKeyVariables = new Map<string, TerraformVariable>();
+  /** Hosts whose key is not in known_hosts (reported by synth). */
+  readonly unknownHosts: string[] = [];
+
+  constructor(
+    private readonly scope: Construct,
+    private readonly spec: ClusterSpec,
+  ) {
+    const path = resolveSpecPath(spec, spec.ssh.knownHostsPath);
+    this.knownHosts = existsSync(path) ? readFileSync(path, "utf8") : "";
+  }
+
+  /** Key material for a key path, or the sensitive ssh_private_key variable (Terraform Cloud has no local files). */
+  private privateKey(path: string | undefined): string | undefined {
+    if (path) return Fn.file(resolveSpecPath(this.spec, path));
+    if (this.spec.ssh.agent) return undefined;
+    this.sshKeyVariable ??= new TerraformVariable(this.scope, "ssh_private_key", {
+      type: "string",
+      sensitive: true,
+      description: "SSH private key for the cluster hosts (used when the spec names no key file and no agent)",
+    });
+    this.sshKeyVariable.overrideLogicalId("ssh_private_key");
+    return this.sshKeyVariable.stringValue;
+  }
+
+  private hostKey(label: string, host: string, port: number): string {
+    const known = hostKeyFor(this.knownHosts, host, port);
+    if (known) return known;
+    this.unknownHosts.push(`${label} (${host}:${port})`);
+    const id = `host_key_${tfId(label)}`;
+    let v = this.hostKeyVariables.get(id);
+    if (!v) {
+      v = new TerraformVariable(this.scope, id, {
+        type: "string",
+        description: `SSH host key of ${label} (${host}:${port}) as "type base64"; run \`bun run trust-hosts\` to record it instead`,
+      });
+      // Plain names, so TF_VAR_host_key_<node> and workspace variables find them.
+      v.overrideLogicalId(id);
+      this.hostKeyVariables.set(id, v);
+    }
+    return v.stringValue;
+  }
+
+  forNode(node: NodeSpec): SSHProvisionerConnection {
+    const ssh = this.spec.ssh;
+    const host = node.ssh?.host ?? node.address;
+    const port = node.ssh?.port ?? ssh.port;
+    const conn: SSHProvisionerConnection = {
+      type: "ssh",
+      host,
+      port,
+      user: node.ssh?.user ?? ssh.user,
+      privateKey: this.privateKey(node.ssh?.privateKeyPath ?? ssh.privateKeyPath),
+      agent: ssh.agent ? "true" : "false",
+      hostKey: this.hostKey(node.name, host, port),
+      timeout: "2m",
+    };
+    const b = ssh.bastion;
+    if (!b) return conn;
+    return {
+      ...conn,
+      bastionHost: b.host,
+      bastionPort: b.port,
+      bastionUser: b.user ?? ssh.user,
+      bastionPrivateKey: this.privateKey(b.privateKeyPath ?? ssh.privateKeyPath),
+      bastionHostKey: this.hostKey("bastion", b.host, b.port),
+    };
+  }
+
+  /** Whether commands need sudo on this node (the runbook's hosts use a sudo user). */
+  needsSudo(node: NodeSpec): boolean {
+    return (node.ssh?.user ?? this.spec.ssh.user) !== "root";
+  }
+}

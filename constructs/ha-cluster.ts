@@ -1,0 +1,195 @@
+// HaCluster: the rendered steps of a cluster as Terraform resources, in the order
+// a cluster is built, with explicit dependsOn so `terraform graph` shows it:
+//   prepare (all) ► load balancer (control planes, one at a time) ► init ► CNI
+//   ► join material ► control-plane joins (one at a time) ► worker joins (parallel)
+// Each step is replaced (and so re-run) when the sha256 of what it uploads changes.
+import { createHash } from "node:crypto";
+import { join, relative } from "node:path";
+import { type TerraformResource, TerraformVariable } from "cdktf";
+import { Construct } from "constructs";
+import { stageDir } from "../lib/render/paths.ts";
+import type { Phase, SecretName, Step } from "../lib/render/types.ts";
+import { SECRET_VARIABLES } from "../lib/secrets.ts";
+import type { ClusterSpec, NodeSpec } from "../lib/spec/schema.ts";
+import { firstControlPlane } from "../lib/spec/topology.ts";
+import { Connections, tfId } from "./connection.ts";
+import type { Provisioner, ResourceBackend } from "./step-backend.ts";
+
+export interface HaClusterProps {
+  spec: ClusterSpec;
+  /** Every step of the cluster, from lib/render (renderCluster). */
+  steps: Step[];
+  /** Bumped when secrets rotate; a trigger for the steps that upload them (never the secrets themselves). */
+  secretsVersion: number;
+  backend: ResourceBackend;
+  /** Absolute directory of the reviewable rendered tree, e.g. <project>/out/<cluster>. */
+  renderDir: string;
+  /** Absolute directory Terraform runs in (the synthesized stack), to reference renderDir relatively. */
+  stackDir: string;
+  /** A local command that fetches the admin kubeconfig after init; omitted when undefined. */
+  kubeconfigCommand?: string;
+}
+
+const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+
+/**
+ * Terraform reads ${...} and %{...} inside any string as its own templates; shell
+ * scripts are full of them. Escape so uploaded content arrives byte for byte.
+ */
+export const tfLiteral = (s: string): string => s.replace(/([$%])\{/g, (_m, sigil: string) => `${sigil}${sigil}{`);
+
+export class HaCluster extends Construct {
+  /** The Terraform resource of each step, keyed "<phase>/<node>". */
+  readonly resources = new Map<string, TerraformResource>();
+  readonly connections: Connections;
+
+  constructor(scope: Construct, id: string, props: HaClusterProps) {
+    super(scope, id);
+    const { spec, backend } = props;
+    validateProps(props);
+    this.connections = new Connections(this, spec);
+    const secretVars = this.secretVariables(props.steps);
+
+    const res = (phase: Phase, node: NodeSpec) => this.resources.get(`${phase}/${node.name}`);
+    const dependencies = (step: Step): TerraformResource[] => {
+      const deps: (TerraformResource | undefined)[] = [];
+      const cps = props.steps.filter((s) => s.phase === step.phase).map((s) => s.node);
+      const previous = cps[cps.findIndex((n) => n.name === step.node.name) - 1];
+      const first = firstControlPlane(spec);
+      const cpJoins = props.steps.filter((s) => s.phase === "join" && s.node.role === "control-plane");
+      const lastCpJoin = cpJoins[cpJoins.length - 1];
+      switch (step.phase) {
+        case "prepare":
+          break;
+        case "loadbalancer":
+          // One control plane at a time, so a rolling change never takes two load balancers down at once.
+          deps.push(res("prepare", step.node), previous && res("loadbalancer", previous));
+          break;
+        case "init":
+          deps.push(
+            res("prepare", step.node),
+            ...props.steps.filter((s) => s.phase === "loadbalancer").map((s) => res("loadbalancer", s.node)),
+          );
+          break;
+        case "cni":
+          deps.push(res("init", first));
+          break;
+        case "join-material":
+          deps.push(res("cni", first) ?? res("init", first));
+          break;
+        case "join":
+          deps.push(res("prepare", step.node), res("join-material", first), res("loadbalancer", step.node));
+          if (step.node.role === "control-plane") {
+            // Control planes join strictly one at a time: each new etcd member must be in before the next.
+            const idx = cpJoins.findIndex((s) => s.node.name === step.node.name);
+            deps.push(idx > 0 ? res("join", cpJoins[idx - 1]!.node) : undefined);
+          } else if (lastCpJoin) {
+            deps.push(res("join", lastCpJoin.node));
+          }
+          break;
+        case "etcd-backup-timer":
+          deps.push(step.node.name === first.name ? res("init", first) : res("join", step.node));
+          break;
+      }
+      return deps.filter((d): d is TerraformResource => d !== undefined);
+    };
+
+    for (const step of props.steps) {
+      const stepId = tfId(`${step.phase}_${step.node.name}`);
+      for (const f of step.files) {
+        const local = join(props.renderDir, step.node.name, f.path);
+        const filename = backend.name === "builtin" ? local : `\${path.module}/${relative(props.stackDir, local)}`;
+        backend.renderedFile(this, `file_${stepId}_${tfId(f.path)}`, {
+          filename,
+          content: backend.name === "builtin" ? f.content : tfLiteral(f.content),
+          mode: f.mode,
+        });
+      }
+      const resource = backend.step(this, stepId, {
+        triggers: this.triggers(step, props.secretsVersion),
+        dependsOn: dependencies(step),
+        connection: this.connections.forNode(step.node),
+        provisioners: this.provisioners(step, secretVars),
+      });
+      // Stable, readable addresses (null_resource.loadbalancer_cp_1): drift reports them for -replace=.
+      resource.overrideLogicalId(stepId);
+      this.resources.set(`${step.phase}/${step.node.name}`, resource);
+    }
+
+    if (props.kubeconfigCommand) {
+      const init = res("init", firstControlPlane(spec));
+      const kubeconfig = backend.step(this, "kubeconfig", {
+        triggers: { endpoint: `${spec.controlPlaneEndpoint.vip}:${spec.controlPlaneEndpoint.port}` },
+        dependsOn: init ? [init] : [],
+        provisioners: [{ type: "local-exec", command: tfLiteral(props.kubeconfigCommand) }],
+      });
+      kubeconfig.overrideLogicalId("kubeconfig");
+    }
+  }
+
+  /** One sensitive variable per secret some step uploads. */
+  private secretVariables(steps: Step[]): Map<SecretName, TerraformVariable> {
+    const used = new Set(steps.flatMap((s) => s.secrets));
+    const vars = new Map<SecretName, TerraformVariable>();
+    for (const name of used) {
+      const id = SECRET_VARIABLES[name].variable;
+      const v = new TerraformVariable(this, id, {
+        type: "string",
+        sensitive: true,
+        description: `cluster secret "${name}" (set by \`bun run deploy\` from the 0600 secrets file, or as a sensitive workspace variable)`,
+      });
+      v.overrideLogicalId(id); // so TF_VAR_<id> finds it
+      vars.set(name, v);
+    }
+    return vars;
+  }
+
+  /** Hashes of exactly what the step uploads, plus the secrets version if it uploads secrets. */
+  private triggers(step: Step, secretsVersion: number): Record<string, string> {
+    const files = step.files.map((f) => `${f.path}\0${f.mode}\0${f.content}`).join("\0");
+    const t: Record<string, string> = {
+      node: step.node.name,
+      address: step.node.address,
+      files_sha256: sha256(files),
+      script_sha256: sha256(step.script),
+    };
+    if (step.secrets.length > 0) t.secrets_version = String(secretsVersion);
+    return t;
+  }
+
+  private provisioners(step: Step, secretVars: Map<SecretName, TerraformVariable>): Provisioner[] {
+    const stage = stageDir(step.phase);
+    const dirs = new Set<string>([`${stage}/secrets`]);
+    for (const f of step.files) dirs.add(`${stage}/root${f.path.slice(0, f.path.lastIndexOf("/"))}`);
+    const sudo = this.connections.needsSudo(step.node) ? "sudo -n " : "";
+    return [
+      // A fresh 0700 stage owned by the SSH user: uploads (and secrets) are never readable by others.
+      {
+        type: "remote-exec",
+        inline: [`rm -rf ${stage} && mkdir -m 0700 ${stage} && mkdir -p ${[...dirs].sort().join(" ")}`],
+      },
+      ...step.files.map(
+        (f): Provisioner => ({ type: "file", content: tfLiteral(f.content), destination: `${stage}/root${f.path}` }),
+      ),
+      // Secrets only ever travel as sensitive variables in file provisioners, so the remote-exec output stays visible.
+      ...step.secrets.map(
+        (name): Provisioner => ({
+          type: "file",
+          content: secretVars.get(name)!.stringValue,
+          destination: `${stage}/secrets/${name}`,
+        }),
+      ),
+      { type: "file", content: tfLiteral(step.script), destination: `${stage}/run.sh` },
+      { type: "remote-exec", inline: [`${sudo}bash ${stage}/run.sh`] },
+    ];
+  }
+}
+
+function validateProps(props: HaClusterProps): void {
+  const seen = new Set<string>();
+  for (const s of props.steps) {
+    const key = `${s.phase}/${s.node.name}`;
+    if (seen.has(key)) throw new Error(`HaCluster: two steps for ${key}`);
+    seen.add(key);
+  }
+}

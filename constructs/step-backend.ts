@@ -1,0 +1,81 @@
+// The two resource back-ends. They differ only in which Terraform resource types
+// carry the steps and the rendered files; the graph, the provisioners and the
+// connections are built once, in ha-cluster.ts. Every cdktf provider import lives here.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { File } from "@cdktf/provider-local/lib/file";
+import { LocalProvider } from "@cdktf/provider-local/lib/provider";
+import { NullProvider } from "@cdktf/provider-null/lib/provider";
+import { Resource as NullResource } from "@cdktf/provider-null/lib/resource";
+import {
+  DataResource,
+  type FileProvisioner,
+  type LocalExecProvisioner,
+  type RemoteExecProvisioner,
+  type SSHProvisionerConnection,
+  type TerraformResource,
+} from "cdktf";
+import type { Construct } from "constructs";
+
+export type Provisioner = FileProvisioner | LocalExecProvisioner | RemoteExecProvisioner;
+
+export interface StepProps {
+  /** Non-secret values whose change replaces the step (and so re-runs its provisioners). */
+  triggers: Record<string, string>;
+  dependsOn: TerraformResource[];
+  connection?: SSHProvisionerConnection;
+  provisioners: Provisioner[];
+}
+
+export interface RenderedFileProps {
+  /** Path of the reviewable copy on the machine that runs Terraform. */
+  filename: string;
+  content: string;
+  mode: string;
+}
+
+export interface ResourceBackend {
+  readonly name: "hashicorp" | "builtin";
+  step(scope: Construct, id: string, props: StepProps): TerraformResource;
+  renderedFile(scope: Construct, id: string, props: RenderedFileProps): void;
+}
+
+/** null_resource steps + local_file copies (needs the hashicorp/null and hashicorp/local providers). */
+export function hashicorpBackend(scope: Construct): ResourceBackend {
+  new NullProvider(scope, "null");
+  new LocalProvider(scope, "local");
+  return {
+    name: "hashicorp",
+    step: (s, id, p) =>
+      new NullResource(s, id, {
+        triggers: p.triggers,
+        dependsOn: p.dependsOn,
+        connection: p.connection,
+        provisioners: p.provisioners,
+      }),
+    renderedFile: (s, id, p) => {
+      new File(s, id, { filename: p.filename, content: p.content, filePermission: p.mode });
+    },
+  };
+}
+
+/**
+ * terraform_data steps, no provider at all (air-gapped sites, our end-to-end tests).
+ * Rendered copies are written by the app at synth time instead of by Terraform.
+ */
+export function builtinBackend(): ResourceBackend {
+  return {
+    name: "builtin",
+    step: (s, id, p) =>
+      new DataResource(s, id, {
+        triggersReplace: p.triggers,
+        dependsOn: p.dependsOn,
+        connection: p.connection,
+        provisioners: p.provisioners,
+      }),
+    renderedFile: (_s, _id, p) => {
+      mkdirSync(dirname(p.filename), { recursive: true });
+      writeFileSync(p.filename, p.content, { mode: Number.parseInt(p.mode, 8) });
+    },
+  };
+}

@@ -1,0 +1,50 @@
+// Synthesize a spec into a temp dir and read back cdk.tf.json, for the stack tests.
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { App } from "cdktf";
+import { parseSpec } from "../../lib/spec/load.ts";
+import type { ClusterSpec } from "../../lib/spec/schema.ts";
+import { KubeadmHaStack } from "../../main.ts";
+
+export const EXAMPLE = readFileSync(resolve(import.meta.dir, "../../cluster.example.yaml"), "utf8");
+
+// Every test run gets its own secrets dir, so tests never touch a developer's real secrets.
+process.env.KUBEADM_HA_SECRETS_DIR ??= mkdtempSync(join(tmpdir(), "kha-secrets-"));
+
+export interface Synthesized {
+  spec: ClusterSpec;
+  json: Record<string, any>;
+  text: string;
+  dir: string;
+  renderDir: string;
+}
+
+export function synthSpec(specText: string, mutate?: (spec: ClusterSpec) => void): Synthesized {
+  const spec = parseSpec(specText, "test.yaml");
+  mutate?.(spec);
+  const dir = mkdtempSync(join(tmpdir(), "kha-synth-"));
+  const app = new App({ outdir: dir });
+  const stackDir = join(dir, "stacks", spec.name);
+  const renderDir = join(dir, "rendered", spec.name);
+  new KubeadmHaStack(app, spec.name, { spec, stackDir, renderDir });
+  app.synth();
+  const text = readFileSync(join(stackDir, "cdk.tf.json"), "utf8");
+  return { spec, json: JSON.parse(text), text, dir, renderDir };
+}
+
+/** Step resources by "<phase>_<node>" id, from either back-end. */
+export function steps(json: Record<string, any>): Record<string, any> {
+  const r = json.resource ?? {};
+  const all = { ...(r.null_resource ?? {}), ...(r.terraform_data ?? {}) };
+  const out: Record<string, any> = {};
+  for (const [id, v] of Object.entries(all)) out[id] = v;
+  return out;
+}
+
+/** The step ids a resource depends on (depends_on holds "type.id" references). */
+export function dependsOn(resource: any): string[] {
+  return (resource.depends_on ?? []).map((d: string) => d.split(".")[1]!).sort();
+}
+
+export const triggersOf = (resource: any): Record<string, string> => resource.triggers ?? resource.triggers_replace;

@@ -1,0 +1,173 @@
+// The synthesized stack: order, triggers, back-end equivalence, connections, and no secrets.
+import { describe, expect, test } from "bun:test";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { ensureSecrets, secretsPath } from "../../lib/secrets.ts";
+import { parseSpec } from "../../lib/spec/load.ts";
+import { dependsOn, EXAMPLE, steps, synthSpec, triggersOf } from "./stack-helpers.ts";
+
+const builtin = (spec: { terraform: { resources: string } }) => {
+  spec.terraform.resources = "builtin";
+};
+
+describe("stack order", () => {
+  const { json } = synthSpec(EXAMPLE);
+  const s = steps(json);
+
+  test("one step per phase per node, with readable addresses", () => {
+    expect(Object.keys(s).sort()).toEqual(
+      [
+        "prepare_cp_1",
+        "prepare_cp_2",
+        "prepare_cp_3",
+        "prepare_worker_1",
+        "prepare_worker_2",
+        "loadbalancer_cp_1",
+        "loadbalancer_cp_2",
+        "loadbalancer_cp_3",
+        "init_cp_1",
+        "cni_cp_1",
+        "join_material_cp_1",
+        "join_cp_2",
+        "join_cp_3",
+        "join_worker_1",
+        "join_worker_2",
+        "etcd_backup_timer_cp_1",
+        "etcd_backup_timer_cp_2",
+        "etcd_backup_timer_cp_3",
+      ].sort(),
+    );
+  });
+
+  test("load balancers change one control plane at a time", () => {
+    expect(dependsOn(s.loadbalancer_cp_1)).toEqual(["prepare_cp_1"]);
+    expect(dependsOn(s.loadbalancer_cp_2)).toEqual(["loadbalancer_cp_1", "prepare_cp_2"]);
+    expect(dependsOn(s.loadbalancer_cp_3)).toEqual(["loadbalancer_cp_2", "prepare_cp_3"]);
+  });
+
+  test("init waits for every load balancer; CNI and join material follow init", () => {
+    expect(dependsOn(s.init_cp_1)).toEqual([
+      "loadbalancer_cp_1",
+      "loadbalancer_cp_2",
+      "loadbalancer_cp_3",
+      "prepare_cp_1",
+    ]);
+    expect(dependsOn(s.cni_cp_1)).toEqual(["init_cp_1"]);
+    expect(dependsOn(s.join_material_cp_1)).toEqual(["cni_cp_1"]);
+  });
+
+  test("control planes join strictly one at a time, workers after them in parallel", () => {
+    expect(dependsOn(s.join_cp_2)).toEqual(["join_material_cp_1", "loadbalancer_cp_2", "prepare_cp_2"]);
+    expect(dependsOn(s.join_cp_3)).toEqual(["join_cp_2", "join_material_cp_1", "loadbalancer_cp_3", "prepare_cp_3"]);
+    expect(dependsOn(s.join_worker_1)).toEqual(["join_cp_3", "join_material_cp_1", "prepare_worker_1"]);
+    expect(dependsOn(s.join_worker_2)).toEqual(["join_cp_3", "join_material_cp_1", "prepare_worker_2"]);
+    expect(dependsOn(s.join_worker_1)).not.toContain("join_worker_2");
+  });
+});
+
+describe("triggers", () => {
+  const base = steps(synthSpec(EXAMPLE).json);
+
+  test("a haproxy setting re-runs only the load-balancer steps", () => {
+    const changed = steps(synthSpec(EXAMPLE, (spec) => (spec.loadBalancer.haproxy.timeouts.client = "2h")).json);
+    const differing = Object.keys(base).filter(
+      (id) => JSON.stringify(triggersOf(base[id])) !== JSON.stringify(triggersOf(changed[id])),
+    );
+    expect(differing.sort()).toEqual(["loadbalancer_cp_1", "loadbalancer_cp_2", "loadbalancer_cp_3"]);
+  });
+
+  test("triggers are stable across synths (nothing random or time-based)", () => {
+    const again = steps(synthSpec(EXAMPLE).json);
+    for (const id of Object.keys(base)) expect(triggersOf(again[id])).toEqual(triggersOf(base[id]));
+  });
+
+  test("a Kubernetes version change keeps init/join identities (addresses) — scripts decide, nothing is reset", () => {
+    const changed = steps(synthSpec(EXAMPLE.replace('"1.31.4"', '"1.32.1"')).json);
+    expect(Object.keys(changed).sort()).toEqual(Object.keys(base).sort());
+    for (const r of Object.values(changed)) {
+      for (const p of r.provisioner ?? []) expect(p.when).toBeUndefined();
+    }
+  });
+});
+
+describe("back-ends", () => {
+  const hashicorp = synthSpec(EXAMPLE);
+  const air = synthSpec(EXAMPLE, builtin);
+
+  test("hashicorp uses null_resource + local_file, builtin only terraform_data", () => {
+    expect(Object.keys(hashicorp.json.resource).sort()).toEqual(["local_file", "null_resource"]);
+    expect(Object.keys(air.json.resource)).toEqual(["terraform_data"]);
+    expect(Object.keys(hashicorp.json.provider ?? {}).sort()).toEqual(["local", "null"]);
+    expect(air.json.provider).toBeUndefined();
+  });
+
+  test("both back-ends have the same steps, dependencies, connections and provisioners", () => {
+    const a = steps(hashicorp.json);
+    const b = steps(air.json);
+    expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
+    const normalize = (r: any) =>
+      JSON.stringify({
+        triggers: triggersOf(r),
+        deps: dependsOn(r),
+        connection: r.connection,
+        provisioner: r.provisioner,
+      });
+    for (const id of Object.keys(a)) expect(normalize(b[id])).toEqual(normalize(a[id]));
+  });
+
+  test("every rendered file is reviewable: local_file (hashicorp) or written at synth (builtin)", () => {
+    const files = Object.values(hashicorp.json.resource.local_file) as any[];
+    expect(files.some((f) => f.filename.endsWith("/cp-1/etc/haproxy/haproxy.cfg"))).toBe(true);
+    expect(files.every((f) => f.filename.startsWith("${path.module}/"))).toBe(true);
+    const haproxy = join(air.renderDir, "cp-1/etc/haproxy/haproxy.cfg");
+    expect(existsSync(haproxy)).toBe(true);
+    expect(readFileSync(haproxy, "utf8")).toContain("backend");
+  });
+});
+
+describe("secrets", () => {
+  test("no secret value appears in cdk.tf.json or the rendered tree; they arrive as sensitive variables", () => {
+    const syn = synthSpec(EXAMPLE, builtin);
+    const secrets = ensureSecrets(syn.spec);
+    const values = [secrets.vrrpPassword, secrets.statsPassword, secrets.bootstrapToken, secrets.certificateKey];
+    const keyBody = secrets.caKey.split("\n")[1]!;
+    for (const v of [...values, keyBody]) {
+      expect(syn.text.includes(v)).toBe(false);
+      expect(Bun.spawnSync(["grep", "-rqF", v, syn.renderDir]).exitCode).toBe(1);
+    }
+    for (const name of ["vrrp_password", "stats_password", "bootstrap_token", "certificate_key", "ca_key"]) {
+      expect(syn.json.variable[name].sensitive).toBe(true);
+      expect(syn.json.variable[name].default).toBeUndefined();
+    }
+  });
+
+  test("secrets file is 0600 in a 0700 directory and stable across synths", () => {
+    const spec = parseSpec(EXAMPLE);
+    const a = ensureSecrets(spec);
+    const b = ensureSecrets(spec);
+    expect(b).toEqual(a);
+    expect(statSync(secretsPath(spec)).mode & 0o777).toBe(0o600);
+    expect(statSync(join(secretsPath(spec), "..")).mode & 0o777).toBe(0o700);
+  });
+
+  test("remote-exec commands carry no secret, so their output stays visible", () => {
+    const s = steps(synthSpec(EXAMPLE).json);
+    for (const r of Object.values(s)) {
+      for (const p of r.provisioner ?? []) {
+        const body = p["remote-exec"];
+        if (body) expect(JSON.stringify(body)).not.toContain("var.");
+      }
+    }
+  });
+});
+
+describe("connections", () => {
+  test("sudo user: scripts run with sudo -n; host keys unknown -> required variables, never blind trust", () => {
+    const { json } = synthSpec(EXAMPLE);
+    const s = steps(json);
+    const last = s.prepare_cp_1.provisioner.at(-1)["remote-exec"].inline[0];
+    expect(last).toStartWith("sudo -n bash ");
+    expect(s.prepare_cp_1.connection.host_key).toBe("${var.host_key_cp_1}");
+    expect(json.variable.host_key_cp_1.default).toBeUndefined();
+  });
+});
