@@ -42,7 +42,8 @@ export class Connections {
   private hostKey(label: string, host: string, port: number): string {
     const known = hostKeyFor(this.knownHosts, host, port);
     if (known) return known;
-    this.unknownHosts.push(`${label} (${host}:${port})`);
+    const entry = `${label} (${host}:${port})`;
+    if (!this.unknownHosts.includes(entry)) this.unknownHosts.push(entry);
     const id = `host_key_${tfId(label)}`;
     let v = this.hostKeyVariables.get(id);
     if (!v) {
