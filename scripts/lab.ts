@@ -3,6 +3,7 @@ import { parseCommand, progress, runCommand } from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
 import {
   etcdctlArgv,
+  LabBusy,
   LabUnavailable,
   labDown,
   labMissing,
@@ -33,19 +34,22 @@ function needLab(): void {
 await runCommand(async () => {
   const { values, positionals } = parseCommand({
     name: "lab",
-    usage: "bun scripts/lab.ts up [--control-planes N] [--workers N] | down | status [--json] | etcdctl -- ARGS",
+    usage:
+      "bun scripts/lab.ts up [--control-planes N] [--workers N] | down [--force] | status [--json] | etcdctl -- ARGS",
     description:
       "Test hosts on this machine (root only): systemd-nspawn containers booted on an overlay of /, each in its own " +
       "network namespace on the bridge kha-br0 (198.18.0.0/24; this machine is 198.18.0.1, the VIP 198.18.0.10). " +
       "`up` boots cp-1..cp-3 (198.18.0.11-13) running a three-member TLS etcd and an apiserver stand-in, and worker-1 " +
       `(198.18.0.21); it writes the lab spec, SSH key and known_hosts to ${labPaths.stateDir} and does nothing if a ` +
-      "healthy lab is already up. `down` removes every host, namespace, mount, cgroup and the state dir, also what a " +
+      "healthy lab is already up. A test that brought the lab up holds it until it ends; `up` and `down` refuse " +
+      "while it does (`down --force` does not). `down` removes every host, namespace, mount, cgroup and the state dir, also what a " +
       "crashed run left. `status` shows each host's SSH, etcd and VIP state. `etcdctl -- ARGS` runs etcdctl against " +
       "the lab's etcd with its client certificate.",
     options: {
       json: { type: "boolean" },
       "control-planes": { type: "string" },
       workers: { type: "string" },
+      force: { type: "boolean" },
     },
     allowPositionals: true,
   });
@@ -61,6 +65,7 @@ await runCommand(async () => {
     );
   }
   if (values.json && verb !== "status") throw new UserError(`lab ${verb}: --json applies to status only.`);
+  if (values.force && verb !== "down") throw new UserError(`lab ${verb}: --force applies to down only.`);
   if ((values["control-planes"] !== undefined || values.workers !== undefined) && verb !== "up") {
     throw new UserError(`lab ${verb}: --control-planes and --workers apply to up only.`);
   }
@@ -72,20 +77,22 @@ await runCommand(async () => {
       labNodes({ controlPlanes, workers });
       needLab();
       try {
-        const r = await labUp({ controlPlanes, workers, log: progress });
+        const r = await labUp({ controlPlanes, workers, log: progress, waitMs: 0 });
         process.stdout.write(
           `lab ${r.alreadyUp ? "was already up" : "up"}: ${r.nodes.length} hosts, SSH ready in ${r.sshReadySeconds.toFixed(1)} s, ` +
             `total ${r.seconds.toFixed(1)} s\nspec: ${labPaths.spec}\n`,
         );
       } catch (e) {
-        if (e instanceof LabUnavailable) throw new UserError(e.message, 1);
+        if (e instanceof LabUnavailable || e instanceof LabBusy) throw new UserError(`${e.message}.`, 1);
         throw e;
       }
       return 0;
     }
     case "down": {
       needLab();
-      const r = await labDown({ log: progress });
+      const r = await labDown({ log: progress, force: values.force, waitMs: 0 }).catch((e) => {
+        throw e instanceof LabBusy ? new UserError(`${e.message}.`, 1) : e;
+      });
       process.stdout.write(`lab down in ${r.seconds.toFixed(1)} s; nothing left behind\n`);
       return 0;
     }

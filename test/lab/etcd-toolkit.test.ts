@@ -25,9 +25,9 @@ async function put(prefix: string, n: number): Promise<void> {
 }
 
 async function count(prefix: string): Promise<number> {
-  const r = await labEtcdctl(["get", `${prefix}-`, "--prefix", "--count-only", "-w", "json"]);
+  const r = await labEtcdctl(["get", `${prefix}-`, "--prefix", "--keys-only"]);
   if (r.code !== 0) throw new Error(`etcdctl get failed: ${r.stderr}`);
-  return (JSON.parse(r.stdout) as { count?: number }).count ?? 0;
+  return r.stdout.split("\n").filter((l) => l.startsWith(`${prefix}-`)).length;
 }
 
 /** Cluster ID as each member reports it (hex); every member must answer. */
@@ -54,8 +54,14 @@ async function waitHealthy(seconds: number): Promise<void> {
   }
 }
 
-const manifests = () => Promise.all(CPS.map(async (h) => (await labExec(h, "cat /etc/kubernetes/manifests/etcd.yaml")).stdout));
-const restoreDirs = () => Promise.all(CPS.map(async (h) => (await labExec(h, "ls -d /var/lib/kubeadm-ha/etcd-restore-* 2>/dev/null || true")).stdout.trim()));
+const manifests = () =>
+  Promise.all(CPS.map(async (h) => (await labExec(h, "cat /etc/kubernetes/manifests/etcd.yaml")).stdout));
+const restoreDirs = () =>
+  Promise.all(
+    CPS.map(async (h) =>
+      (await labExec(h, "ls -d /var/lib/kubeadm-ha/etcd-restore-* 2>/dev/null || true")).stdout.trim(),
+    ),
+  );
 
 describe.skipIf(guard.skip)("etcd toolkit in the lab", () => {
   let spec: ClusterSpec;
@@ -88,7 +94,11 @@ describe.skipIf(guard.skip)("etcd toolkit in the lab", () => {
     const before = await clusterIds();
     expect(new Set(before).size).toBe(1);
 
-    const report = await runRestore(spec, snapshot, { access: KUBEADM_ETCD_ACCESS, waitSeconds: 120, revertAfterSeconds: 600 });
+    const report = await runRestore(spec, snapshot, {
+      access: KUBEADM_ETCD_ACCESS,
+      waitSeconds: 120,
+      revertAfterSeconds: 600,
+    });
     expect(report.error).toBeUndefined();
     expect(report.ok).toBe(true);
     expect(await allHealthy()).toBe(true);
@@ -99,12 +109,19 @@ describe.skipIf(guard.skip)("etcd toolkit in the lab", () => {
     expect(after[0]).not.toBe(before[0]);
     expect(report.newClusterId).toBe(after[0]);
     const list = await labEtcdctl(["member", "list", "-w", "json"]);
-    expect((JSON.parse(list.stdout.replace(/:(\d{16,})/g, ':"$1"')).members as { name: string }[]).map((m) => m.name).sort()).toEqual(CPS);
+    expect(
+      (JSON.parse(list.stdout.replace(/:(\d{16,})/g, ':"$1"')).members as { name: string }[]).map((m) => m.name).sort(),
+    ).toEqual(CPS);
     // Each member runs from its new data dir, set in its manifest; the old data is kept.
     for (const [i, text] of (await manifests()).entries()) {
       expect(text).toContain(`--data-dir=${report.members[i]!.newDataDir}`);
       expect(text).toContain(`path: ${report.members[i]!.newDataDir}`);
-      const mode = (await labExec(CPS[i]!, `stat -c %a ${report.members[i]!.newDataDir}; test -d /var/lib/etcd/member && echo old-kept`)).stdout;
+      const mode = (
+        await labExec(
+          CPS[i]!,
+          `stat -c %a ${report.members[i]!.newDataDir}; test -d /var/lib/etcd/member && echo old-kept`,
+        )
+      ).stdout;
       expect(mode).toBe("700\nold-kept\n");
     }
     console.log(`restore took ${report.seconds.toFixed(1)} s (${report.apiserver})`);
@@ -124,7 +141,9 @@ describe.skipIf(guard.skip)("etcd toolkit in the lab", () => {
     expect(err.message).toMatch(/sha256|corrupt/);
     // Without the sidecar the embedded checksum still catches it.
     rmSync(`${bad}.sha256`);
-    await expect(runRestore(spec, bad, { access: KUBEADM_ETCD_ACCESS })).rejects.toThrow(/embedded .*does not match|corrupted/);
+    await expect(runRestore(spec, bad, { access: KUBEADM_ETCD_ACCESS })).rejects.toThrow(
+      /embedded .*does not match|corrupted/,
+    );
     expect(await manifests()).toEqual(manifestsBefore);
     expect(await restoreDirs()).toEqual(dirsBefore);
     expect(await clusterIds()).toEqual(idsBefore);
@@ -137,7 +156,18 @@ describe.skipIf(guard.skip)("etcd toolkit in the lab", () => {
     const revertAfter = 75;
     const child = spawn(
       `${PROJECT_ROOT}/node_modules/.bin/bun`,
-      [`${PROJECT_ROOT}/scripts/etcd-restore.ts`, snapshot, "--yes", "--json", "--wait", "40", "--revert-after", String(revertAfter), "--spec", labPaths.spec],
+      [
+        `${PROJECT_ROOT}/scripts/etcd-restore.ts`,
+        snapshot,
+        "--yes",
+        "--json",
+        "--wait",
+        "40",
+        "--revert-after",
+        String(revertAfter),
+        "--spec",
+        labPaths.spec,
+      ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     let stdout = "";
@@ -156,6 +186,7 @@ describe.skipIf(guard.skip)("etcd toolkit in the lab", () => {
     });
     const code = await new Promise<number>((res) => child.on("exit", (c) => res(c ?? -1)));
     await linkUp("cp-3");
+    process.stderr.write(stderr);
     expect(cut).toBe(true);
     expect(code).toBe(1);
     const report = JSON.parse(stdout) as { ok: boolean; rolledBack: { node: string; ok: boolean }[] };
@@ -176,7 +207,12 @@ describe.skipIf(guard.skip)("etcd toolkit in the lab", () => {
     const cp2Key = line("198.18.0.12").split(" ").slice(1).join(" ");
     const forged = known.replace(line("198.18.0.11"), `198.18.0.11 ${cp2Key}`);
     await expect(
-      runBackup(spec, { node: "cp-1", outDir: join(work, "refused"), access: KUBEADM_ETCD_ACCESS, connect: { knownHostsText: forged } }),
+      runBackup(spec, {
+        node: "cp-1",
+        outDir: join(work, "refused"),
+        access: KUBEADM_ETCD_ACCESS,
+        connect: { knownHostsText: forged },
+      }),
     ).rejects.toThrow(/cp-1 .*HOST KEY MISMATCH/);
   });
 });

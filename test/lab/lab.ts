@@ -75,6 +75,10 @@ export interface LabOptions {
   workers?: number;
   /** Progress lines; default: stderr. */
   log?: (host: string, phase: string, message: string) => void;
+  /** Rebuild even when a healthy lab is up (a test that needs untouched hosts). */
+  fresh?: boolean;
+  /** How long to wait for another process that holds the lab (default 15 min). */
+  waitMs?: number;
 }
 
 export interface LabUpResult {
@@ -481,6 +485,98 @@ export async function labStatus(): Promise<LabStatus> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// One `up` or `down` at a time on this machine (several test files and commands share the lab).
+
+const LOCK_DIR = "/run/kha-lab.lock";
+let lockDepth = 0;
+
+async function withLabLock<T>(fn: () => Promise<T>): Promise<T> {
+  if (lockDepth > 0) return fn();
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    try {
+      mkdirSync(LOCK_DIR, { mode: 0o700 });
+      writeFileSync(`${LOCK_DIR}/pid`, String(process.pid));
+      break;
+    } catch {
+      let holder = 0;
+      try {
+        holder = Number(readFileSync(`${LOCK_DIR}/pid`, "utf8"));
+      } catch {
+        /* being written or removed */
+      }
+      // A holder that died (crashed run) does not keep the lab locked.
+      if (holder > 0 && !alive(holder)) rmSync(LOCK_DIR, { recursive: true, force: true });
+      if (Date.now() > deadline) throw new Error(`another lab up/down (pid ${holder}) holds ${LOCK_DIR} for too long`);
+      await sleep(200);
+    }
+  }
+  lockDepth++;
+  try {
+    return await fn();
+  } finally {
+    lockDepth--;
+    rmSync(LOCK_DIR, { recursive: true, force: true });
+  }
+}
+
+// One user of the lab at a time: lab tests change hosts (VIP, kubeadm state, etcd data), so a
+// process that brings the lab up holds it until it tears it down or exits. Another process's
+// up/down waits for that; `down --force` does not.
+const LEASE = "/run/kha-lab.lease";
+
+export interface LabHolder {
+  pid: number;
+  cmd: string;
+}
+
+/** The live process holding the lab, if any (a dead holder does not count). */
+export function labHolder(): LabHolder | undefined {
+  try {
+    const h = JSON.parse(readFileSync(LEASE, "utf8")) as LabHolder;
+    return h.pid > 0 && alive(h.pid) ? h : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export class LabBusy extends Error {
+  override name = "LabBusy";
+}
+
+async function acquireLease(
+  waitMs: number,
+  log: (host: string, phase: string, message: string) => void,
+): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  let told = false;
+  for (;;) {
+    const holder = await withLabLock(async () => {
+      const h = labHolder();
+      if (h && h.pid !== process.pid) return h;
+      const cmd = process.argv.map((a) => a.split("/").pop()).join(" ");
+      writeFileSync(LEASE, JSON.stringify({ pid: process.pid, cmd } satisfies LabHolder));
+      return undefined;
+    });
+    if (!holder) return;
+    if (Date.now() >= deadline) {
+      throw new LabBusy(
+        `the lab is in use by pid ${holder.pid} (${holder.cmd}); wait for it to finish or tear it down with --force`,
+      );
+    }
+    if (!told)
+      log("lab", "wait", `in use by pid ${holder.pid} (${holder.cmd}); waiting up to ${Math.round(waitMs / 1000)} s`);
+    told = true;
+    await sleep(1000);
+  }
+}
+
+function releaseLease(): void {
+  const h = labHolder();
+  if (!h || h.pid === process.pid) rmSync(LEASE, { force: true });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Up
 
 function sameNodes(a: LabNode[], b: LabNode[]): boolean {
@@ -537,14 +633,20 @@ async function startHost(node: LabNode): Promise<void> {
 
 /** Bring the lab up (idempotent: a healthy lab with the same hosts is left as it is). */
 export async function labUp(opts: LabOptions = {}): Promise<LabUpResult> {
-  const log = opts.log ?? defaultLog;
-  const start = Date.now();
   const missing = labMissing();
   if (missing) throw new LabUnavailable(`the lab cannot run here: ${missing}`);
+  labNodes(opts);
+  await acquireLease(opts.waitMs ?? 15 * 60_000, opts.log ?? defaultLog);
+  return withLabLock(() => up(opts));
+}
+
+async function up(opts: LabOptions): Promise<LabUpResult> {
+  const log = opts.log ?? defaultLog;
+  const start = Date.now();
   const nodes = labNodes(opts);
 
   const state = labState();
-  if (state && sameNodes(state.nodes, nodes) && existsSync(labPaths.spec)) {
+  if (!opts.fresh && state && sameNodes(state.nodes, nodes) && existsSync(labPaths.spec)) {
     const st = await labStatus();
     const cps = st.hosts.filter((h) => nodes.find((n) => n.name === h.name)?.role === "control-plane");
     if (st.hosts.every((h) => h.sshOk) && cps.every((h) => h.etcdHealthy)) {
@@ -554,7 +656,7 @@ export async function labUp(opts: LabOptions = {}): Promise<LabUpResult> {
     }
     log("lab", "up", "a lab exists but is not healthy: tearing it down first");
   }
-  await labDown({ log, quiet: true });
+  await down({ log, quiet: true });
 
   // Network: the bridge with this machine's address, one namespace + veth per host.
   log("lab", "network", `bridge ${LAB.bridge} ${LAB.gateway}/${LAB.prefixLength}, ${nodes.length} namespaces`);
@@ -708,6 +810,10 @@ export interface LabDownOptions {
   /** Milliseconds to let hosts shut down after SIGTERM before SIGKILL (default 3000). */
   graceMs?: number;
   quiet?: boolean;
+  /** Tear down even while another live process holds the lab. */
+  force?: boolean;
+  /** How long to wait for another process that holds the lab (default 15 min). */
+  waitMs?: number;
 }
 
 /**
@@ -716,6 +822,14 @@ export interface LabDownOptions {
  * Idempotent. Throws if something could not be removed.
  */
 export async function labDown(opts: LabDownOptions = {}): Promise<{ seconds: number }> {
+  if (!opts.force) await acquireLease(opts.waitMs ?? 15 * 60_000, opts.log ?? defaultLog);
+  const r = await withLabLock(() => down(opts));
+  if (opts.force) rmSync(LEASE, { force: true });
+  else releaseLease();
+  return r;
+}
+
+async function down(opts: LabDownOptions): Promise<{ seconds: number }> {
   const log = opts.log ?? defaultLog;
   const start = Date.now();
   const cgroups = labCgroupNames();
