@@ -161,7 +161,8 @@ async function prepare(
           peerUrl: mf.peerUrl ?? `https://${node.address}:2380`,
           endpoint: n.endpoint,
           oldDataDir,
-          newDataDir: `${oldDataDir}-restore-${stamp}`,
+          // A second restore gets /var/lib/etcd-restore-<new>, not .../etcd-restore-<old>-restore-<new>.
+          newDataDir: `${oldDataDir.replace(/-restore-\d{8}T\d{6}Z$/, "")}-restore-${stamp}`,
           etcdVersion: n.version,
           tool: n.hasEtcdutl ? "etcdutl" : "etcdctl",
           ports: { etcdClient: port(n.endpoint, 2379), etcdPeer: port(mf.peerUrl, 2380), apiserver: apiPort },
@@ -330,7 +331,8 @@ wait_ports_closed ${wait} ${ports.apiserver} ${ports.etcdClient} ${ports.etcdPee
       await etcdScriptOk(
         m.remote,
         `etcd_tools
-cd ${sq(S)}
+S=${sq(S)}
+cd "$S"
 snaptool snapshot restore ${sq(`${S}/snapshot.db`)} --name ${sq(p.name)} --initial-cluster ${sq(plan.initialCluster)} --initial-cluster-token ${sq(plan.token)} --initial-advertise-peer-urls ${sq(p.peerUrl)} --data-dir ${sq(p.newDataDir)}${bump} >"$S/restore.log" 2>&1 || { tail -n 5 "$S/restore.log" >&2; exit 1; }
 chmod 0700 ${sq(p.newDataDir)}
 if [ -d ${sq(p.oldDataDir)} ]; then chown -R --reference=${sq(p.oldDataDir)} ${sq(p.newDataDir)}; fi`,

@@ -104,7 +104,10 @@ describe("etcd manifest", () => {
     const changed = before.map((l, i) => [l, after[i]]).filter(([a, b]) => a !== b);
     expect(changed).toEqual([
       ["    - --data-dir=/var/lib/etcd", "    - --data-dir=/var/lib/etcd-restore-20250101T000000Z"],
-      ["    - mountPath: /var/lib/etcd # keep on the SSD", "    - mountPath: /var/lib/etcd-restore-20250101T000000Z # keep on the SSD"],
+      [
+        "    - mountPath: /var/lib/etcd # keep on the SSD",
+        "    - mountPath: /var/lib/etcd-restore-20250101T000000Z # keep on the SSD",
+      ],
       ["      path: /var/lib/etcd", "      path: /var/lib/etcd-restore-20250101T000000Z"],
     ]);
     expect(out).toContain("path: /etc/kubernetes/pki/etcd\n");
