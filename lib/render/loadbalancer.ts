@@ -66,6 +66,7 @@ write_secret_file() {
     return 0
   fi
   chmod 0600 "$tmp"
+  keep_previous "$dest"
   mv -f -- "$tmp" "$dest"
   CHANGED_FILES="$CHANGED_FILES $dest"
   printf '[kubeadm-ha] %s %s: installed %s (0600)\\n' "$NODE" "$PHASE" "$dest"
@@ -99,13 +100,15 @@ printf "${STATS_PASSWORD_ENV}='%s'\\n" "$stats_password" | write_secret_file ${s
 
 step "validate haproxy.cfg"
 if ! out=$(${STATS_PASSWORD_ENV}="$stats_password" haproxy -c -f ${shq(HAPROXY_CFG)} 2>&1); then
-  die "haproxy rejected ${HAPROXY_CFG}; haproxy was NOT reloaded and keeps its running config: $out"
+  rollback_files
+  die "haproxy rejected ${HAPROXY_CFG}; every file this step changed was put back and haproxy was NOT reloaded: $out"
 fi
 unset stats_password
 
 step "validate keepalived.conf"
 if ! out=$(keepalived -t -l -D -f ${shq(KEEPALIVED_CONF)} 2>&1); then
-  die "keepalived rejected ${KEEPALIVED_CONF}; keepalived was NOT reloaded and keeps its running config: $out"
+  rollback_files
+  die "keepalived rejected ${KEEPALIVED_CONF}; every file this step changed was put back and keepalived was NOT reloaded: $out"
 fi
 
 step "enable and (re)load haproxy and keepalived"

@@ -39,11 +39,29 @@ trap 'rm -rf -- "$STAGE"' EXIT
 install_file() {
   local mode="$1" dest="$2" src="$STAGE/root$2"
   if [ -f "$dest" ] && cmp -s "$src" "$dest" && [ "$(stat -c %a "$dest")" = "\${mode#0}" ]; then return 0; fi
+  keep_previous "$dest"
   install -D -m "$mode" "$src" "$dest"
   CHANGED_FILES="$CHANGED_FILES $dest"
   printf '[kubeadm-ha] %s %s: installed %s\\n' "$NODE" "$PHASE" "$dest"
 }
 changed() { case " $CHANGED_FILES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+# Before a file changes, keep what was there, so a phase that finds its new config
+# invalid can put every changed file back (rollback_files) instead of leaving a
+# config on disk that the daemon would fail to start with after the next reboot.
+keep_previous() {
+  if [ -e "$1" ]; then
+    install -d -m 0700 "$STAGE/previous$(dirname "$1")"
+    cp -p -- "$1" "$STAGE/previous$1"
+  fi
+}
+rollback_files() {
+  local f
+  for f in $CHANGED_FILES; do
+    if [ -e "$STAGE/previous$f" ]; then cp -p -- "$STAGE/previous$f" "$f"; else rm -f -- "$f"; fi
+    printf '[kubeadm-ha] %s %s: rolled back %s\\n' "$NODE" "$PHASE" "$f"
+  done
+  CHANGED_FILES=""
+}
 install_secret() {
   install -d -m 0700 "$SECRETS_DIR"
   install -m 0600 "$STAGE/secrets/$1" "$SECRETS_DIR/$1"
