@@ -84,6 +84,12 @@ export class Connections {
     };
   }
 
+  /** Where the node's SSH key comes from: a file named in the spec, the agent, or the ssh_private_key variable. */
+  keySource(node: NodeSpec): "file" | "agent" | "variable" {
+    if (node.ssh?.privateKeyPath ?? this.spec.ssh.privateKeyPath) return "file";
+    return this.spec.ssh.agent ? "agent" : "variable";
+  }
+
   /** Whether commands need sudo on this node (the runbook's hosts use a sudo user). */
   needsSudo(node: NodeSpec): boolean {
     return (node.ssh?.user ?? this.spec.ssh.user) !== "root";

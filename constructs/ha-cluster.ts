@@ -5,9 +5,10 @@
 // Each step is replaced (and so re-run) when the sha256 of what it uploads changes.
 import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
-import { type TerraformResource, TerraformVariable } from "cdktf";
+import { type SSHProvisionerConnection, type TerraformResource, TerraformVariable, Token } from "cdktf";
 import { Construct } from "constructs";
-import { stageDir } from "../lib/render/paths.ts";
+import { UserError } from "../lib/errors.ts";
+import { STATE_DIR, stageDir } from "../lib/render/paths.ts";
 import type { Phase, SecretName, Step } from "../lib/render/types.ts";
 import { SECRET_VARIABLES } from "../lib/secrets.ts";
 import type { ClusterSpec, NodeSpec } from "../lib/spec/schema.ts";
@@ -94,6 +95,8 @@ export class HaCluster extends Construct {
       return deps.filter((d): d is TerraformResource => d !== undefined);
     };
 
+    const membership = spec.terraform.resetOnDestroy ? this.membership(spec, backend) : new Map<string, TerraformResource>();
+
     for (const step of props.steps) {
       const stepId = tfId(`${step.phase}_${step.node.name}`);
       for (const f of step.files) {
@@ -107,7 +110,7 @@ export class HaCluster extends Construct {
       }
       const resource = backend.step(this, stepId, {
         triggers: this.triggers(step, props.secretsVersion),
-        dependsOn: dependencies(step),
+        dependsOn: [...dependencies(step), ...[membership.get(step.node.name)].filter((m) => m !== undefined)],
         connection: this.connections.forNode(step.node),
         provisioners: this.provisioners(step, secretVars),
       });
@@ -125,6 +128,76 @@ export class HaCluster extends Construct {
       });
       kubeconfig.overrideLogicalId("kubeconfig");
     }
+  }
+
+  /**
+   * resetOnDestroy: one resource per node whose only job is a destroy-time `kubeadm reset`.
+   * Its identity is the node alone and every step of the node depends on it, so a changed
+   * setting (which replaces steps) never resets anything, and on destroy it runs last.
+   */
+  private membership(spec: ClusterSpec, backend: ResourceBackend): Map<string, TerraformResource> {
+    const out = new Map<string, TerraformResource>();
+    for (const node of spec.nodes) {
+      const conn = this.connections.forNode(node);
+      if (this.connections.keySource(node) === "variable") {
+        throw new UserError(
+          `terraform.resetOnDestroy: destroy-time steps cannot read Terraform variables, so node ${node.name} needs ssh.privateKeyPath (or ssh.agent: true) instead of the ssh_private_key variable. Set one, or turn resetOnDestroy off.`,
+        );
+      }
+      const selfValues: Record<string, string> = {
+        host: conn.host,
+        port: String(conn.port),
+        user: conn.user ?? "root",
+        host_key: conn.hostKey ?? "",
+      };
+      if (conn.bastionHost) {
+        Object.assign(selfValues, {
+          bastion_host: conn.bastionHost,
+          bastion_port: String(conn.bastionPort),
+          bastion_user: conn.bastionUser ?? "",
+          bastion_host_key: conn.bastionHostKey ?? "",
+        });
+      }
+      const ref = (k: string) => backend.selfRef(k);
+      const connection: SSHProvisionerConnection = {
+        type: "ssh",
+        host: ref("host"),
+        port: Token.asNumber(ref("port")),
+        user: ref("user"),
+        privateKey: conn.privateKey,
+        agent: conn.agent,
+        hostKey: ref("host_key"),
+        timeout: conn.timeout,
+        ...(conn.bastionHost
+          ? {
+              bastionHost: ref("bastion_host"),
+              bastionPort: Token.asNumber(ref("bastion_port")),
+              bastionUser: ref("bastion_user"),
+              bastionPrivateKey: conn.bastionPrivateKey,
+              bastionHostKey: ref("bastion_host_key"),
+            }
+          : {}),
+      };
+      const sudo = this.connections.needsSudo(node) ? "sudo -n " : "";
+      const id = tfId(`membership_${node.name}`);
+      const r = backend.step(this, id, {
+        triggers: { node: node.name, address: node.address },
+        selfValues,
+        dependsOn: [],
+        connection,
+        provisioners: [
+          // cdktf's type lacks `when` for remote-exec; Terraform accepts it on every provisioner.
+          {
+            type: "remote-exec",
+            when: "destroy",
+            inline: [`${sudo}kubeadm reset -f && ${sudo}rm -rf ${STATE_DIR}`],
+          } as Provisioner,
+        ],
+      });
+      r.overrideLogicalId(id);
+      out.set(node.name, r);
+    }
+    return out;
   }
 
   /** One sensitive variable per secret some step uploads. */

@@ -22,6 +22,8 @@ export type Provisioner = FileProvisioner | LocalExecProvisioner | RemoteExecPro
 export interface StepProps {
   /** Non-secret values whose change replaces the step (and so re-runs its provisioners). */
   triggers: Record<string, string>;
+  /** Non-secret values a destroy-time provisioner reads back through `self` (see selfRef). */
+  selfValues?: Record<string, string>;
   dependsOn: TerraformResource[];
   connection?: SSHProvisionerConnection;
   provisioners: Provisioner[];
@@ -36,6 +38,11 @@ export interface RenderedFileProps {
 
 export interface ResourceBackend {
   readonly name: "hashicorp" | "builtin";
+  /**
+   * An expression for a selfValues entry. Destroy-time provisioners may only reference
+   * `self`: null_resource keeps them in triggers, terraform_data in input.
+   */
+  selfRef(key: string): string;
   step(scope: Construct, id: string, props: StepProps): TerraformResource;
   renderedFile(scope: Construct, id: string, props: RenderedFileProps): void;
 }
@@ -46,9 +53,10 @@ export function hashicorpBackend(scope: Construct): ResourceBackend {
   new LocalProvider(scope, "local");
   return {
     name: "hashicorp",
+    selfRef: (key) => `\${self.triggers.${key}}`,
     step: (s, id, p) =>
       new NullResource(s, id, {
-        triggers: p.triggers,
+        triggers: { ...p.triggers, ...p.selfValues },
         dependsOn: p.dependsOn,
         connection: p.connection,
         provisioners: p.provisioners,
@@ -66,9 +74,11 @@ export function hashicorpBackend(scope: Construct): ResourceBackend {
 export function builtinBackend(): ResourceBackend {
   return {
     name: "builtin",
+    selfRef: (key) => `\${self.input.${key}}`,
     step: (s, id, p) =>
       new DataResource(s, id, {
         triggersReplace: p.triggers,
+        input: p.selfValues,
         dependsOn: p.dependsOn,
         connection: p.connection,
         provisioners: p.provisioners,

@@ -47,4 +47,6 @@ export function dependsOn(resource: any): string[] {
   return (resource.depends_on ?? []).map((d: string) => d.split(".")[1]!).sort();
 }
 
-export const triggersOf = (resource: any): Record<string, string> => resource.triggers ?? resource.triggers_replace;
+/** null_resource keeps self-readable values in triggers, terraform_data in input: compare them merged. */
+export const triggersOf = (resource: any): Record<string, string> =>
+  resource.triggers ?? { ...resource.triggers_replace, ...resource.input };

@@ -171,3 +171,53 @@ describe("connections", () => {
     expect(json.variable.host_key_cp_1.default).toBeUndefined();
   });
 });
+
+describe("destroy and backends", () => {
+  const withKey = (spec: any) => {
+    spec.ssh.privateKeyPath = "/nonexistent/id_ed25519";
+  };
+
+  test("by default nothing runs on destroy: hosts are left untouched", () => {
+    const s = steps(synthSpec(EXAMPLE).json);
+    expect(Object.keys(s).some((id) => id.startsWith("membership_"))).toBe(false);
+    for (const r of Object.values(s)) for (const p of r.provisioner ?? []) expect(JSON.stringify(p)).not.toContain("destroy");
+  });
+
+  test("resetOnDestroy: a per-node reset that runs last on destroy and never on a settings change", () => {
+    for (const resources of ["hashicorp", "builtin"]) {
+      const { json } = synthSpec(EXAMPLE, (spec) => {
+        withKey(spec);
+        spec.terraform.resetOnDestroy = true;
+        spec.terraform.resources = resources as "hashicorp";
+      });
+      const s = steps(json);
+      const m = s.membership_cp_2;
+      expect(m.provisioner).toHaveLength(1);
+      expect(m.provisioner[0]["remote-exec"].when).toBe("destroy");
+      expect(m.provisioner[0]["remote-exec"].inline[0]).toContain("kubeadm reset -f");
+      // destroy-time connections may only use self
+      expect(m.connection.host).toMatch(/^\$\{self\.(triggers|input)\.host\}$/);
+      expect(JSON.stringify(m.connection)).not.toContain("var.");
+      expect(Object.keys(triggersOf(m)).sort()).toContain("node");
+      for (const id of ["prepare_cp_2", "loadbalancer_cp_2", "join_cp_2"]) expect(dependsOn(s[id])).toContain("membership_cp_2");
+    }
+  });
+
+  test("resetOnDestroy with the key only in a variable is refused, naming the field", () => {
+    expect(() =>
+      synthSpec(EXAMPLE, (spec) => {
+        spec.ssh.privateKeyPath = undefined;
+        spec.terraform.resetOnDestroy = true;
+      }),
+    ).toThrow(/resetOnDestroy.*ssh.privateKeyPath/);
+  });
+
+  test("terraform.cloud selects the cloud backend with the named workspace", () => {
+    const { json } = synthSpec(EXAMPLE, (spec) => {
+      spec.terraform.cloud = { organization: "acme", workspace: "ha-prod" };
+    });
+    expect(json.terraform.cloud.organization).toBe("acme");
+    expect(json.terraform.cloud.workspaces.name).toBe("ha-prod");
+    expect(json.terraform.backend).toBeUndefined();
+  });
+});

@@ -54,4 +54,18 @@ describe.skipIf(!terraform)("terraform offline (builtin back-end)", () => {
       expect(plan.out.includes(v)).toBe(false);
     }
   }, 120_000);
+
+  test("terraform accepts the destroy-time reset (self-only connection) of resetOnDestroy", () => {
+    const keyDir = mkdtempSync(join(tmpdir(), "kha-key-"));
+    writeFileSync(join(keyDir, "id"), "not-a-real-key\n", { mode: 0o600 });
+    const syn = synthSpec(EXAMPLE, (spec) => {
+      spec.terraform.resources = "builtin";
+      spec.terraform.resetOnDestroy = true;
+      spec.ssh.privateKeyPath = join(keyDir, "id");
+    });
+    const stackDir = join(syn.dir, "stacks", syn.spec.name);
+    expect(run(stackDir, ["init", "-input=false", "-no-color"], {}).code).toBe(0);
+    const validate = run(stackDir, ["validate", "-no-color"], {});
+    expect(validate.out).toContain("The configuration is valid");
+  }, 120_000);
 });
