@@ -10,11 +10,9 @@ const port = z
   .int({ error: "must be a whole port number (1-65535)" })
   .min(1, { error: "must be a port number between 1 and 65535" })
   .max(65535, { error: "must be a port number between 1 and 65535" });
-const dnsLabel = z
-  .string()
-  .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, {
-    error: "must be a lowercase DNS label: letters, digits and '-', at most 63 characters",
-  });
+const dnsLabel = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, {
+  error: "must be a lowercase DNS label: letters, digits and '-', at most 63 characters",
+});
 /** Go-style durations as haproxy and kubeadm accept them: 500ms, 5s, 1h. */
 const duration = z.string().regex(/^\d+(ms|s|m|h)$/, { error: "must be a duration such as 500ms, 5s, 10m or 1h" });
 
@@ -88,7 +86,10 @@ export const HaproxySchema = z.strictObject({
       enabled: z.boolean().default(true),
       port: port.default(8404),
       bindAddress: ipv4.default("127.0.0.1"),
-      user: z.string().regex(/^[A-Za-z0-9_.-]+$/).default("admin"),
+      user: z
+        .string()
+        .regex(/^[A-Za-z0-9_.-]+$/)
+        .default("admin"),
     })
     .prefault({}),
   timeouts: z
@@ -128,7 +129,9 @@ export const NetworkingSchema = z.strictObject({
   dnsDomain: z.string().default("cluster.local"),
   cni: z
     .strictObject({
-      name: z.enum(["calico", "flannel", "cilium", "none"], { error: "must be calico, flannel, cilium or none" }).default("calico"),
+      name: z
+        .enum(["calico", "flannel", "cilium", "none"], { error: "must be calico, flannel, cilium or none" })
+        .default("calico"),
       /** A manifest URL (or a path on the first control plane) applied with kubectl; overrides the built-in default for the name. */
       manifest: z.string().optional(),
     })
@@ -150,7 +153,9 @@ export const KubernetesSchema = z.strictObject({
 });
 
 export const ContainerRuntimeSchema = z.strictObject({
-  name: z.literal("containerd", { error: "must be containerd (Docker as a runtime is gone since Kubernetes 1.24)" }).default("containerd"),
+  name: z
+    .literal("containerd", { error: "must be containerd (Docker as a runtime is gone since Kubernetes 1.24)" })
+    .default("containerd"),
   cgroupDriver: z.literal("systemd", { error: "must be systemd (kubeadm's default since 1.22)" }).default("systemd"),
   /** The pause image containerd's CRI uses; match kubeadm's for your version. */
   sandboxImage: z.string().default("registry.k8s.io/pause:3.10"),
