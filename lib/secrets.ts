@@ -29,9 +29,10 @@ export const SECRET_VARIABLES: Record<SecretName, { variable: string; field: key
   "ca-key": { variable: "ca_key", field: "caKey" },
 };
 
-export function secretsPath(spec: ClusterSpec): string {
-  const dir = process.env.KUBEADM_HA_SECRETS_DIR ?? join(process.cwd(), ".kubeadm-ha", "secrets");
-  return resolve(dir, `${spec.name}.json`);
+/** Where a cluster's secrets live: `dir`, else $KUBEADM_HA_SECRETS_DIR, else ./.kubeadm-ha/secrets. */
+export function secretsPath(spec: ClusterSpec, dir?: string): string {
+  const base = dir ?? process.env.KUBEADM_HA_SECRETS_DIR ?? join(process.cwd(), ".kubeadm-ha", "secrets");
+  return resolve(base, `${spec.name}.json`);
 }
 
 const ALNUM = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
@@ -116,20 +117,20 @@ function writePrivate(file: string, content: string): void {
   renameSync(tmp, file);
 }
 
-export function saveSecrets(spec: ClusterSpec, s: ClusterSecrets): string {
-  const file = secretsPath(spec);
+export function saveSecrets(spec: ClusterSpec, s: ClusterSecrets, dir?: string): string {
+  const file = secretsPath(spec, dir);
   writePrivate(file, `${JSON.stringify(s, null, 2)}\n`);
   return file;
 }
 
 /** Load the cluster's secrets; generate and save them on first use. */
-export function ensureSecrets(spec: ClusterSpec, opts: { create?: boolean } = { create: true }): ClusterSecrets {
-  const file = secretsPath(spec);
+export function ensureSecrets(spec: ClusterSpec, opts: { create?: boolean; dir?: string } = {}): ClusterSecrets {
+  const file = secretsPath(spec, opts.dir);
   if (!existsSync(file)) {
-    if (!opts.create)
+    if (opts.create === false)
       throw new UserError(`no secrets for cluster ${spec.name} at ${file}. Run \`bun run secrets\` first.`);
     const s = generateSecrets();
-    saveSecrets(spec, s);
+    saveSecrets(spec, s, opts.dir);
     process.stderr.write(
       `generated secrets for cluster ${spec.name} in ${file} (0600; keep it out of version control)\n`,
     );

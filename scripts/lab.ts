@@ -1,8 +1,10 @@
 // `bun scripts/lab.ts up|down|status [--json]|etcdctl -- ARGS`: the lab's test hosts on this machine.
 import { parseCommand, progress, runCommand } from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
+import { applyLab } from "../test/e2e/apply.ts";
 import {
   etcdctlArgv,
+  LAB,
   LabBusy,
   LabUnavailable,
   labDown,
@@ -39,9 +41,11 @@ await runCommand(async () => {
     description:
       "Test hosts on this machine (root only): systemd-nspawn containers booted on an overlay of /, each in its own " +
       "network namespace on the bridge kha-br0 (198.18.0.0/24; this machine is 198.18.0.1, the VIP 198.18.0.10). " +
-      "`up` boots cp-1..cp-3 (198.18.0.11-13) running a three-member TLS etcd and an apiserver stand-in, and worker-1 " +
-      `(198.18.0.21); it writes the lab spec, SSH key and known_hosts to ${labPaths.stateDir} and does nothing if a ` +
-      "healthy lab is already up. A test that brought the lab up holds it until it ends; `up` and `down` refuse " +
+      "`up` boots new hosts cp-1..cp-3 (198.18.0.11-13) and worker-1 (198.18.0.21), writes the lab spec, SSH key and " +
+      `known_hosts to ${labPaths.stateDir}, then applies the lab spec end to end with terraform (keepalived, haproxy, ` +
+      "kubeadm init/joins through the kubeadm stand-in, which grows a three-member TLS etcd and starts an apiserver " +
+      "stand-in on each control plane) and prints the VIP. `up --hosts-only` boots hosts with etcd and the apiserver " +
+      "stand-in already running and applies nothing (does nothing if such a lab is up). A test that brought the lab up holds it until it ends; `up` and `down` refuse " +
       "while it does (`down --force` does not). `down` removes every host, namespace, mount, cgroup and the state dir, also what a " +
       "crashed run left. `status` shows each host's SSH, etcd and VIP state. `etcdctl -- ARGS` runs etcdctl against " +
       "the lab's etcd with its client certificate.",
@@ -50,6 +54,7 @@ await runCommand(async () => {
       "control-planes": { type: "string" },
       workers: { type: "string" },
       force: { type: "boolean" },
+      "hosts-only": { type: "boolean" },
     },
     allowPositionals: true,
   });
@@ -65,6 +70,7 @@ await runCommand(async () => {
     );
   }
   if (values.json && verb !== "status") throw new UserError(`lab ${verb}: --json applies to status only.`);
+  if (values["hosts-only"] && verb !== "up") throw new UserError(`lab ${verb}: --hosts-only applies to up only.`);
   if (values.force && verb !== "down") throw new UserError(`lab ${verb}: --force applies to down only.`);
   if ((values["control-planes"] !== undefined || values.workers !== undefined) && verb !== "up") {
     throw new UserError(`lab ${verb}: --control-planes and --workers apply to up only.`);
@@ -77,6 +83,18 @@ await runCommand(async () => {
       labNodes({ controlPlanes, workers });
       needLab();
       try {
+        if (!values["hosts-only"]) {
+          if (controlPlanes !== 3 || workers !== 1)
+            throw new UserError(
+              "lab up: the end-to-end apply uses the default 3 control planes + 1 worker; add --hosts-only for other sizes.",
+            );
+          const apply = await applyLab({ log: true });
+          process.stdout.write(
+            `lab up and applied in ${apply.seconds.toFixed(1)} s (terraform apply)\nspec: ${labPaths.spec}\n` +
+              `VIP: https://${LAB.vip}:${LAB.port}/healthz (from this machine; e.g. curl -k https://${LAB.vip}:${LAB.port}/healthz)\n`,
+          );
+          return 0;
+        }
         const r = await labUp({ controlPlanes, workers, log: progress, waitMs: 0 });
         process.stdout.write(
           `lab ${r.alreadyUp ? "was already up" : "up"}: ${r.nodes.length} hosts, SSH ready in ${r.sshReadySeconds.toFixed(1)} s, ` +

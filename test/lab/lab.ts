@@ -25,6 +25,8 @@ import {
 } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { stringify } from "yaml";
+import { ensureSecrets } from "../../lib/secrets.ts";
+import { parseSpec } from "../../lib/spec/load.ts";
 import { apiserverManifest, etcdManifest } from "./manifests.ts";
 import { makeLabPki } from "./pki.ts";
 import { alive, must, type RunResult, run, sleep, waitFor, which } from "./sys.ts";
@@ -60,6 +62,8 @@ export const labPaths = {
   etcdCert: `${STATE_DIR}/etcd/client.crt`,
   etcdKey: `${STATE_DIR}/etcd/client.key`,
   runtimeDir: RUNTIME_DIR,
+  /** The lab cluster's kubeadm-ha secrets (cluster CA, passwords, token), as `bun run secrets` keeps them. */
+  secretsDir: `${STATE_DIR}/secrets`,
 } as const;
 
 export interface LabNode {
@@ -79,6 +83,13 @@ export interface LabOptions {
   fresh?: boolean;
   /** How long to wait for another process that holds the lab (default 15 min). */
   waitMs?: number;
+  /**
+   * "running" (default): etcd and the apiserver stand-in run from /etc/kubernetes/manifests at once.
+   * "pending": hosts as before kubeadm: the manifests wait in /etc/kha-lab/pending-manifests and the
+   * kubeadm stand-in starts them on init/join, growing etcd one member at a time as kubeadm does
+   * (what the end-to-end apply needs).
+   */
+  kubeadm?: "running" | "pending";
 }
 
 export interface LabUpResult {
@@ -211,6 +222,7 @@ const DISABLED_UNITS = [
 
 interface HostContext {
   nodes: LabNode[];
+  kubeadm: "running" | "pending";
   publicKey: string;
   bun: string;
   pkiDir?: string;
@@ -249,6 +261,11 @@ async function prepareHost(node: LabNode, root: string, ctx: HostContext): Promi
   remove(root, "/root/.ssh");
   mkdirSync(`${root}/root/.ssh`, { mode: 0o700 });
   put(root, "/root/.ssh/authorized_keys", ctx.publicKey, 0o600);
+  // A host's root gets its own plain shell start-up files: the machine's (version managers and
+  // the like, which bash runs for every ssh command) would otherwise leak in from the lower layer
+  // and can block on locks shared between hosts.
+  put(root, "/root/.bashrc", "# lab host\n");
+  put(root, "/root/.profile", "# lab host\n");
 
   // Stand-ins for the Kubernetes binaries, and facts they need about the lab.
   for (const bin of ["kubeadm", "kubectl", "kubelet"]) {
@@ -294,10 +311,11 @@ async function prepareHost(node: LabNode, root: string, ctx: HostContext): Promi
     await must(["cp", "-a", `${ctx.pkiDir}/${node.name}/pki`, `${root}/etc/kubernetes/pki`]);
     chmodSync(`${root}/etc/kubernetes/pki`, 0o755);
     const members = ctx.nodes.filter((n) => n.role === "control-plane");
-    put(root, "/etc/kubernetes/manifests/etcd.yaml", etcdManifest(node, members), 0o600);
+    const dir = ctx.kubeadm === "pending" ? "/etc/kha-lab/pending-manifests" : "/etc/kubernetes/manifests";
+    put(root, `${dir}/etcd.yaml`, etcdManifest(node, members), 0o600);
     put(
       root,
-      "/etc/kubernetes/manifests/kube-apiserver.yaml",
+      `${dir}/kube-apiserver.yaml`,
       apiserverManifest(node, ctx.bun, `${standins}/apiserver-standin.ts`),
       0o600,
     );
@@ -644,9 +662,11 @@ async function up(opts: LabOptions): Promise<LabUpResult> {
   const log = opts.log ?? defaultLog;
   const start = Date.now();
   const nodes = labNodes(opts);
+  const kubeadmMode = opts.kubeadm ?? "running";
 
   const state = labState();
-  if (!opts.fresh && state && sameNodes(state.nodes, nodes) && existsSync(labPaths.spec)) {
+  // A pending lab is always new: its point is hosts that kubeadm has not touched yet.
+  if (!opts.fresh && kubeadmMode === "running" && state && sameNodes(state.nodes, nodes) && existsSync(labPaths.spec)) {
     const st = await labStatus();
     const cps = st.hosts.filter((h) => nodes.find((n) => n.name === h.name)?.role === "control-plane");
     if (st.hosts.every((h) => h.sshOk) && cps.every((h) => h.etcdHealthy)) {
@@ -686,7 +706,11 @@ async function up(opts: LabOptions): Promise<LabUpResult> {
   chmodSync(labPaths.key, 0o600);
   const publicKey = readFileSync(labPaths.publicKey, "utf8");
   const controlPlanes = nodes.filter((n) => n.role === "control-plane");
-  const pki = await makeLabPki(`${RUNTIME_DIR}/pki`, controlPlanes, LAB.vip);
+  const secrets = ensureSecrets(parseSpec(labSpecYaml(nodes), labPaths.spec), { dir: labPaths.secretsDir });
+  const pki = await makeLabPki(`${RUNTIME_DIR}/pki`, controlPlanes, LAB.vip, {
+    cert: secrets.caCert,
+    key: secrets.caKey,
+  });
   mkdirSync(`${labPaths.stateDir}/etcd`, { recursive: true, mode: 0o700 });
   copyFileSync(pki.etcdCa, labPaths.etcdCa);
   copyFileSync(pki.clientCert, labPaths.etcdCert);
@@ -697,6 +721,7 @@ async function up(opts: LabOptions): Promise<LabUpResult> {
   // Hosts: overlay of / with a tmpfs upper layer, then the host's own files.
   const ctx: HostContext = {
     nodes,
+    kubeadm: kubeadmMode,
     publicKey,
     bun: bunPath(),
     pkiDir: `${RUNTIME_DIR}/pki`,
@@ -735,7 +760,7 @@ async function up(opts: LabOptions): Promise<LabUpResult> {
   );
   const sshReadySeconds = (Date.now() - start) / 1000;
 
-  if (controlPlanes.length > 0) {
+  if (controlPlanes.length > 0 && kubeadmMode === "running") {
     const healthy = await waitFor(
       async () => (await labEtcdctl(["endpoint", "health", "--command-timeout=2s"], { timeoutMs: 5000 })).code === 0,
       60_000,
@@ -814,6 +839,13 @@ export interface LabDownOptions {
   force?: boolean;
   /** How long to wait for another process that holds the lab (default 15 min). */
   waitMs?: number;
+  /**
+   * "running" (default): etcd and the apiserver stand-in run from /etc/kubernetes/manifests at once.
+   * "pending": hosts as before kubeadm: the manifests wait in /etc/kha-lab/pending-manifests and the
+   * kubeadm stand-in starts them on init/join, growing etcd one member at a time as kubeadm does
+   * (what the end-to-end apply needs).
+   */
+  kubeadm?: "running" | "pending";
 }
 
 /**

@@ -62,12 +62,22 @@ export interface LabPki {
  * then each control plane's server, peer, healthcheck-client, apiserver-etcd-client and
  * apiserver certificates with the SANs kubeadm would give them.
  */
-export async function makeLabPki(dir: string, controlPlanes: PkiNode[], vip: string): Promise<LabPki> {
+export async function makeLabPki(
+  dir: string,
+  controlPlanes: PkiNode[],
+  vip: string,
+  /** The cluster CA kubeadm-ha generated for the lab cluster, so joins pinned to it verify as on a real cluster. */
+  clusterCa?: { cert: string; key: string },
+): Promise<LabPki> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   writeFileSync(`${dir}/openssl.cnf`, CONFIG);
+  if (clusterCa) {
+    writeFileSync(`${dir}/kubernetes-ca.crt`, clusterCa.cert);
+    writeFileSync(`${dir}/kubernetes-ca.key`, clusterCa.key, { mode: 0o600 });
+  }
   await Promise.all([
     selfSigned(dir, `${dir}/etcd-ca`, "etcd-ca"),
-    selfSigned(dir, `${dir}/kubernetes-ca`, "kubernetes"),
+    clusterCa ? Promise.resolve() : selfSigned(dir, `${dir}/kubernetes-ca`, "kubernetes"),
   ]);
   await leaf(dir, `${dir}/etcd-ca`, `${dir}/lab-etcdctl`, "/CN=kube-etcd-healthcheck-client", "client");
   await Promise.all(

@@ -53,7 +53,9 @@ const server = Bun.serve({
   port: Number(flags["secure-port"]),
   tls: { cert: Bun.file(String(flags["tls-cert-file"])), key: Bun.file(String(flags["tls-private-key-file"])) },
   async fetch(req) {
-    const path = new URL(req.url).pathname;
+    // Not new URL(req.url): a request without a Host header (haproxy's HTTP/1.0 health check)
+    // has no valid absolute URL, and a real apiserver answers those too.
+    const path = req.url.replace(/^[a-z]+:\/\/[^/]*/i, "").split("?")[0];
     if (path === "/healthz" || path === "/livez" || path === "/readyz") {
       const problem = await etcdOk();
       return problem
