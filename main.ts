@@ -6,6 +6,7 @@ import type { Construct } from "constructs";
 import { HaCluster } from "./constructs/ha-cluster.ts";
 import { builtinBackend, hashicorpBackend } from "./constructs/step-backend.ts";
 import { runCommand } from "./lib/cli.ts";
+import { UserError } from "./lib/errors.ts";
 import { renderCluster } from "./lib/render/index.ts";
 import { caCertHash, ensureSecrets } from "./lib/secrets.ts";
 import { loadSpec, specPath } from "./lib/spec/load.ts";
@@ -18,6 +19,30 @@ export interface StackOptions {
   renderDir?: string;
   /** Absolute directory of the synthesized stack (to reference renderDir relatively). */
   stackDir: string;
+  /** The spec file, when synthesizing from one: enables the preflight and kubeconfig local commands. */
+  specFile?: string;
+}
+
+/** preflight and kubeconfig as local-exec commands of this checkout, for the spec file. */
+function localCommands(spec: ClusterSpec, specFile: string | undefined) {
+  if (!specFile || !spec.terraform.localCommands) return undefined;
+  const root = import.meta.dir;
+  const bun = resolve(root, "node_modules/.bin/bun");
+  const environment: Record<string, string> = {};
+  if (process.env.KUBEADM_HA_SECRETS_DIR)
+    environment.KUBEADM_HA_SECRETS_DIR = resolve(process.env.KUBEADM_HA_SECRETS_DIR);
+  const cmd = (script: string, args: string) => ({
+    command: `${bun} ${script} ${args}`,
+    workingDir: root,
+    environment,
+  });
+  const file = resolve(specFile);
+  if (file.includes("'"))
+    throw new UserError(`the spec file path ${file} contains a quote; move the spec to a path without one.`);
+  return {
+    preflight: cmd("scripts/preflight.ts", `'${file}'`),
+    kubeconfig: cmd("scripts/kubeconfig.ts", `--force '${file}'`),
+  };
 }
 
 export class KubeadmHaStack extends TerraformStack {
@@ -45,6 +70,7 @@ export class KubeadmHaStack extends TerraformStack {
       backend: spec.terraform.resources === "builtin" ? builtinBackend() : hashicorpBackend(this),
       renderDir: opts.renderDir ?? resolve("out", spec.name),
       stackDir: opts.stackDir,
+      localCommands: localCommands(spec, opts.specFile),
     });
     new TerraformOutput(this, "control_plane_endpoint", { value: endpoint(spec) });
   }
@@ -52,12 +78,14 @@ export class KubeadmHaStack extends TerraformStack {
 
 if (import.meta.main) {
   await runCommand(() => {
-    const spec = loadSpec(specPath());
+    const file = specPath();
+    const spec = loadSpec(file);
     const app = new App({ outdir: process.env.CDKTF_OUTDIR ?? "cdktf.out" });
     const stackName = spec.name;
     const stack = new KubeadmHaStack(app, stackName, {
       spec,
       stackDir: resolve(app.outdir, "stacks", stackName),
+      specFile: file,
     });
     app.synth();
     const unknown = stack.cluster.connections.unknownHosts;

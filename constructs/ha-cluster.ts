@@ -12,7 +12,7 @@ import { STATE_DIR, stageDir } from "../lib/render/paths.ts";
 import type { Phase, SecretName, Step } from "../lib/render/types.ts";
 import { SECRET_VARIABLES } from "../lib/secrets.ts";
 import type { ClusterSpec, NodeSpec } from "../lib/spec/schema.ts";
-import { firstControlPlane } from "../lib/spec/topology.ts";
+import { endpoint, firstControlPlane } from "../lib/spec/topology.ts";
 import { Connections, tfId } from "./connection.ts";
 import type { Provisioner, ResourceBackend } from "./step-backend.ts";
 
@@ -27,8 +27,17 @@ export interface HaClusterProps {
   renderDir: string;
   /** Absolute directory Terraform runs in (the synthesized stack), to reference renderDir relatively. */
   stackDir: string;
-  /** A local command that fetches the admin kubeconfig after init; omitted when undefined. */
-  kubeconfigCommand?: string;
+  /**
+   * Commands run on the machine that runs Terraform (local-exec): `preflight` before any
+   * step touches a host (every prepare step depends on it), `kubeconfig` after init.
+   */
+  localCommands?: { preflight?: LocalCommand; kubeconfig?: LocalCommand };
+}
+
+export interface LocalCommand {
+  command: string;
+  workingDir: string;
+  environment: Record<string, string>;
 }
 
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
@@ -95,7 +104,34 @@ export class HaCluster extends Construct {
       return deps.filter((d): d is TerraformResource => d !== undefined);
     };
 
-    const membership = spec.terraform.resetOnDestroy ? this.membership(spec, backend) : new Map<string, TerraformResource>();
+    const membership = spec.terraform.resetOnDestroy
+      ? this.membership(spec, backend)
+      : new Map<string, TerraformResource>();
+    const local = (id: string, cmd: LocalCommand, triggers: Record<string, string>, dependsOn: TerraformResource[]) => {
+      const r = backend.step(this, id, {
+        triggers,
+        dependsOn,
+        provisioners: [
+          {
+            type: "local-exec",
+            command: tfLiteral(cmd.command),
+            workingDir: cmd.workingDir,
+            environment: cmd.environment,
+          },
+        ],
+      });
+      r.overrideLogicalId(id);
+      return r;
+    };
+    // Preflight reads every host and changes nothing; it re-runs when the node set changes.
+    const preflight = props.localCommands?.preflight
+      ? local(
+          "preflight",
+          props.localCommands.preflight,
+          { nodes: spec.nodes.map((n) => `${n.name}=${n.address}`).join(",") },
+          [],
+        )
+      : undefined;
 
     for (const step of props.steps) {
       const stepId = tfId(`${step.phase}_${step.node.name}`);
@@ -110,7 +146,12 @@ export class HaCluster extends Construct {
       }
       const resource = backend.step(this, stepId, {
         triggers: this.triggers(step, props.secretsVersion),
-        dependsOn: [...dependencies(step), ...[membership.get(step.node.name)].filter((m) => m !== undefined)],
+        dependsOn: [
+          ...dependencies(step),
+          ...[membership.get(step.node.name), step.phase === "prepare" ? preflight : undefined].filter(
+            (m) => m !== undefined,
+          ),
+        ],
         connection: this.connections.forNode(step.node),
         provisioners: this.provisioners(step, secretVars),
       });
@@ -119,14 +160,9 @@ export class HaCluster extends Construct {
       this.resources.set(`${step.phase}/${step.node.name}`, resource);
     }
 
-    if (props.kubeconfigCommand) {
+    if (props.localCommands?.kubeconfig) {
       const init = res("init", firstControlPlane(spec));
-      const kubeconfig = backend.step(this, "kubeconfig", {
-        triggers: { endpoint: `${spec.controlPlaneEndpoint.vip}:${spec.controlPlaneEndpoint.port}` },
-        dependsOn: init ? [init] : [],
-        provisioners: [{ type: "local-exec", command: tfLiteral(props.kubeconfigCommand) }],
-      });
-      kubeconfig.overrideLogicalId("kubeconfig");
+      local("kubeconfig", props.localCommands.kubeconfig, { endpoint: endpoint(spec) }, init ? [init] : []);
     }
   }
 

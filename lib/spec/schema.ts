@@ -186,6 +186,12 @@ export const TerraformSchema = z.strictObject({
       hostname: z.string().optional(),
     })
     .optional(),
+  /**
+   * Run `preflight` before any step touches a host and fetch the admin kubeconfig after init,
+   * on the machine that runs Terraform (needs this project and Bun there). Turn off for remote
+   * runners such as Terraform Cloud agents, and run `bun run preflight` / `bun run kubeconfig` yourself.
+   */
+  localCommands: z.boolean().default(true),
   /** Run kubeadm reset on the hosts on destroy. Off by default: destroying the stack leaves hosts untouched. */
   resetOnDestroy: z.boolean().default(false),
 });

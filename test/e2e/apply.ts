@@ -28,7 +28,12 @@ export function synthLab(mutate?: (spec: ClusterSpec) => void): ClusterSpec {
   mutate?.(spec);
   mkdirSync(E2E_DIR, { recursive: true });
   const app = new App({ outdir: E2E_DIR });
-  new KubeadmHaStack(app, "lab", { spec, stackDir: STACK_DIR, renderDir: join(E2E_DIR, "rendered") });
+  new KubeadmHaStack(app, "lab", {
+    spec,
+    stackDir: STACK_DIR,
+    renderDir: join(E2E_DIR, "rendered"),
+    specFile: labPaths.spec,
+  });
   app.synth();
   return spec;
 }

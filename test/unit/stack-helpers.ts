@@ -20,14 +20,18 @@ export interface Synthesized {
   renderDir: string;
 }
 
-export function synthSpec(specText: string, mutate?: (spec: ClusterSpec) => void): Synthesized {
+export function synthSpec(
+  specText: string,
+  mutate?: (spec: ClusterSpec) => void,
+  opts: { specFile?: string } = {},
+): Synthesized {
   const spec = parseSpec(specText, "test.yaml");
   mutate?.(spec);
   const dir = mkdtempSync(join(tmpdir(), "kha-synth-"));
   const app = new App({ outdir: dir });
   const stackDir = join(dir, "stacks", spec.name);
   const renderDir = join(dir, "rendered", spec.name);
-  new KubeadmHaStack(app, spec.name, { spec, stackDir, renderDir });
+  new KubeadmHaStack(app, spec.name, { spec, stackDir, renderDir, specFile: opts.specFile });
   app.synth();
   const text = readFileSync(join(stackDir, "cdk.tf.json"), "utf8");
   return { spec, json: JSON.parse(text), text, dir, renderDir };

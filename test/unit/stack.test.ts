@@ -180,7 +180,8 @@ describe("destroy and backends", () => {
   test("by default nothing runs on destroy: hosts are left untouched", () => {
     const s = steps(synthSpec(EXAMPLE).json);
     expect(Object.keys(s).some((id) => id.startsWith("membership_"))).toBe(false);
-    for (const r of Object.values(s)) for (const p of r.provisioner ?? []) expect(JSON.stringify(p)).not.toContain("destroy");
+    for (const r of Object.values(s))
+      for (const p of r.provisioner ?? []) expect(JSON.stringify(p)).not.toContain("destroy");
   });
 
   test("resetOnDestroy: a per-node reset that runs last on destroy and never on a settings change", () => {
@@ -199,7 +200,8 @@ describe("destroy and backends", () => {
       expect(m.connection.host).toMatch(/^\$\{self\.(triggers|input)\.host\}$/);
       expect(JSON.stringify(m.connection)).not.toContain("var.");
       expect(Object.keys(triggersOf(m)).sort()).toContain("node");
-      for (const id of ["prepare_cp_2", "loadbalancer_cp_2", "join_cp_2"]) expect(dependsOn(s[id])).toContain("membership_cp_2");
+      for (const id of ["prepare_cp_2", "loadbalancer_cp_2", "join_cp_2"])
+        expect(dependsOn(s[id])).toContain("membership_cp_2");
     }
   });
 
@@ -219,5 +221,28 @@ describe("destroy and backends", () => {
     expect(json.terraform.cloud.organization).toBe("acme");
     expect(json.terraform.cloud.workspaces.name).toBe("ha-prod");
     expect(json.terraform.backend).toBeUndefined();
+  });
+});
+
+describe("local commands", () => {
+  test("preflight runs before any step touches a host; the kubeconfig is fetched after init", () => {
+    const s = steps(synthSpec(EXAMPLE, undefined, { specFile: "/srv/specs/cluster.yaml" }).json);
+    expect(s.preflight.provisioner[0]["local-exec"].command).toEndWith(
+      "scripts/preflight.ts '/srv/specs/cluster.yaml'",
+    );
+    for (const id of Object.keys(s).filter((k) => k.startsWith("prepare_")))
+      expect(dependsOn(s[id])).toContain("preflight");
+    expect(dependsOn(s.kubeconfig)).toEqual(["init_cp_1"]);
+    expect(s.kubeconfig.provisioner[0]["local-exec"].command).toContain("scripts/kubeconfig.ts --force");
+  });
+
+  test("terraform.localCommands: false (remote runners) leaves them out", () => {
+    const s = steps(
+      synthSpec(EXAMPLE, (spec) => (spec.terraform.localCommands = false), { specFile: "/srv/specs/cluster.yaml" })
+        .json,
+    );
+    expect(s.preflight).toBeUndefined();
+    expect(s.kubeconfig).toBeUndefined();
+    expect(dependsOn(s.prepare_cp_1)).toEqual([]);
   });
 });
