@@ -1,0 +1,134 @@
+// End to end on the lab: terraform apply of the builtin stack runs every phase
+// for real (prepare, keepalived + haproxy, init/joins against the recording
+// kubeadm stand-in), then idempotency, a rolling haproxy change with zero failed
+// requests, and what the stand-in saw (endpoint, upload-certs, CA pin, join order).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { ensureSecrets } from "../../lib/secrets.ts";
+import { labDown, labExec, labStatus, requireLab } from "../lab/lab.ts";
+import { applyLab, creationOrder, labSpec, stepSeconds, synthLab, terraform } from "./apply.ts";
+import { outage, startPoller } from "./poller.ts";
+
+const guard = requireLab();
+const VIP = "198.18.0.10";
+const PORT = 8443;
+
+let apply: Awaited<ReturnType<typeof terraform>>;
+
+const curlOnHost = async (host: string, args: string) =>
+  (await labExec(host, `curl -s -o /dev/null -w '%{http_code}' --max-time 2 ${args}`)).stdout.trim();
+
+describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
+  beforeAll(async () => {
+    apply = await applyLab({ log: !!process.env.KHA_E2E_VERBOSE });
+  }, 900_000);
+  afterAll(async () => {
+    if (!process.env.KHA_KEEP_LAB) await labDown();
+  }, 300_000);
+
+  test("apply ran every step; parallel phases ran in parallel (wall time < sum of steps)", () => {
+    const seconds = stepSeconds(apply.out);
+    const steps = Object.keys(seconds).filter((k) => k.startsWith("terraform_data."));
+    expect(steps.length).toBeGreaterThanOrEqual(4 + 3 + 1 + 1 + 1 + 3);
+    const sum = Object.values(seconds).reduce((a, b) => a + b, 0);
+    process.stderr.write(`e2e apply: wall ${apply.seconds.toFixed(1)} s, sum of steps ${sum} s\n`);
+    expect(apply.seconds).toBeLessThan(sum);
+  });
+
+  test("the VIP is on exactly one control plane and /healthz answers through haproxy", async () => {
+    const status = await labStatus();
+    const holders = status.hosts.filter((h) => h.vipHolder);
+    expect(holders.length).toBe(1);
+    expect(holders[0]!.name).toStartWith("cp-");
+    const r = Bun.spawnSync([
+      "curl",
+      "-sk",
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_code}",
+      "--max-time",
+      "3",
+      `https://${VIP}:${PORT}/healthz`,
+    ]);
+    expect(r.stdout.toString()).toBe("200");
+  });
+
+  test("the stats page needs its password", async () => {
+    const secrets = ensureSecrets(labSpec());
+    expect(await curlOnHost("cp-1", "http://127.0.0.1:8404/stats")).toBe("401");
+    expect(await curlOnHost("cp-1", `-u admin:wrong http://127.0.0.1:8404/stats`)).toBe("401");
+    expect(await curlOnHost("cp-1", `-u 'admin:${secrets.statsPassword}' http://127.0.0.1:8404/stats`)).toBe("200");
+  });
+
+  test("kubeadm saw the VIP endpoint, --upload-certs, a pinned CA, and control planes joined one at a time", async () => {
+    const init = (await labExec("cp-1", "cat /var/log/kubeadm-standin.log")).stdout;
+    expect(init).toMatch(/kubeadm init .*--upload-certs/);
+    expect(init).toContain(`controlPlaneEndpoint: ${VIP}:${PORT}`);
+    const joinTimes: Record<string, string> = {};
+    for (const host of ["cp-2", "cp-3", "worker-1"]) {
+      const log = (await labExec(host, "cat /var/log/kubeadm-standin.log")).stdout;
+      const line = log.split("\n").find((l) => / kubeadm join /.test(l));
+      expect(line).toBeDefined();
+      joinTimes[host] = line!.split(" ")[0]!;
+      expect(log).toMatch(/caCertHashes:\s*\n\s*- "?sha256:[0-9a-f]{64}/);
+      expect(log).not.toContain("unsafeSkipCAVerification: true");
+    }
+    // terraform's own order: cp-3's join starts only after cp-2's completed, workers after cp-3.
+    const order = creationOrder(apply.out);
+    const completed = (id: string) => apply.out.indexOf(`${id}: Creation complete`);
+    expect(order.indexOf("terraform_data.join_cp_3")).toBeGreaterThan(-1);
+    expect(apply.out.indexOf("terraform_data.join_cp_3: Creating...")).toBeGreaterThan(
+      completed("terraform_data.join_cp_2"),
+    );
+    expect(apply.out.indexOf("terraform_data.join_worker_1: Creating...")).toBeGreaterThan(
+      completed("terraform_data.join_cp_3"),
+    );
+  });
+
+  test("secrets on hosts are 0600 root files; no secret in the apply output", async () => {
+    const secrets = ensureSecrets(labSpec());
+    const modes = (await labExec("cp-1", "stat -c '%a %U %n' /etc/kubeadm-ha/secrets /etc/kubeadm-ha/secrets/*"))
+      .stdout;
+    expect(modes).toContain("700 root /etc/kubeadm-ha/secrets");
+    for (const line of modes.trim().split("\n").slice(1)) expect(line).toStartWith("600 root ");
+    for (const v of [secrets.vrrpPassword, secrets.statsPassword, secrets.bootstrapToken, secrets.certificateKey]) {
+      expect(apply.out.includes(v)).toBe(false);
+    }
+  });
+
+  test("a second apply plans no changes", async () => {
+    const plan = await terraform(["plan", "-input=false", "-detailed-exitcode"]);
+    expect(plan.out).toContain("No changes.");
+    expect(plan.code).toBe(0);
+  });
+
+  test("a haproxy change re-runs only the load-balancer steps, one host at a time, with zero failed requests", async () => {
+    synthLab((spec) => {
+      spec.loadBalancer.haproxy.timeouts.client = "2h";
+    });
+    const plan = await terraform(["plan", "-input=false", "-detailed-exitcode"]);
+    expect(plan.code).toBe(2);
+    expect(plan.out).toContain("Plan: 3 to add, 0 to change, 3 to destroy");
+    for (const id of ["loadbalancer_cp_1", "loadbalancer_cp_2", "loadbalancer_cp_3"])
+      expect(plan.out).toContain(`terraform_data.${id} must be replaced`);
+
+    const poller = startPoller(VIP, PORT);
+    const rolling = await terraform(["apply", "-input=false", "-auto-approve"]);
+    const samples = await poller.stop();
+    expect(rolling.code).toBe(0);
+    const o = outage(samples, 0);
+    process.stderr.write(
+      `rolling haproxy change: ${o.failed} failed of ${o.total} requests (${rolling.seconds.toFixed(1)} s)\n`,
+    );
+    expect(o.total).toBeGreaterThan(20);
+    expect(o.failed).toBe(0);
+    // one at a time: each load balancer starts after the previous one completed
+    const out = rolling.out;
+    const done = (n: number) => out.indexOf(`terraform_data.loadbalancer_cp_${n}: Creation complete`);
+    const start = (n: number) => out.indexOf(`terraform_data.loadbalancer_cp_${n}: Creating...`);
+    expect(start(2)).toBeGreaterThan(done(1));
+    expect(start(3)).toBeGreaterThan(done(2));
+    const cfg = (await labExec("cp-3", "grep -c 'timeout client 2h' /etc/haproxy/haproxy.cfg")).stdout.trim();
+    expect(cfg).toBe("1");
+  }, 300_000);
+});
