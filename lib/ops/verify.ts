@@ -274,7 +274,7 @@ async function healthzRow(spec: ClusterSpec, cps: Live[]): Promise<CheckRow> {
   const check = "/healthz through the VIP";
   for (const s of cps) {
     const r = await s.remote.exec(
-      `curl -sS -k --noproxy '*' --max-time 5 -w '\\nHTTP %{http_code}' ${sq(url)} 2>&1 || true`,
+      `curl -sS -k --noproxy '*' --connect-timeout 2 --max-time 5 -w '\\nHTTP %{http_code}' ${sq(url)} 2>&1 || true`,
       { timeoutMs: 15_000 },
     );
     const code = /HTTP (\d{3})\s*$/.exec(r.stdout)?.[1];
