@@ -1,0 +1,182 @@
+// The seed's section 8 failure matrix, asserted on the lab with the applied stack (real
+// keepalived + haproxy from lib/render, real three-member etcd, apiserver stand-ins):
+// one control plane down (link down, and hard kill), two down, three down, recovery without
+// a manual step; then `bun run chaos --max-down 3 --yes --json` against the lab spec.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { labDown, labExec, labPaths, labStatus, linkDown, linkUp, PROJECT_ROOT } from "../lab/lab.ts";
+import { run, sleep } from "../lab/sys.ts";
+import {
+  CONTROL_PLANES,
+  ensureAppliedLab,
+  hardKill,
+  hardRestore,
+  healthz,
+  PORT,
+  requireLab,
+  restoreAll,
+  tcpOpen,
+  until,
+  VIP,
+  vipHolders,
+  waitHealthy,
+} from "./failover-lab.ts";
+import { outage, startPoller } from "./poller.ts";
+
+const guard = requireLab();
+const note = (msg: string) => process.stderr.write(`failover: ${msg}\n`);
+
+/** The healthy holder (exactly one) before a fault. */
+async function holder(): Promise<string> {
+  const h = await waitHealthy(60_000);
+  expect(h.ok).toBe(true);
+  return h.holders[0]!;
+}
+
+/** A host other than `down` carries the VIP. */
+const movedOff = async (down: string[]) => (await vipHolders()).some((h) => !down.includes(h));
+
+describe.skipIf(guard.skip)("failure matrix on the lab (seed section 8)", () => {
+  beforeAll(async () => {
+    const r = await ensureAppliedLab();
+    note(`lab ready in ${r.seconds.toFixed(1)} s (${r.applied ? "applied now" : "already applied"})`);
+  }, 900_000);
+  afterAll(async () => {
+    await restoreAll();
+    if (!process.env.KHA_KEEP_LAB) await labDown();
+  }, 300_000);
+
+  for (const kind of ["link down", "hard kill"] as const) {
+    test(`one control plane down (${kind} of the VIP holder): the VIP moves and /healthz keeps answering`, async () => {
+      const victim = await holder();
+      const poller = startPoller(VIP, PORT);
+      await sleep(500);
+      const faultAt = poller.now();
+      try {
+        if (kind === "link down") await linkDown(victim);
+        else await hardKill(victim);
+        const moved = await until(() => movedOff([victim]), 15_000, 100);
+        expect(moved).toBeGreaterThanOrEqual(0);
+        // The new holder's haproxy must stop using the dead backend too: steady 200s.
+        const steady = await until(async () => (await healthz()) === 200, 20_000, 200);
+        expect(steady).toBeGreaterThanOrEqual(0);
+        await sleep(3000);
+        const samples = await poller.stop();
+        const o = outage(samples, faultAt);
+        note(
+          `${kind} of ${victim}: VIP moved after ${(moved / 1000).toFixed(2)} s; ${o.failed}/${o.total} failed, last failure ${o.lastFailureAfterFaultMs} ms after the fault`,
+        );
+        // Bounded outage: the last 3 s before stopping were all answered.
+        const tail = samples.filter((s) => s.at > poller.now() - 2500);
+        expect(tail.length).toBeGreaterThan(10);
+        expect(tail.every((s) => s.status === 200)).toBe(true);
+        expect(o.lastFailureAfterFaultMs).toBeLessThan(15_000);
+        const holders = await vipHolders();
+        expect(holders.filter((h) => h !== victim).length).toBe(1);
+      } finally {
+        await poller.stop();
+        if (kind === "link down") await linkUp(victim);
+        else await hardRestore(victim);
+      }
+      const back = await waitHealthy(60_000);
+      expect(back.ok).toBe(true);
+    }, 120_000);
+  }
+
+  test("two control planes down: the VIP still answers TCP, /healthz fails (no quorum), the VIP stays put", async () => {
+    const keep = await holder();
+    const down = CONTROL_PLANES.filter((h) => h !== keep);
+    try {
+      for (const h of down) await linkDown(h);
+      // The survivor's apiserver answers 500 once its etcd read times out; haproxy then marks every backend down.
+      const failing = await until(async () => (await healthz(2500)) !== 200, 20_000, 250);
+      expect(failing).toBeGreaterThanOrEqual(0);
+      await sleep(4000); // past the check intervals: VRRP would have moved the VIP by now if it were going to
+      expect(await tcpOpen(VIP, PORT)).toBe(true);
+      const code = await healthz(2500);
+      expect(code).not.toBe(200);
+      expect(await vipHolders()).toContain(keep);
+      const survivor = (await labStatus()).hosts.find((h) => h.name === keep)!;
+      expect(survivor.etcdHealthy).toBe(false);
+      note(`two down (${down.join(", ")}): TCP open, /healthz -> ${code || "no HTTP answer"}, VIP still on ${keep}`);
+    } finally {
+      for (const h of down) await linkUp(h);
+    }
+    const back = await waitHealthy(60_000);
+    note(`recovered from two down in ${back.seconds.toFixed(1)} s`);
+    expect(back.ok).toBe(true);
+  }, 120_000);
+
+  test("three control planes down: the VIP is gone; after bringing them back everything is healthy with no manual step", async () => {
+    await holder();
+    try {
+      for (const h of CONTROL_PLANES) await linkDown(h);
+      await sleep(1000);
+      expect(await tcpOpen(VIP, PORT, 2000)).toBe(false);
+      expect(await healthz(2000)).toBe(0);
+      note("three down: no TCP answer on the VIP");
+    } finally {
+      for (const h of CONTROL_PLANES) await linkUp(h);
+    }
+    const back = await waitHealthy(90_000);
+    note(
+      `recovered from three down in ${back.seconds.toFixed(1)} s: VIP on ${back.holders.join(",")}, etcd ${back.etcdHealthy}/3`,
+    );
+    expect(back.ok).toBe(true);
+    expect(back.holders.length).toBe(1);
+    const members = await labExec("cp-1", "systemctl is-active keepalived haproxy kubelet-standin");
+    expect(members.stdout.trim().split("\n")).toEqual(["active", "active", "active"]);
+  }, 150_000);
+
+  test("bun run chaos --max-down 3 --yes --json: the seed's matrix as observed, and the lab healthy afterwards", async () => {
+    const r = await run(
+      [
+        `${PROJECT_ROOT}/node_modules/.bin/bun`,
+        `${PROJECT_ROOT}/scripts/chaos.ts`,
+        "--max-down",
+        "3",
+        "--yes",
+        "--json",
+        "--observe",
+        "6",
+        labPaths.spec,
+      ],
+      { timeoutMs: 600_000, cwd: PROJECT_ROOT },
+    );
+    if (r.code !== 0) process.stderr.write(r.stderr.slice(-4000));
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout) as {
+      ok: boolean;
+      mode: string;
+      cases: {
+        down: number;
+        nodes: string[];
+        expected: { tcp: boolean; healthz: boolean; quorum: boolean; vip: string };
+        observed: { tcp: boolean; healthzStatus: number; quorum: boolean; vipOn: string[] };
+        match: boolean;
+        recoverySeconds: number | null;
+      }[];
+    };
+    expect(report.mode).toBe("isolate");
+    expect(report.cases.map((c) => c.down)).toEqual([1, 2, 3]);
+    const [one, two, three] = report.cases;
+    expect(one!.observed.healthzStatus).toBe(200);
+    expect(one!.observed.quorum).toBe(true);
+    expect(one!.observed.vipOn.some((h) => !one!.nodes.includes(h))).toBe(true);
+    expect(two!.observed.tcp).toBe(true);
+    expect(two!.observed.healthzStatus).not.toBe(200);
+    expect(two!.observed.quorum).toBe(false);
+    expect(three!.observed.tcp).toBe(false);
+    for (const c of report.cases) {
+      expect(c.match).toBe(true);
+      expect(c.recoverySeconds).not.toBeNull();
+    }
+    expect(report.ok).toBe(true);
+    // Nothing of the fault is left: no chaos table, no rollback timer, and the lab is healthy.
+    for (const h of CONTROL_PLANES) {
+      const left = await labExec(h, "nft list tables; systemctl list-units --all --no-legend 'kubeadm-ha-chaos*'");
+      expect(left.stdout).not.toContain("kubeadm_ha_chaos");
+    }
+    const back = await waitHealthy(30_000);
+    expect(back.ok).toBe(true);
+  }, 600_000);
+});
