@@ -39,6 +39,7 @@ export function parseCommand<O extends Options>(def: CommandDef<O>, argv = proce
 
 /** Run a command's main: UserError -> its message and exit code, anything else -> exit 1 without a stack unless KUBEADM_HA_DEBUG is set. */
 export async function runCommand(
+  // biome-ignore lint/suspicious/noConfusingVoidType: commands may return nothing (exit 0) or an exit code
   main: () => Promise<number | undefined | void> | number | undefined | void,
 ): Promise<never> {
   try {

@@ -1,8 +1,8 @@
 // bun run etcd:status FILE [--node NAME] [--json]
 import { parseCommand, runCommand } from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
-import { loadSpec, specPath } from "../lib/spec/load.ts";
 import { snapshotStatus, statusTable } from "../lib/etcd/status.ts";
+import { loadSpec, specPath } from "../lib/spec/load.ts";
 
 await runCommand(async () => {
   const { values, positionals } = parseCommand({

@@ -4,15 +4,15 @@ import { chmodSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { progress } from "../cli.ts";
 import { UserError } from "../errors.ts";
-import { connectNode, type ConnectOptions, type Remote, sq } from "../remote/ssh.ts";
+import { type ConnectOptions, connectNode, type Remote, sq } from "../remote/ssh.ts";
 import { resolveSpecPath } from "../spec/load.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
 import {
+  type EtcdAccess,
   endpointHealth,
   etcdctlFlags,
   etcdScriptOk,
-  type EtcdAccess,
   memberList,
   type NodeEtcd,
   probeNode,

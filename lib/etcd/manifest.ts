@@ -1,6 +1,6 @@
 // Reading and patching kubeadm's etcd static-pod manifest with the yaml library's
 // Document API, so comments, key order and every field we do not touch survive.
-import { isMap, isScalar, isSeq, parseDocument, type Document, type YAMLMap, type YAMLSeq } from "yaml";
+import { type Document, isMap, isScalar, isSeq, parseDocument, type YAMLMap, type YAMLSeq } from "yaml";
 import { UserError } from "../errors.ts";
 
 export const ETCD_MANIFEST = "/etc/kubernetes/manifests/etcd.yaml";

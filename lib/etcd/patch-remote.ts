@@ -2,7 +2,7 @@
 // at a restored data dir), with a backup of the original and an atomic replace.
 import { progress } from "../cli.ts";
 import { UserError } from "../errors.ts";
-import { connectNode, type ConnectOptions, sq } from "../remote/ssh.ts";
+import { type ConnectOptions, connectNode, sq } from "../remote/ssh.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
 import { ETCD_MANIFEST, patchEtcdManifest, readEtcdManifest } from "./manifest.ts";

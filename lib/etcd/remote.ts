@@ -2,9 +2,9 @@
 // host, or copied out of the running etcd static-pod container via crictl so
 // they stay usable once etcd is stopped), and run them with the kubeadm certs.
 import { UserError } from "../errors.ts";
-import { sq, type Remote } from "../remote/ssh.ts";
+import { type Remote, sq } from "../remote/ssh.ts";
 import type { NodeSpec } from "../spec/schema.ts";
-import { ETCD_MANIFEST, readEtcdManifest, type EtcdManifestFacts } from "./manifest.ts";
+import { ETCD_MANIFEST, type EtcdManifestFacts, readEtcdManifest } from "./manifest.ts";
 import { parseStatusJson, type SnapshotStatus } from "./snapshot.ts";
 
 /** Client certificate etcdctl uses; kubeadm's healthcheck client by default. */

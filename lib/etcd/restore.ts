@@ -7,21 +7,21 @@ import { randomBytes } from "node:crypto";
 import { dirname } from "node:path";
 import { progress } from "../cli.ts";
 import { UserError } from "../errors.ts";
-import { connectNode, type ConnectOptions, type Remote, sq } from "../remote/ssh.ts";
+import { type ConnectOptions, connectNode, type Remote, sq } from "../remote/ssh.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
 import { APISERVER_MANIFEST, ETCD_MANIFEST, patchEtcdManifest } from "./manifest.ts";
 import { type NodePorts, restoreStateDir, rollbackScript, waitPortsClosedSh } from "./node-state.ts";
 import {
-  endpointHealth,
   type EtcdAccess,
+  endpointHealth,
   etcdScriptOk,
   memberList,
   type NodeEtcd,
   probeNode,
   remoteSnapshotStatus,
 } from "./remote.ts";
-import { stamp as utcStamp, type SnapshotStatus, verifySnapshotFile } from "./snapshot.ts";
+import { type SnapshotStatus, stamp as utcStamp, verifySnapshotFile } from "./snapshot.ts";
 
 export interface RestoreOptions {
   access: EtcdAccess;

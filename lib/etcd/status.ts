@@ -2,7 +2,7 @@
 // otherwise on a control plane (the file is uploaded to a private temp dir).
 import { progress } from "../cli.ts";
 import { UserError } from "../errors.ts";
-import { connectNode, type ConnectOptions, sq } from "../remote/ssh.ts";
+import { type ConnectOptions, connectNode, sq } from "../remote/ssh.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
 import { etcdScriptOk, probeNode, remoteSnapshotStatus } from "./remote.ts";

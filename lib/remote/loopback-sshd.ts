@@ -1,7 +1,7 @@
 // A throwaway OpenSSH server on 127.0.0.1 for tests: its own host key, one
 // authorized client key, root login by key only. Lets the remote layer and the
 // etcd commands be tested against a real sshd without lab hosts.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";

@@ -9,7 +9,7 @@ import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import { UserError } from "../errors.ts";
 import { resolveSpecPath } from "../spec/load.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
-import { fingerprint, knownHostsMatches, hostKeyFor } from "./known-hosts.ts";
+import { fingerprint, hostKeyFor, knownHostsMatches } from "./known-hosts.ts";
 
 export interface ConnectOptions {
   /** Directory relative key and known_hosts paths are resolved against (the spec file's directory). */

@@ -63,9 +63,7 @@ export function aptSourceLine(spec: ClusterSpec): string {
 }
 
 export function aptKeyUrl(spec: ClusterSpec): string {
-  const url = (spec.kubernetes.packages.aptKeyUrl ?? "")
-    .replaceAll("{minor}", kubernetesMinor(spec))
-    .trim();
+  const url = (spec.kubernetes.packages.aptKeyUrl ?? "").replaceAll("{minor}", kubernetesMinor(spec)).trim();
   if (!httpUrl.test(url)) {
     throw new UserError(
       `kubernetes.packages.aptKeyUrl is "${spec.kubernetes.packages.aptKeyUrl}", which is not an http(s) URL. Give the repository's signing key URL, such as ${EXAMPLE_APT_KEY_URL}.`,

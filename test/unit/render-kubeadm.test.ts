@@ -78,7 +78,6 @@ const ctx: KubeadmContext = { caCertPem, caCertHash: caCertHashFromPem(caCertPem
 const TOKEN = "abcdef.0123456789abcdef";
 const KEY = "a".repeat(16) + "0123456789abcdef".repeat(3);
 
-// biome-ignore lint/suspicious/noExplicitAny: parsed YAML is checked field by field below
 type Doc = any;
 const docs = (text: string): Doc[] =>
   parseAllDocuments(text).map((d) => {

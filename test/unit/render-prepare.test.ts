@@ -129,7 +129,9 @@ describe("prepareStep", () => {
       node,
     );
     const list = apt.files.find((f) => f.path === APT_SOURCES_PATH)!.content;
-    expect(list).toContain(`deb [signed-by=${APT_KEYRING_PATH}] https://k8s-mirror.example.internal/kubernetes/v1.31/deb/ /`);
+    expect(list).toContain(
+      `deb [signed-by=${APT_KEYRING_PATH}] https://k8s-mirror.example.internal/kubernetes/v1.31/deb/ /`,
+    );
   });
 
   test("both package sources give shellcheck-clean scripts", () => {
