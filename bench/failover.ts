@@ -1,0 +1,420 @@
+// Load-balancer failover, measured on the lab with the applied stack (the lab issue's
+// "Measured" list). A client polls https://VIP:8443/healthz every 50 ms on fresh connections
+// through each scenario; we report the ms from the fault to the LAST failed request and the
+// number of failed requests, each scenario run --runs times (median/min/max).
+//
+//   bun bench/failover.ts [--runs 3] [--variant defaults|tuned|both] [--scenarios 1,2,3,4a,4b,5]
+//                         [--idle-max 120 | --long] [--json FILE]
+//
+// Variants: "defaults" = the spec's schema defaults; "tuned" = the same with VRRPv3 and 0.1 s
+// adverts (applied with terraform, a rolling change). Root only; contacts lab addresses only.
+import { writeFileSync } from "node:fs";
+import { connect as tlsConnect } from "node:tls";
+import { parseArgs } from "node:util";
+import type { ClusterSpec } from "../lib/spec/schema.ts";
+import { synthLab } from "../test/e2e/apply.ts";
+import {
+  applyLoadBalancers,
+  CONTROL_PLANES,
+  ensureAppliedLab,
+  healthz,
+  hardKill,
+  hardRestore,
+  PORT,
+  restoreAll,
+  until,
+  VIP,
+  vipHolders,
+  waitHealthy,
+} from "../test/e2e/failover-lab.ts";
+import { outage, type Poller, type Sample, startPoller } from "../test/e2e/poller.ts";
+import { labDown, labExec, labMissing, linkDown, linkUp, PROJECT_ROOT } from "../test/lab/lab.ts";
+import { sleep } from "../test/lab/sys.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    runs: { type: "string", default: "3" },
+    variant: { type: "string", default: "both" },
+    scenarios: { type: "string", default: "1,2,3,4a,4b,5" },
+    "idle-max": { type: "string", default: "120" },
+    long: { type: "boolean", default: false },
+    json: { type: "string" },
+    keep: { type: "boolean", default: !!process.env.KHA_KEEP_LAB },
+  },
+});
+const RUNS = Number(args.runs);
+const IDLE_MAX_S = args.long ? 65 * 60 : Number(args["idle-max"]);
+const SCENARIOS = String(args.scenarios).split(",");
+const VARIANTS = args.variant === "both" ? ["defaults", "tuned"] : [String(args.variant)];
+const say = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+
+interface Run {
+  /** ms from the fault to the last failed request (scenario 5: seconds until the stream was cut, or -1 = not cut). */
+  lastFailureMs: number;
+  failed: number;
+  total: number;
+  note?: string;
+}
+
+// ---- helpers -----------------------------------------------------------------------------------
+
+async function healthyHolder(): Promise<string> {
+  const h = await waitHealthy(90_000);
+  if (!h.ok) throw new Error(`lab not healthy before a run: ${JSON.stringify(h)}`);
+  return h.holders[0]!;
+}
+
+/** Stop the poller once the last failure is `quietMs` old (or after maxMs), return the outage. */
+async function watch(p: Poller, faultAt: number, quietMs = 4000, maxMs = 40_000): Promise<Run & { samples: Sample[] }> {
+  const end = faultAt + maxMs;
+  for (;;) {
+    await sleep(250);
+    const failures = p.samples.filter((s) => s.at >= faultAt && s.status !== 200);
+    const lastStart = failures.length ? Math.max(...failures.map((s) => s.at)) : faultAt;
+    if (p.now() - lastStart > quietMs + 1000 || p.now() > end) break;
+  }
+  const samples = await p.stop();
+  const o = outage(samples, faultAt);
+  return { lastFailureMs: o.lastFailureAfterFaultMs, failed: o.failed, total: o.total, samples };
+}
+
+async function faultRun(
+  inject: (holder: string) => Promise<void>,
+  restore: (holder: string) => Promise<void>,
+): Promise<Run> {
+  const holder = await healthyHolder();
+  const p = startPoller(VIP, PORT);
+  await sleep(1000);
+  const faultAt = p.now();
+  let r: Run;
+  try {
+    await inject(holder);
+    const moved = until(async () => (await vipHolders()).some((h) => h !== holder), 30_000, 50).then((ms) =>
+      ms < 0 ? -1 : Math.round(ms),
+    );
+    const w = await watch(p, faultAt);
+    r = { ...w, note: `VIP moved after ${(await moved) >= 0 ? `${await moved} ms` : "NEVER"}` };
+  } finally {
+    await p.stop();
+    await restore(holder);
+  }
+  return r;
+}
+
+// ---- scenarios -------------------------------------------------------------------------------
+
+const s1 = () => faultRun(linkDown, linkUp);
+
+// haproxy dies and stays dead (Debian's unit has Restart=always, which would hide the
+// tracked check: a crash loop, a bad binary or an OOM-kill loop all look like this).
+const s2 = () =>
+  faultRun(
+    (h) => hardKill(h, ["haproxy"]),
+    (h) => hardRestore(h),
+  );
+
+const SERVER_500 = `// kha-bench-500: TLS on :6444, every request answers 500 (a sick apiserver that still speaks TLS)
+Bun.serve({ port: 6444, tls: { cert: Bun.file("/etc/kubernetes/pki/apiserver.crt"), key: Bun.file("/etc/kubernetes/pki/apiserver.key") },
+  fetch: () => new Response("[-]etcd failed: bench\\nhealthz check failed\\n", { status: 500 }) });
+`;
+
+/** New TCP connections to :6443 on `host` go to `toPort` from now on (atomic switch; existing ones untouched). */
+const redirect6443 = (host: string, address: string, toPort: number) =>
+  labExec(
+    host,
+    `nft -f - <<'EOF'
+table ip kha_bench {
+  chain pre {
+    type nat hook prerouting priority -100;
+    tcp dport 6443 redirect to :${toPort}
+  }
+  chain out {
+    type nat hook output priority -100;
+    ip daddr ${address} tcp dport 6443 redirect to :${toPort}
+  }
+}
+EOF`,
+  );
+
+async function s3(): Promise<Run> {
+  const holder = await healthyHolder();
+  const victim = CONTROL_PLANES.find((h) => h !== holder)!;
+  const address = `198.18.0.${10 + Number(victim.slice(3))}`;
+  const bun = `${PROJECT_ROOT}/node_modules/.bin/bun`;
+  await labExec(
+    victim,
+    `cat > /run/kha-bench-500.ts <<'EOF'\n${SERVER_500}EOF\nsetsid nohup ${bun} /run/kha-bench-500.ts >/dev/null 2>&1 &`,
+  );
+  await until(async () => (await labExec(victim, "ss -Hltn 'sport = :6444'")).stdout.trim() !== "", 10_000, 100);
+  const p = startPoller(VIP, PORT);
+  await sleep(1000);
+  const faultAt = p.now();
+  try {
+    const r = await redirect6443(victim, address, 6444);
+    if (r.code !== 0) throw new Error(`redirect on ${victim}: ${r.stderr}`);
+    const w = await watch(p, faultAt, 4000, 30_000);
+    const in10s = w.samples.filter((s) => s.at >= faultAt && s.at < faultAt + 10_000);
+    const five = in10s.filter((s) => s.status === 500).length;
+    return {
+      ...w,
+      note: `${victim}: ${five}/${in10s.length} requests got 500 in the first 10 s (${((100 * five) / Math.max(1, in10s.length)).toFixed(1)}%)`,
+    };
+  } finally {
+    await p.stop();
+    await labExec(victim, "nft delete table ip kha_bench; pkill -f kha-bench-50[0]; true");
+  }
+}
+
+const s4a = () =>
+  faultRun(
+    async (h) => {
+      await labExec(h, "systemctl stop keepalived");
+    },
+    async (h) => {
+      await labExec(h, "systemctl start keepalived");
+    },
+  );
+
+let toggle = 0;
+let variantMutate: (s: ClusterSpec) => void = () => {};
+async function s4b(): Promise<Run> {
+  await healthyHolder();
+  // A haproxy setting flips on each run so every run is a real rolling change of the three hosts.
+  const client = toggle++ % 2 === 0 ? "2h" : "1h";
+  synthLab((s) => {
+    variantMutate(s);
+    s.loadBalancer.haproxy.timeouts.client = client;
+  });
+  const p = startPoller(VIP, PORT);
+  await sleep(500);
+  const r = await applyLoadBalancers();
+  const samples = await p.stop();
+  if (r.code !== 0) throw new Error(`rolling apply failed:\n${r.out.slice(-3000)}`);
+  const o = outage(samples, 0);
+  return {
+    lastFailureMs: o.lastFailureAfterFaultMs,
+    failed: o.failed,
+    total: o.total,
+    note: `apply ${r.seconds.toFixed(1)} s`,
+  };
+}
+
+// A watch-like stand-in behind the VIP for the idle-stream scenario: the apiserver stand-in
+// (Bun.serve) closes idle connections itself after 10 s, which would measure it, not the load
+// balancer. While the scenario runs, each control plane's :6443 is redirected to this server:
+// /healthz 200 (so checks pass), /stream = response headers, then silence until the client goes.
+const STREAM_SERVER = `// kha-bench-stream: TLS on :6445; GET /stream holds the response open with no bytes, like kubectl logs -f on a quiet pod
+Bun.serve({ port: 6445, idleTimeout: 0, tls: { cert: Bun.file("/etc/kubernetes/pki/apiserver.crt"), key: Bun.file("/etc/kubernetes/pki/apiserver.key") },
+  fetch(req) {
+    if (new URL(req.url).pathname === "/stream") return new Response(new ReadableStream({ start() {} }), { headers: { "content-type": "text/plain" } });
+    return new Response("ok");
+  } });
+`;
+
+async function s5all(runs: number): Promise<Run[]> {
+  await healthyHolder();
+  const bun = `${PROJECT_ROOT}/node_modules/.bin/bun`;
+  for (const h of CONTROL_PLANES) {
+    await labExec(
+      h,
+      `cat > /run/kha-bench-stream.ts <<'EOF'\n${STREAM_SERVER}EOF\nsetsid nohup ${bun} /run/kha-bench-stream.ts >/dev/null 2>&1 &`,
+    );
+  }
+  for (const h of CONTROL_PLANES)
+    await until(async () => (await labExec(h, "ss -Hltn 'sport = :6445'")).stdout.trim() !== "", 10_000, 100);
+  try {
+    // Warm each server up (its first TLS handshakes are slow) so haproxy's checks, which time
+    // out at \`inter\`, do not mark it DOWN and cut the streams for reasons of this bench.
+    for (const h of CONTROL_PLANES)
+      await labExec(
+        h,
+        "for i in 1 2 3 4 5; do curl -sk -o /dev/null --max-time 2 https://127.0.0.1:6445/healthz; done",
+      );
+    for (const h of CONTROL_PLANES) await redirect6443(h, `198.18.0.${10 + Number(h.slice(3))}`, 6445);
+    // Every backend UP again and steady: 4 s of 200s through the VIP.
+    let streak = 0;
+    await until(
+      async () => {
+        streak = (await healthz()) === 200 ? streak + 1 : 0;
+        return streak >= 20;
+      },
+      60_000,
+      200,
+    );
+    // Streams opened at once: the runs are concurrent, so --runs streams cost one idle window.
+    const streams = Array.from({ length: runs }, () => idleStream(IDLE_MAX_S * 1000));
+    const cut = await Promise.all(streams);
+    return cut.map((ms) => ({
+      lastFailureMs: ms,
+      failed: ms < 0 ? 0 : 1,
+      total: 1,
+      note: ms < 0 ? `not cut within ${IDLE_MAX_S} s` : `cut after ${(ms / 1000).toFixed(1)} s`,
+    }));
+  } finally {
+    for (const h of CONTROL_PLANES)
+      await labExec(h, "nft delete table ip kha_bench; pkill -f kha-bench-strea[m]; true");
+  }
+}
+
+/** ms until the idle stream was cut, or -1 when it was still open after maxMs. */
+function idleStream(maxMs: number): Promise<number> {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    let headers = false;
+    const s = tlsConnect({ host: VIP, port: PORT, rejectUnauthorized: false }, () => {
+      s.write(`GET /stream HTTP/1.1\r\nHost: ${VIP}\r\n\r\n`);
+    });
+    s.on("data", () => {
+      headers = true;
+    });
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve(-1);
+    }, maxMs);
+    s.on("close", () => {
+      clearTimeout(timer);
+      resolve(headers ? Math.round(performance.now() - started) : 0);
+    });
+    s.on("error", () => {});
+  });
+}
+
+// ---- driver ----------------------------------------------------------------------------------
+
+const NAMES: Record<string, string> = {
+  "1": "(1) holder link down",
+  "2": "(2) holder haproxy killed, keepalived lives",
+  "3": "(3) one apiserver answers 500 (TLS ok)",
+  "4a": "(4) planned: graceful stop of holder keepalived",
+  "4b": "(4) planned: rolling haproxy change (terraform)",
+  "5": "(5) idle stream through the VIP",
+};
+const TARGET: Record<string, string> = {
+  "1": "last failure <= 1 s",
+  "2": "last failure <= 1 s",
+  "3": "<= 1 s of 500s",
+  "4a": "0 failed",
+  "4b": "0 failed",
+  "5": "not cut for >= 1 h",
+};
+const SCEN: Record<string, () => Promise<Run>> = { "1": s1, "2": s2, "3": s3, "4a": s4a, "4b": s4b };
+
+const MUTATE: Record<string, (s: ClusterSpec) => void> = {
+  defaults: () => {},
+  tuned: (s) => {
+    s.loadBalancer.vrrp.version = 3;
+    s.loadBalancer.vrrp.advertIntervalSeconds = 0.1;
+  },
+  // tuned + a short connect timeout: with 1 s, a connection the new holder's haproxy sends to a
+  // blackholed backend waits 1 s before its retry goes elsewhere (the client has given up by
+  // then); with 200 ms the retry lands well inside the client's patience.
+  "tuned+connect200ms": (s) => {
+    s.loadBalancer.vrrp.version = 3;
+    s.loadBalancer.vrrp.advertIntervalSeconds = 0.1;
+    s.loadBalancer.haproxy.timeouts.connect = "200ms";
+  },
+  // "candidate" = tuned+connect200ms plus a bench-made edit of the deployed keepalived.conf (NOT
+  // what lib/render emits): keepalived also tracks the haproxy process itself
+  // (vrrp_track_process: the kernel's process events tell it the moment haproxy exits) with the
+  // check script's weight; the script's interval cannot go below 1 s.
+  candidate: (s) => {
+    s.loadBalancer.vrrp.version = 3;
+    s.loadBalancer.vrrp.advertIntervalSeconds = 0.1;
+    s.loadBalancer.haproxy.timeouts.connect = "200ms";
+  },
+};
+
+const TRACK_PROCESS_EDIT = `set -e
+f=/etc/keepalived/keepalived.conf
+grep -q track_haproxy "$f" && exit 0
+w=$(awk '/^vrrp_script chk_apiserver/{f=1} f && $1 == "weight" {print $2; exit}' "$f")
+sed -i "/^vrrp_instance/i vrrp_track_process track_haproxy {\\n  process haproxy\\n  weight $w\\n}\\n" "$f"
+sed -i "/^  track_script {/i \\  track_process {\\n    track_haproxy\\n  }" "$f"
+keepalived -t -f "$f"
+systemctl reload keepalived`;
+
+const stats = (xs: number[]) => {
+  const v = [...xs].sort((a, b) => a - b);
+  return { median: v[Math.floor(v.length / 2)]!, min: v[0]!, max: v.at(-1)! };
+};
+
+async function main(): Promise<void> {
+  const missing = labMissing();
+  if (missing) throw new Error(`the bench needs the lab: ${missing}`);
+  const ready = await ensureAppliedLab();
+  say(`lab ready in ${ready.seconds.toFixed(1)} s`);
+  const results: Record<string, Record<string, Run[]>> = {};
+  try {
+    for (const variant of VARIANTS) {
+      variantMutate = MUTATE[variant]!;
+      say(`variant ${variant}: applying`);
+      synthLab(variantMutate);
+      const ap = await applyLoadBalancers();
+      if (ap.code !== 0) throw new Error(`apply of ${variant} failed:\n${ap.out.slice(-3000)}`);
+      if (variant === "candidate")
+        for (const h of CONTROL_PLANES) {
+          const r = await labExec(h, TRACK_PROCESS_EDIT);
+          if (r.code !== 0) throw new Error(`track_process edit on ${h}: ${r.stderr}${r.stdout}`);
+        }
+      results[variant] = {};
+      for (const sc of SCENARIOS) {
+        const runs: Run[] = [];
+        if (sc === "5") runs.push(...(await s5all(RUNS)));
+        else
+          for (let i = 0; i < RUNS; i++) {
+            const r = await SCEN[sc]!();
+            await restoreAll();
+            const back = await waitHealthy(120_000);
+            if (!back.ok) throw new Error(`lab did not recover after ${sc}: ${JSON.stringify(back)}`);
+            runs.push(r);
+          }
+        for (const r of runs)
+          say(
+            `${variant} ${NAMES[sc]}: last failure ${r.lastFailureMs} ms, ${r.failed}/${r.total} failed; ${r.note ?? ""}`,
+          );
+        results[variant][sc] = runs;
+      }
+    }
+  } finally {
+    await restoreAll();
+    if (VARIANTS.some((v) => v !== "defaults")) {
+      say("putting the defaults back");
+      synthLab();
+      await applyLoadBalancers();
+    }
+    if (!args.keep) await labDown();
+  }
+  process.stdout.write(`${table(results)}\n`);
+  if (args.json) writeFileSync(args.json, JSON.stringify(results, null, 2));
+}
+
+function table(results: Record<string, Record<string, Run[]>>): string {
+  const lines = [
+    "| scenario | variant | last failure after fault, ms: median (min-max) | failed requests: median (min-max) | notes | target |",
+    "|---|---|---|---|---|---|",
+  ];
+  for (const sc of SCENARIOS)
+    for (const [variant, byScen] of Object.entries(results)) {
+      const runs = byScen[sc];
+      if (!runs) continue;
+      if (sc === "5") {
+        const cut = runs.filter((r) => r.lastFailureMs >= 0);
+        lines.push(
+          `| ${NAMES[sc]} | ${variant} | ${cut.length ? `cut after ${stats(cut.map((r) => r.lastFailureMs / 1000)).median.toFixed(1)} s` : `not cut within ${IDLE_MAX_S} s`} | ${cut.length}/${runs.length} streams cut | ${runs.length} concurrent streams | ${TARGET[sc]} |`,
+        );
+        continue;
+      }
+      const l = stats(runs.map((r) => r.lastFailureMs));
+      const f = stats(runs.map((r) => r.failed));
+      const notes = runs
+        .map((r) => r.note)
+        .filter(Boolean)
+        .join("; ");
+      lines.push(
+        `| ${NAMES[sc]} | ${variant} | ${l.median} (${l.min}-${l.max}) | ${f.median} (${f.min}-${f.max}) of ~${runs[0]!.total} | ${notes} | ${TARGET[sc]} |`,
+      );
+    }
+  return lines.join("\n");
+}
+
+await main();
