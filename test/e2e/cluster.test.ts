@@ -4,8 +4,8 @@
 // requests, and what the stand-in saw (endpoint, upload-certs, CA pin, join order).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ensureSecrets } from "../../lib/secrets.ts";
-import { labDown, labExec, labStatus, requireLab } from "../lab/lab.ts";
-import { applyLab, creationOrder, labSpec, stepSeconds, synthLab, terraform } from "./apply.ts";
+import { labDown, labExec, labPaths, labStatus, requireLab } from "../lab/lab.ts";
+import { applyLab, creationOrder, E2E_DIR, labSpec, stepSeconds, synthLab, terraform } from "./apply.ts";
 import { outage, startPoller } from "./poller.ts";
 
 const guard = requireLab();
@@ -101,6 +101,37 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
     expect(plan.out).toContain("No changes.");
     expect(plan.code).toBe(0);
   });
+
+  test("drift: a hand edit and a deleted file are caught with their -replace addresses; --fix puts them back", async () => {
+    const drift = (args: string[]) => {
+      const r = Bun.spawnSync(["node_modules/.bin/bun", "scripts/drift.ts", ...args, labPaths.spec], {
+        env: { ...process.env, CDKTF_OUTDIR: E2E_DIR, KUBEADM_HA_SECRETS_DIR: labPaths.secretsDir },
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
+    };
+    expect(drift(["--json"]).code).toBe(0);
+    await labExec("cp-2", "echo '# edited by hand' >> /etc/haproxy/haproxy.cfg");
+    await labExec("worker-1", "rm -f /etc/sysctl.d/99-kubeadm-ha.conf");
+    const found = drift(["--json"]);
+    expect(found.code).toBe(2);
+    for (const s of ["cp-2", "/etc/haproxy/haproxy.cfg", "worker-1", "/etc/sysctl.d/99-kubeadm-ha.conf"])
+      expect(found.out).toContain(s);
+    expect(found.out).toContain("terraform_data.loadbalancer_cp_2");
+    expect(found.out).toContain("terraform_data.prepare_worker_1");
+    expect(found.out).not.toContain("terraform_data.loadbalancer_cp_1");
+
+    const poller = startPoller(VIP, PORT);
+    const fix = drift(["--fix", "--yes"]);
+    const samples = await poller.stop();
+    expect(fix.code).toBe(0);
+    expect(outage(samples, 0).failed).toBe(0);
+    expect(drift(["--json"]).code).toBe(0);
+    expect((await labExec("cp-2", "grep -c 'edited by hand' /etc/haproxy/haproxy.cfg || true")).stdout.trim()).toBe(
+      "0",
+    );
+  }, 300_000);
 
   test("a haproxy change re-runs only the load-balancer steps, one host at a time, with zero failed requests", async () => {
     synthLab((spec) => {
