@@ -6,7 +6,8 @@
 // --runs times (median/min/max). A profile pass per size times each step of the backup and of the
 // restore's upload in-process, to show where the extra time goes.
 //
-//   bun bench/etcd-backup.ts [--runs 3] [--sizes 50,300] [--json] [--md FILE] [--reuse] [--no-profile]
+//   bun bench/etcd-backup.ts [--runs 3] [--sizes 50,300] [--json] [--md FILE] [--reuse] [--no-profile] [--keep]
+//   bun bench/etcd-backup.ts --render RESULTS.json [--md FILE]   (tables again from a saved --json run)
 //
 // Root only (the lab); contacts lab addresses only. Not part of CI.
 import { createHash, randomBytes } from "node:crypto";
@@ -37,6 +38,7 @@ const { values: args } = parseArgs({
     reuse: { type: "boolean", default: false },
     "no-profile": { type: "boolean", default: false },
     keep: { type: "boolean", default: false },
+    render: { type: "string" },
   },
 });
 const RUNS = Number(args.runs);
@@ -243,6 +245,73 @@ async function plainBackup(dir: string): Promise<BackupRun> {
   };
 }
 
+/**
+ * The backup as the findings propose it, built from the same pieces in-process: one probe script,
+ * then after `snapshot save` the remote sha256sum, snapshot status and member list run WHILE the file
+ * downloads with many SFTP reads in flight (ssh2 fastGet), and one local read checks both the file's
+ * sha256 and etcd's embedded checksum. Wall time here excludes Bun's start (added from the tool's runs).
+ */
+async function proposedBackup(dir: string): Promise<BackupRun> {
+  const spec = loadSpec(labPaths.spec);
+  const node = spec.nodes.find((n) => n.name === NODE)!;
+  const remoteDir = "/var/tmp/bench-proposed";
+  const file = join(dir, "proposed.db");
+  const ph: Record<string, number> = {};
+  const t0 = performance.now();
+  const remote = await connectNode(spec, node);
+  const raw = await rawSsh(ADDRESS);
+  try {
+    const flags = etcdctlFlags(KUBEADM_ETCD_ACCESS, `https://${ADDRESS}:2379`);
+    await clock(ph, "connect + one probe/health script", () =>
+      remote.run(
+        `ETCDCTL_API=3 etcdctl ${flags} --command-timeout=5s endpoint health >/dev/null && cat /etc/kubernetes/manifests/etcd.yaml >/dev/null`,
+      ),
+    );
+    ph["connect + one probe/health script"] = sec(performance.now() - t0);
+    await clock(ph, "snapshot save", () =>
+      remote.run(
+        `install -d -m 0700 ${remoteDir} && ETCDCTL_API=3 etcdctl ${flags} snapshot save ${remoteDir}/s.db >/dev/null`,
+      ),
+    );
+    const sftp = await sftpOf(raw);
+    const [remoteSha] = await clock(ph, "download || remote sha256 || status || member list", () =>
+      Promise.all([
+        remote.sha256(`${remoteDir}/s.db`),
+        new Promise<void>((res, rej) =>
+          sftp.fastGet(`${remoteDir}/s.db`, file, { concurrency: 64, mode: 0o600 }, (e) => (e ? rej(e) : res())),
+        ),
+        remote.run(`ETCDCTL_API=3 etcdctl snapshot status ${remoteDir}/s.db -w json`),
+        remote.run(`ETCDCTL_API=3 etcdctl ${flags} member list -w json`),
+      ]),
+    );
+    const ok = await clock(ph, "one local pass: sha256 + embedded hash", async () => {
+      const size = statSync(file).size;
+      const whole = createHash("sha256");
+      const body = createHash("sha256");
+      const tail: Buffer[] = [];
+      let pos = 0;
+      for await (const chunk of Bun.file(file).stream()) {
+        const b = Buffer.from(chunk);
+        whole.update(b);
+        const inBody = Math.max(0, Math.min(b.length, size - 32 - pos));
+        body.update(b.subarray(0, inBody));
+        tail.push(b.subarray(inBody));
+        pos += b.length;
+      }
+      return whole.digest("hex") === remoteSha && body.digest().equals(Buffer.concat(tail));
+    });
+    if (!ok) throw new Error("proposed pipeline: checksum mismatch");
+    await remote.run(`rm -rf ${remoteDir}`);
+  } finally {
+    raw.end();
+    remote.close();
+  }
+  const seconds = sec(performance.now() - t0);
+  const bytes = statSync(file).size;
+  rmSync(file);
+  return { seconds, bytes, phases: ph };
+}
+
 // ---- restore -----------------------------------------------------------------------------------------
 
 interface RestoreRun {
@@ -252,6 +321,8 @@ interface RestoreRun {
   total: number;
   /** Start until every apiserver answered /healthz directly again (polled from here). */
   apisBack: number;
+  /** How long the apiservers did not all answer (the cluster's outage as clients see it). */
+  apisDown: number;
   apiserver: string;
   etcdStopEach: number[];
   phases: Record<string, number>;
@@ -283,7 +354,7 @@ async function stopTimes(): Promise<{ etcd: number; apiserver: number; etcdEach:
  * Poll every apiserver directly (this lab has no load balancer on the VIP) and return a stopper
  * that says when, after their last failure, all three answered /healthz again (s after t0).
  */
-function watchApiservers(t0: number): () => Promise<number | undefined> {
+function watchApiservers(t0: number): () => Promise<{ back?: number; down?: number }> {
   let stop = false;
   const samples: { at: number; ok: boolean }[] = [];
   const urls = [11, 12, 13].map((i) => `https://198.18.0.${i}:6443/healthz`);
@@ -308,7 +379,12 @@ function watchApiservers(t0: number): () => Promise<number | undefined> {
     samples.forEach((s, i) => {
       if (!s.ok) lastBad = i;
     });
-    return lastBad >= 0 && lastBad < samples.length - 1 ? samples[lastBad + 1]!.at : undefined;
+    const firstBad = samples.findIndex((s) => !s.ok);
+    if (lastBad < 0 || lastBad === samples.length - 1) return {};
+    const back = samples[lastBad + 1]!.at;
+    // Down from the last good sample before the first failure (the earliest the outage can have begun).
+    const downFrom = firstBad > 0 ? samples[firstBad - 1]!.at : samples[0]!.at;
+    return { back, down: back - downFrom };
   };
 }
 
@@ -316,7 +392,8 @@ async function restore(file: string, prefix: string, expectKeys: number): Promis
   const t0 = performance.now();
   const stopWatch = watchApiservers(t0);
   const r = await timed([BUN, "scripts/etcd-restore.ts", file, "--yes", "--json", "--spec", labPaths.spec]);
-  const apisBack = await stopWatch();
+  const watched = await stopWatch();
+  const apisBack = watched.back;
   const report = JSON.parse(r.stdout || "{}") as { ok?: boolean; error?: string; apiserver?: string };
   if (r.code !== 0 || !report.ok)
     throw new Error(`restore failed (exit ${r.code}): ${report.error ?? ""}\n${r.stderr.slice(-2000)}`);
@@ -334,6 +411,7 @@ async function restore(file: string, prefix: string, expectKeys: number): Promis
     healthy,
     total: r.seconds,
     apisBack: apisBack ?? Number.NaN,
+    apisDown: watched.down ?? Number.NaN,
     apiserver: report.apiserver ?? "",
     etcdStopEach: stops.etcdEach,
     phases: {
@@ -473,10 +551,15 @@ interface SizeResult {
   tool: Stat;
   plain: Stat;
   ratio: Stat;
+  /** The proposed pipeline, in-process, plus the Bun start measured in the tool's runs. */
+  proposed: Stat;
+  proposedRatio: Stat;
+  proposedPhases: Record<string, Stat>;
   toolPhases: Record<string, Stat>;
   plainPhases: Record<string, Stat>;
   restoreHealthy: Stat;
   restoreApis: Stat;
+  restoreDown: Stat;
   restoreTotal: Stat;
   restorePhases: Record<string, Stat>;
   apiserver: string[];
@@ -513,6 +596,15 @@ function markdown(results: SizeResult[], meta: { runs: number; seconds: number; 
         r.ratio.median <= 1.2 ? "<= 1.2: met" : "<= 1.2: **missed**",
       ]),
     );
+    out.push(row(["backup: proposed pipeline (prototype, see findings)", size, ...sm(r.proposed), ""]));
+    out.push(
+      row([
+        "backup ratio, proposed / plain",
+        size,
+        ...sm(r.proposedRatio),
+        r.proposedRatio.median <= 1.2 ? "<= 1.2: would meet" : "<= 1.2: would miss",
+      ]),
+    );
     out.push(
       row([
         "restore: start to etcd healthy (3/3)",
@@ -523,6 +615,7 @@ function markdown(results: SizeResult[], meta: { runs: number; seconds: number; 
     );
     out.push(row(["restore: start to all 3 apiservers answering", size, ...sm(r.restoreApis), ""]));
     out.push(row(["restore: start to command exit", size, ...sm(r.restoreTotal), "(see note)"]));
+    out.push(row(["restore: apiservers not all answering (outage)", size, ...sm(r.restoreDown), ""]));
   }
   out.push("", "## Backup phases (median s, from the tool's progress lines)", "");
   const sizes = results.map((r) => mb(r.snapshotBytes));
@@ -531,6 +624,8 @@ function markdown(results: SizeResult[], meta: { runs: number; seconds: number; 
     out.push(row([k, ...results.map((r) => f2(r.toolPhases[k]!.median))]));
   for (const k of Object.keys(results[0]!.plainPhases))
     out.push(row([`plain: ${k}`, ...results.map((r) => f2(r.plainPhases[k]!.median))]));
+  for (const k of Object.keys(results[0]!.proposedPhases))
+    out.push(row([`proposed: ${k}`, ...results.map((r) => f2(r.proposedPhases[k]!.median))]));
   out.push("", "## Restore phases (median s, from the tool's progress lines)", "");
   out.push(row(["phase", ...sizes]), row(["---", ...sizes.map(() => "---:")]));
   for (const k of Object.keys(results[0]!.restorePhases))
@@ -542,6 +637,20 @@ function markdown(results: SizeResult[], meta: { runs: number; seconds: number; 
     for (const k of Object.keys(results[0]!.profile!)) out.push(row([k, ...results.map((r) => f2(r.profile![k]!))]));
   }
   return `${out.join("\n")}\n`;
+}
+
+if (args.render) {
+  // Re-render the tables from a saved --json run (no lab needed).
+  const saved = JSON.parse(readFileSync(args.render, "utf8")) as {
+    runs: number;
+    seconds: number;
+    labUpSeconds: number;
+    results: SizeResult[];
+  };
+  const md = markdown(saved.results, saved);
+  if (args.md) writeFileSync(args.md, md);
+  else process.stdout.write(md);
+  process.exit(0);
 }
 
 const benchStart = performance.now();
@@ -573,6 +682,7 @@ try {
 
     const tools: BackupRun[] = [];
     const plains: BackupRun[] = [];
+    const proposeds: BackupRun[] = [];
     let restoreFile = "";
     for (let i = 0; i < RUNS; i++) {
       const dir = join(work, `tool-${targetMB}-${i}`);
@@ -583,18 +693,20 @@ try {
         if (!restoreFile) restoreFile = r.file;
         else rmSync(dir, { recursive: true, force: true });
       };
+      const runProposed = async () => {
+        mkdirSync(join(work, "proposed"), { recursive: true });
+        proposeds.push(await proposedBackup(join(work, "proposed")));
+      };
       const runPlain = async () => {
         mkdirSync(join(work, "plain"), { recursive: true });
         plains.push(await plainBackup(join(work, "plain")));
       };
-      if (i % 2 === 0) {
-        await runTool();
-        await runPlain();
-      } else {
-        await runPlain();
-        await runTool();
-      }
-      say(`  backup run ${i + 1}: tool ${f2(tools.at(-1)!.seconds)} s, plain ${f2(plains.at(-1)!.seconds)} s`);
+      // Rotate the order so no variant always gets the warmest caches.
+      const order = [runTool, runPlain, runProposed];
+      for (let k = 0; k < order.length; k++) await order[(k + i) % order.length]!();
+      say(
+        `  backup run ${i + 1}: tool ${f2(tools.at(-1)!.seconds)} s, plain ${f2(plains.at(-1)!.seconds)} s, proposed ${f2(proposeds.at(-1)!.seconds)} s + Bun start`,
+      );
     }
     const prof = args["no-profile"] ? undefined : await profile(work);
     if (prof) say(`  profile: ${JSON.stringify(prof)}`);
@@ -617,10 +729,16 @@ try {
       tool: stat(tools.map((r) => r.seconds)),
       plain: stat(plains.map((r) => r.seconds)),
       ratio: stat(tools.map((r, i) => r.seconds / plains[i]!.seconds)),
+      proposed: stat(proposeds.map((r, i) => r.seconds + tools[i]!.phases["bun start + spec"]!)),
+      proposedRatio: stat(
+        proposeds.map((r, i) => (r.seconds + tools[i]!.phases["bun start + spec"]!) / plains[i]!.seconds),
+      ),
+      proposedPhases: phaseStats(proposeds.map((r) => r.phases)),
       toolPhases: phaseStats(tools.map((r) => r.phases)),
       plainPhases: phaseStats(plains.map((r) => r.phases)),
       restoreHealthy: stat(restores.map((r) => r.healthy)),
       restoreApis: stat(restores.map((r) => r.apisBack)),
+      restoreDown: stat(restores.map((r) => r.apisDown)),
       restoreTotal: stat(restores.map((r) => r.total)),
       restorePhases: phaseStats(restores.map((r) => r.phases)),
       apiserver: [...new Set(restores.map((r) => r.apiserver))],
