@@ -1,0 +1,23 @@
+// `bun run bench`: the synth benchmark (no root needed); `bun run bench -- --lab` adds the lab
+// benchmarks (root; each boots the lab hosts): load-balancer failover and etcd backup/restore.
+// Each benchmark prints its own table; results are copied into README.md by hand.
+import { parseCommand, runCommand } from "../lib/cli.ts";
+
+await runCommand(async () => {
+  const { values } = parseCommand({
+    name: "bench",
+    usage: "bun run bench [--lab]",
+    description:
+      "Runs bench/synth.ts (synth wall time, direct vs the cdktf CLI, 5 to 203 nodes; spec vs rendered lines). With --lab also bench/failover.ts (fault to last failed request through the VIP) and bench/etcd-backup.ts (backup vs raw etcdctl + copy, restore time), which need root and take about 20 minutes.",
+    options: { lab: { type: "boolean" } },
+  });
+  const benches = [["bench/synth.ts"]];
+  if (values.lab) benches.push(["bench/failover.ts"], ["bench/etcd-backup.ts"]);
+  for (const args of benches) {
+    process.stderr.write(`== ${args.join(" ")}\n`);
+    const p = Bun.spawn([process.execPath, ...args], { stdio: ["inherit", "inherit", "inherit"] });
+    const code = await p.exited;
+    if (code !== 0) return code;
+  }
+  return 0;
+});
