@@ -10,21 +10,18 @@ import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
 import {
   type EtcdAccess,
-  endpointHealth,
   etcdctlFlags,
   etcdScriptOk,
-  memberList,
   type NodeEtcd,
-  probeNode,
-  remoteSnapshotStatus,
+  probeAndHealth,
+  remoteSnapshotFacts,
 } from "./remote.ts";
 import {
   applyRetention,
-  checkEmbeddedHash,
-  fileSha256,
   jsonSidecar,
   type SnapshotSidecar,
   sha256Sidecar,
+  StreamingSnapshotCheck,
   snapshotName,
   writeSidecars,
 } from "./snapshot.ts";
@@ -70,8 +67,7 @@ async function pickMember(spec: ClusterSpec, opts: BackupOptions): Promise<NodeE
     try {
       progress(node.name, "connect", "probing etcd");
       remote = await connectNode(spec, node, opts.connect);
-      const n = await probeNode(remote, node);
-      const health = await endpointHealth(n, opts.access);
+      const { n, health } = await probeAndHealth(remote, node, opts.access);
       if (health.healthy) {
         progress(node.name, "connect", `etcd ${n.version} healthy at ${n.endpoint} (tools: ${n.toolsSource})`);
         return n;
@@ -115,30 +111,40 @@ echo "DIR=$d"
 "$ETCDCTL" ${etcdctlFlags(opts.access, n.endpoint)} snapshot save "$d/snapshot.db" >"$d/save.log" 2>&1 || { tail -n 3 "$d/save.log" >&2; rm -rf "$d"; exit 1; }
 chmod 0600 "$d/snapshot.db"
 chown -R ${sq(remote.user)} "$d"
-echo "SHA=$(sha256sum "$d/snapshot.db" | cut -d' ' -f1)"`,
+echo "SIZE=$(stat -c %s "$d/snapshot.db")"`,
       "etcdctl snapshot save",
       { timeoutMs: 30 * 60_000 },
     );
     remoteDir = /DIR=(\S+)/.exec(out)?.[1] ?? "";
-    const remoteSha = /SHA=([0-9a-f]{64})/.exec(out)?.[1];
-    if (!remoteDir || !remoteSha)
-      throw new UserError(`${n.node.name}: snapshot save printed no file or checksum: ${out.trim().slice(0, 200)}`);
+    const size = Number(/SIZE=(\d+)/.exec(out)?.[1] ?? Number.NaN);
+    if (!remoteDir || !Number.isFinite(size))
+      throw new UserError(`${n.node.name}: snapshot save printed no file or size: ${out.trim().slice(0, 200)}`);
     const remoteFile = `${remoteDir}/snapshot.db`;
-    const status = await remoteSnapshotStatus(n, remoteFile);
-    const members = await memberList(n, opts.access).catch(() => ({ clusterId: "", members: [] }));
     progress(
       n.node.name,
       "download",
+      `${(size / 1e6).toFixed(1)} MB; sha256, status and member list on the node meanwhile`,
+    );
+    // The remote checksum, status and member list run on the node while the file streams here;
+    // the local sha256 and etcd's embedded checksum come from one pass over the bytes as they arrive.
+    const check = new StreamingSnapshotCheck();
+    const factsP = remoteSnapshotFacts(n, remoteFile, opts.access);
+    factsP.catch(() => undefined);
+    const dl = remote.download(remoteFile, file, { mode: 0o600, onData: (c, o, sz) => check.update(c, o, sz) });
+    const [remoteFacts] = await Promise.all([factsP, dl.then(() => (downloaded = true))]);
+    const { sha256: sha, embedded } = check.result();
+    const remoteSha = remoteFacts.sha256;
+    const status = remoteFacts.status;
+    const members = { clusterId: remoteFacts.clusterId, members: remoteFacts.members };
+    progress(
+      n.node.name,
+      "verify",
       `${(status.totalSize / 1e6).toFixed(1)} MB, revision ${status.revision}, ${status.totalKeys} keys`,
     );
-    await remote.get(remoteFile, file, 0o600);
-    downloaded = true;
-    const sha = await fileSha256(file);
     if (sha !== remoteSha)
       throw new UserError(
         `${file}: download is corrupt (sha256 ${sha}, on ${n.node.name} ${remoteSha}). Run the backup again.`,
       );
-    const embedded = await checkEmbeddedHash(file);
     if (!embedded.ok) throw new UserError(`${file}: ${embedded.reason}. Run the backup again.`);
     const facts: SnapshotSidecar = {
       file,
@@ -163,9 +169,9 @@ echo "SHA=$(sha256sum "$d/snapshot.db" | cut -d' ' -f1)"`,
       seconds: (Date.now() - t0) / 1000,
     };
   } catch (e) {
-    // A partial download or a file without sidecars must not look like a good backup.
-    if (downloaded || existsSync(file))
-      for (const p of [file, sha256Sidecar(file), jsonSidecar(file)]) rmSync(p, { force: true });
+    // A file without sidecars must not look like a good backup. A partial download never
+    // reaches `file` (temp name, then link), and a file someone else made there is not ours.
+    if (downloaded) for (const p of [file, sha256Sidecar(file), jsonSidecar(file)]) rmSync(p, { force: true });
     throw e;
   } finally {
     if (remoteDir.startsWith("/var/tmp/kubeadm-ha-snapshot.")) {

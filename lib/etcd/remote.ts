@@ -117,16 +117,53 @@ export function etcdctlFlags(access: EtcdAccess, endpoint: string): string {
   return `--endpoints=${sq(endpoint)} --cacert=${sq(access.cacert)} --cert=${sq(access.cert)} --key=${sq(access.key)}`;
 }
 
+const PROBE_SH = `etcd_tools
+printf 'VERSION=%s\\nETCDUTL=%s\\nSOURCE=%s\\n' "$ETCD_VERSION" "$ETCDUTL" "$TOOLS_SOURCE"
+if snaptool snapshot restore --help 2>&1 | grep -q -- '--bump-revision'; then echo BUMP=yes; else echo BUMP=no; fi`;
+const MANIFEST_SH = `if [ -f ${sq(ETCD_MANIFEST)} ]; then echo '---MANIFEST---'; cat ${sq(ETCD_MANIFEST)}; fi`;
+
 /** Read the manifest and find the tools on a node. */
 export async function probeNode(remote: Remote, node: NodeSpec): Promise<NodeEtcd> {
   const out = await etcdScriptOk(
     remote,
-    `etcd_tools
-printf 'VERSION=%s\\nETCDUTL=%s\\nSOURCE=%s\\n' "$ETCD_VERSION" "$ETCDUTL" "$TOOLS_SOURCE"
-if snaptool snapshot restore --help 2>&1 | grep -q -- '--bump-revision'; then echo BUMP=yes; else echo BUMP=no; fi
-if [ -f ${sq(ETCD_MANIFEST)} ]; then echo '---MANIFEST---'; cat ${sq(ETCD_MANIFEST)}; fi`,
+    `${PROBE_SH}\n${MANIFEST_SH}`,
     "finding etcdctl/etcdutl and reading etcd.yaml",
   );
+  return parseProbe(out, remote, node);
+}
+
+/**
+ * probeNode and endpointHealth in one round trip: the script takes the client URL from the
+ * manifest the same way readEtcdManifest does (first --advertise-client-urls); when the two
+ * disagree (an unusual manifest) the health check is repeated against the parsed endpoint.
+ */
+export async function probeAndHealth(
+  remote: Remote,
+  node: NodeSpec,
+  access: EtcdAccess,
+): Promise<{ n: NodeEtcd; health: EndpointHealth }> {
+  const fallback = `https://${node.address}:2379`;
+  const out = await etcdScriptOk(
+    remote,
+    `${PROBE_SH}
+EP="$(sed -n 's/^[[:space:]]*-[[:space:]]*"\\{0,1\\}--advertise-client-urls=//p' ${sq(ETCD_MANIFEST)} 2>/dev/null | head -n 1 | cut -d, -f1 | tr -d "\\"' " || true)"
+[ -n "$EP" ] || EP=${sq(fallback)}
+echo "HEALTH_EP=$EP"
+if H="$("$ETCDCTL" --endpoints="$EP" --cacert=${sq(access.cacert)} --cert=${sq(access.cert)} --key=${sq(access.key)} --command-timeout=5s endpoint health 2>&1)"; then echo HEALTH_RC=0; else echo HEALTH_RC=1; fi
+printf 'HEALTH_OUT=%s\\n' "$(printf '%s' "$H" | tail -n 1)"
+${MANIFEST_SH}`,
+    "finding etcdctl/etcdutl, reading etcd.yaml and checking endpoint health",
+    { timeoutMs: 60_000 },
+  );
+  const n = parseProbe(out, remote, node);
+  const head = out.split("---MANIFEST---\n")[0] ?? "";
+  const ep = /^HEALTH_EP=(.*)$/m.exec(head)?.[1]?.trim();
+  if (ep !== n.endpoint) return { n, health: await endpointHealth(n, access) };
+  const detail = /^HEALTH_OUT=(.*)$/m.exec(head)?.[1]?.trim() ?? "";
+  return { n, health: { healthy: /^HEALTH_RC=0$/m.test(head) && /is healthy/.test(detail), detail } };
+}
+
+function parseProbe(out: string, remote: Remote, node: NodeSpec): NodeEtcd {
   const [head, manifestText] = out.split("---MANIFEST---\n");
   const kv = Object.fromEntries(
     (head ?? "")
@@ -183,6 +220,10 @@ export async function memberList(
     "etcdctl member list",
     { timeoutMs: 30_000 },
   );
+  return parseMemberList(out);
+}
+
+export function parseMemberList(out: string): { clusterId: string; members: MemberInfo[] } {
   const cid = /"cluster_id":(\d+)/.exec(out)?.[1];
   const members: MemberInfo[] = [];
   const re = /\{"ID":(\d+),"name":"([^"]*)","peerURLs":\[([^\]]*)\](?:,"clientURLs":\[([^\]]*)\])?/g;
@@ -201,4 +242,56 @@ export async function remoteSnapshotStatus(n: NodeEtcd, path: string): Promise<S
     `snapshot status of ${path}`,
   );
   return parseStatusJson(out);
+}
+
+/** Bash: `sha256_of FILE` prints the hex sha256, with openssl when there is one (it uses the CPU's SHA extensions; ~6x sha256sum on the lab). */
+export const SHA256_OF_SH = `sha256_of() {
+  if command -v openssl >/dev/null 2>&1; then
+    openssl dgst -sha256 -r "$1" | cut -d' ' -f1
+  else
+    sha256sum -- "$1" | cut -d' ' -f1
+  fi
+}`;
+
+export interface SnapshotFacts {
+  sha256: string;
+  status: SnapshotStatus;
+  clusterId: string;
+  members: MemberInfo[];
+}
+
+/** sha256, `snapshot status` and the member list of a snapshot on the node, in one round trip. */
+export async function remoteSnapshotFacts(n: NodeEtcd, path: string, access: EtcdAccess): Promise<SnapshotFacts> {
+  const out = await etcdScriptOk(
+    n.remote,
+    `etcd_tools
+${SHA256_OF_SH}
+echo "SHA=$(sha256_of ${sq(path)})"
+echo '---STATUS---'
+snaptool snapshot status ${sq(path)} -w json
+echo '---MEMBERS---'
+"$ETCDCTL" ${etcdctlFlags(access, n.endpoint)} --command-timeout=5s member list -w json 2>/dev/null || echo '{}'`,
+    `sha256 and snapshot status of ${path}`,
+    { timeoutMs: 30 * 60_000 },
+  );
+  const sha = /SHA=([0-9a-f]{64})/.exec(out)?.[1];
+  if (!sha) throw new UserError(`${n.node.name}: no sha256 of ${path}: ${out.trim().slice(0, 200)}`);
+  const [, rest = ""] = out.split("---STATUS---\n");
+  const [statusText = "", membersText = ""] = rest.split("---MEMBERS---\n");
+  return { sha256: sha, status: parseStatusJson(statusText), ...parseMemberList(membersText) };
+}
+
+/** This member's ID and the leader's ID (decimal strings) from `endpoint status`; undefined when etcd does not answer. */
+export async function endpointLeader(
+  n: NodeEtcd,
+  access: EtcdAccess,
+): Promise<{ memberId: string; leader: string } | undefined> {
+  const r = await etcdScript(
+    n.remote,
+    `etcd_tools\n"$ETCDCTL" ${etcdctlFlags(access, n.endpoint)} --command-timeout=3s endpoint status -w json`,
+    { timeoutMs: 20_000 },
+  ).catch(() => undefined);
+  const memberId = r?.code === 0 ? /"member_id":(\d+)/.exec(r.stdout)?.[1] : undefined;
+  const leader = r?.code === 0 ? /"leader":(\d+)/.exec(r.stdout)?.[1] : undefined;
+  return memberId && leader ? { memberId, leader } : undefined;
 }

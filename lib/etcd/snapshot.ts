@@ -100,6 +100,58 @@ export async function checkEmbeddedHash(path: string): Promise<{ ok: boolean; re
   return { ok: true };
 }
 
+/**
+ * The file's sha256 and etcd's embedded checksum from ONE sha256 pass over the bytes as they
+ * arrive (in order): the database part is hashed once; the whole-file hash continues from a copy
+ * of that state with the 32-byte tail, and the database hash is compared with the tail.
+ */
+export class StreamingSnapshotCheck {
+  private readonly h = createHash("sha256");
+  private readonly tail = Buffer.alloc(32);
+  private seen = 0;
+  private size = -1;
+
+  update(chunk: Buffer, offset: number, size: number): void {
+    if (offset !== this.seen) throw new Error(`snapshot bytes out of order: ${offset} after ${this.seen}`);
+    this.size = size;
+    const body = Math.max(0, size - 32);
+    const end = offset + chunk.length;
+    if (offset < body) this.h.update(end <= body ? chunk : chunk.subarray(0, body - offset));
+    if (end > body) {
+      const from = Math.max(offset, body);
+      chunk.copy(this.tail, from - body, from - offset);
+    }
+    this.seen = end;
+  }
+
+  result(): { sha256: string; embedded: { ok: boolean; reason?: string } } {
+    const size = Math.max(this.size, 0);
+    if (this.seen !== size) throw new Error(`snapshot hash saw ${this.seen} of ${size} bytes`);
+    const whole = this.h.copy();
+    whole.update(this.tail.subarray(0, Math.min(32, size)));
+    const sha256 = whole.digest("hex");
+    if (size < 512 + 32)
+      return { sha256, embedded: { ok: false, reason: `only ${size} bytes, too small to be an etcd snapshot` } };
+    if (size % 512 !== 32)
+      return {
+        sha256,
+        embedded: {
+          ok: false,
+          reason: `size ${size} is not a database plus etcd's 32-byte checksum (truncated, or a copied member/snap/db rather than a snapshot)`,
+        },
+      };
+    if (!this.h.digest().equals(this.tail))
+      return {
+        sha256,
+        embedded: {
+          ok: false,
+          reason: "the checksum etcd embedded in the file does not match its content (corrupted)",
+        },
+      };
+    return { sha256, embedded: { ok: true } };
+  }
+}
+
 export async function fileSha256(path: string): Promise<string> {
   const h = createHash("sha256");
   for await (const chunk of Bun.file(path).stream()) h.update(chunk);

@@ -1,9 +1,22 @@
 // SSH to cluster nodes with ssh2: every host key checked against the spec's
 // known_hosts, optional bastion hop, sudo when the user is not root, SFTP with
 // explicit modes. Scripts get a `Remote` and never see ssh2 itself.
-import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream, existsSync, readFileSync } from "node:fs";
-import { isAbsolute, resolve } from "node:path";
+import { createHash, randomBytes } from "node:crypto";
+import {
+  closeSync,
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  fsyncSync,
+  linkSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
+import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import { UserError } from "../errors.ts";
@@ -51,6 +64,16 @@ export interface StreamOptions extends ExecOptions {
   onStderr?: (chunk: string) => void;
 }
 
+export interface DownloadOptions {
+  mode?: number;
+  /** SFTP reads in flight (default 64). */
+  concurrency?: number;
+  /** Bytes per read (default 32 KiB). */
+  chunkSize?: number;
+  /** Every byte of the file, in order, once: (chunk, its offset, the file's size). */
+  onData?: (chunk: Buffer, offset: number, size: number) => void;
+}
+
 export interface Remote {
   /** Node name from the spec (or the bastion's host). */
   readonly name: string;
@@ -64,12 +87,24 @@ export interface Remote {
   execStream(cmd: string, opts?: StreamOptions): Promise<ExecResult>;
   /** Download a remote file to a new local file created with `mode`; refuses to overwrite. */
   get(remotePath: string, localPath: string, mode?: number): Promise<void>;
+  /**
+   * Download with many SFTP reads in flight into a temp file created exclusively next to
+   * `localPath`, then rename it to `localPath` (refused if that exists). `onData` sees the bytes
+   * in file order as they are written (hash while downloading: no second read of the file).
+   */
+  download(remotePath: string, localPath: string, opts?: DownloadOptions): Promise<{ bytes: number }>;
   /** Upload a local file (or content) to remotePath with `mode`; with sudo, through a staging file and `install`. */
   put(
     source: { path: string } | { content: string | Buffer },
     remotePath: string,
     opts?: { mode?: number; sudo?: boolean },
   ): Promise<void>;
+  /**
+   * Upload a local file over an exec channel into `tee`, hashing the bytes on the node as they
+   * arrive: returns the node's sha256 of what it wrote, without a second read. Needs bash on the
+   * node; writes as the SSH user (no sudo) and overwrites like `put`.
+   */
+  putHashed(localPath: string, remotePath: string, opts?: { mode?: number }): Promise<string>;
   /** sha256 (hex) of a remote file. */
   sha256(remotePath: string, opts?: { sudo?: boolean }): Promise<string>;
   close(): void;
@@ -383,6 +418,10 @@ function wrap(client: Client, hop: Hop, jump?: Client): Remote {
       const dest = createWriteStream(localPath, { flags: "wx", mode });
       await pipeline(s.createReadStream(remotePath), dest);
     },
+    async download(remotePath, localPath, opts = {}) {
+      const s = await sftp();
+      return parallelDownload(s, remotePath, localPath, opts, hop.name);
+    },
     async put(source, remotePath, opts = {}) {
       const mode = opts.mode ?? 0o600;
       const s = await sftp();
@@ -405,6 +444,38 @@ function wrap(client: Client, hop: Hop, jump?: Client): Remote {
         );
       }
     },
+    putHashed(localPath, remotePath, opts = {}) {
+      const mode = (opts.mode ?? 0o600).toString(8).padStart(4, "0");
+      const script = `set -o pipefail; umask 077; if command -v openssl >/dev/null 2>&1; then h() { openssl dgst -sha256 -r; }; else h() { sha256sum; }; fi; tee -- "$1" | h; chmod ${mode} -- "$1"`;
+      const cmd = `bash -c ${sq(script)} kubeadm-ha-upload ${sq(remotePath)}`;
+      return new Promise<string>((res, rej) => {
+        client.exec(cmd, (err, ch) => {
+          if (err) return rej(new UserError(`${hop.name}: cannot start an upload over SSH: ${err.message}.`));
+          const out: Buffer[] = [];
+          const errOut: Buffer[] = [];
+          let code = -1;
+          ch.on("data", (d: Buffer) => out.push(d));
+          ch.stderr.on("data", (d: Buffer) => errOut.push(d));
+          ch.on("exit", (c: number | null) => {
+            code = c ?? -1;
+          });
+          ch.on("close", () => {
+            const hex = Buffer.concat(out).toString().trim().split(/\s+/)[0] ?? "";
+            if (code !== 0 || !/^[0-9a-f]{64}$/.test(hex))
+              return rej(
+                new UserError(
+                  `${hop.name}: upload to ${remotePath} failed (exit ${code}): ${Buffer.concat(errOut).toString().trim().slice(0, 300)}`,
+                ),
+              );
+            res(hex);
+          });
+          pipeline(createReadStream(localPath, { highWaterMark: 256 * 1024 }), ch).catch((e: Error) => {
+            ch.close();
+            rej(new UserError(`${hop.name}: upload to ${remotePath} failed: ${e.message}`));
+          });
+        });
+      });
+    },
     async sha256(remotePath, opts = {}) {
       const out = await remote.run(`sha256sum -- ${sq(remotePath)}`, {
         sudo: opts.sudo,
@@ -421,6 +492,101 @@ function wrap(client: Client, hop: Hop, jump?: Client): Remote {
     },
   };
   return remote;
+}
+
+const sftpCall = <T>(f: (cb: (err: Error | null | undefined, v: T) => void) => void): Promise<T> =>
+  new Promise<T>((res, rej) => f((err, v) => (err ? rej(err) : res(v))));
+
+/**
+ * ssh2's fastGet idea (a window of reads in flight at increasing offsets), but written through
+ * an exclusive temp file and delivered in order to `onData`, so callers hash while the bytes arrive.
+ */
+async function parallelDownload(
+  s: SFTPWrapper,
+  remotePath: string,
+  localPath: string,
+  opts: DownloadOptions,
+  host: string,
+): Promise<{ bytes: number }> {
+  const mode = opts.mode ?? 0o600;
+  const concurrency = Math.max(1, opts.concurrency ?? 64);
+  const chunkSize = Math.max(4096, opts.chunkSize ?? 32 * 1024);
+  if (existsSync(localPath)) throw new UserError(`${localPath} already exists; refusing to overwrite it.`);
+  const tmp = join(dirname(localPath), `.${basename(localPath)}.part-${process.pid}-${randomBytes(4).toString("hex")}`);
+  // "wx": never overwrite or follow a planted file; the final name is only taken by a rename below.
+  const fd = openSync(tmp, "wx", mode);
+  let handle: Buffer | undefined;
+  let renamed = false;
+  let open = true;
+  try {
+    handle = await sftpCall<Buffer>((cb) => s.open(remotePath, "r", cb));
+    const h = handle;
+    const size = (await sftpCall<{ size: number }>((cb) => s.fstat(h, cb))).size;
+    const done = new Map<number, Buffer>();
+    let next = 0; // next offset to request
+    let written = 0; // bytes flushed to the file, in order
+    const flush = () => {
+      for (let b = done.get(written); b; b = done.get(written)) {
+        done.delete(written);
+        writeFullSync(fd, b, written);
+        opts.onData?.(b, written, size);
+        written += b.length;
+      }
+    };
+    /** Read [off, off+len) fully (a server may answer a read with fewer bytes). */
+    const readRange = async (off: number, len: number): Promise<Buffer> => {
+      const buf = Buffer.allocUnsafe(len);
+      let got = 0;
+      while (got < len) {
+        const n = await new Promise<number>((res, rej) =>
+          s.read(h, buf, got, len - got, off + got, (err, bytes) => (err ? rej(err) : res(bytes))),
+        );
+        if (!n)
+          throw new UserError(
+            `${host}: ${remotePath} ended at ${off + got} bytes, expected ${size}; it changed during the download.`,
+          );
+        got += n;
+      }
+      return buf;
+    };
+    const worker = async () => {
+      while (next < size) {
+        const off = next;
+        const len = Math.min(chunkSize, size - off);
+        next += len;
+        done.set(off, await readRange(off, len));
+        flush();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, Math.ceil(size / chunkSize) || 1) }, worker));
+    flush();
+    if (written !== size) throw new UserError(`${host}: downloaded ${written} of ${size} bytes of ${remotePath}.`);
+    fsyncSync(fd);
+    open = false;
+    closeSync(fd);
+    // link() fails when the final name exists, so nothing is overwritten even if a file
+    // appeared meanwhile; filesystems without hard links get a checked rename instead.
+    try {
+      linkSync(tmp, localPath);
+      unlinkSync(tmp);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "EEXIST") throw new UserError(`${localPath} already exists; refusing to overwrite it.`);
+      if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP") throw e;
+      if (existsSync(localPath)) throw new UserError(`${localPath} already exists; refusing to overwrite it.`);
+      renameSync(tmp, localPath);
+    }
+    renamed = true;
+    return { bytes: size };
+  } finally {
+    if (handle) s.close(handle, () => undefined);
+    if (open) closeSync(fd);
+    if (!renamed) rmSync(tmp, { force: true });
+  }
+}
+
+function writeFullSync(fd: number, b: Buffer, position: number): void {
+  for (let off = 0; off < b.length; ) off += writeSync(fd, b, off, b.length - off, position + off);
 }
 
 const firstWords = (cmd: string): string => {

@@ -1,7 +1,7 @@
 // The SSH layer against real sshd processes on loopback: exec, root without sudo,
 // SFTP round trip with modes, host key checks, bastion hop.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { UserError } from "../../lib/errors.ts";
@@ -89,6 +89,73 @@ maybe("ssh layer on a loopback sshd", () => {
       expect(Buffer.compare(readFileSync(back), data)).toBe(0);
       expect(await r.sha256(remotePath)).toBe(await localSha256(src));
       await expect(r.get(remotePath, back)).rejects.toThrow(/EEXIST|exists/);
+    } finally {
+      r.close();
+    }
+  });
+
+  test("download: many reads in flight, bytes in order to onData, exclusive temp then the final name, 0600, never overwrites", async () => {
+    const spec = specFor(a.port, a.clientKeyPath);
+    const r = await connectNode(spec, node(spec), { knownHostsText: a.knownHostsLine });
+    const dir = mkdtempSync(join(work, "dl-"));
+    try {
+      const data = Buffer.alloc(5 * 1024 * 1024 + 33);
+      for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+      const remotePath = join(work, "dl-remote.bin");
+      writeFileSync(remotePath, data);
+      const dest = join(dir, "snap.db");
+      const seen: Buffer[] = [];
+      let expectOffset = 0;
+      const old = process.umask(0);
+      try {
+        const res = await r.download(remotePath, dest, {
+          // Odd sizes and a small window so replies overtake each other and the tail is short.
+          chunkSize: 40_000,
+          concurrency: 16,
+          onData: (chunk, offset, size) => {
+            expect(offset).toBe(expectOffset);
+            expect(size).toBe(data.length);
+            expectOffset += chunk.length;
+            seen.push(Buffer.from(chunk));
+          },
+        });
+        expect(res.bytes).toBe(data.length);
+      } finally {
+        process.umask(old);
+      }
+      expect(Buffer.compare(Buffer.concat(seen), data)).toBe(0);
+      expect(Buffer.compare(readFileSync(dest), data)).toBe(0);
+      expect(statSync(dest).mode & 0o777).toBe(0o600);
+      expect(readdirSync(dir)).toEqual(["snap.db"]);
+      // The existing file is kept byte for byte and no temp file is left behind.
+      writeFileSync(remotePath, "other");
+      await expect(r.download(remotePath, dest)).rejects.toThrow(/exists/);
+      expect(Buffer.compare(readFileSync(dest), data)).toBe(0);
+      // A missing remote file fails and leaves nothing; an empty one downloads as empty.
+      await expect(r.download(join(work, "no-such.bin"), join(dir, "x.db"))).rejects.toThrow();
+      writeFileSync(join(work, "empty.bin"), "");
+      await r.download(join(work, "empty.bin"), join(dir, "empty.db"));
+      expect(statSync(join(dir, "empty.db")).size).toBe(0);
+      expect(readdirSync(dir).sort()).toEqual(["empty.db", "snap.db"]);
+    } finally {
+      r.close();
+    }
+  });
+
+  test("putHashed: the node hashes the upload as it writes it; mode applied; a failed write is an error", async () => {
+    const spec = specFor(a.port, a.clientKeyPath);
+    const r = await connectNode(spec, node(spec), { knownHostsText: a.knownHostsLine });
+    try {
+      const src = join(work, "ph-src.bin");
+      const data = Buffer.alloc(2 * 1024 * 1024 + 5);
+      for (let i = 0; i < data.length; i++) data[i] = (i * 131) & 0xff;
+      writeFileSync(src, data);
+      const dest = join(work, "ph-dest.bin");
+      const sha = await r.putHashed(src, dest, { mode: 0o640 });
+      expect(sha).toBe(await localSha256(src));
+      expect(Buffer.compare(readFileSync(dest), data)).toBe(0);
+      expect(statSync(dest).mode & 0o777).toBe(0o640);
+      await expect(r.putHashed(src, join(work, "no-such-dir", "x.bin"))).rejects.toThrow(/upload to .* failed/);
     } finally {
       r.close();
     }
