@@ -128,10 +128,16 @@ echo "SIZE=$(stat -c %s "$d/snapshot.db")"`,
     // The remote checksum, status and member list run on the node while the file streams here;
     // the local sha256 and etcd's embedded checksum come from one pass over the bytes as they arrive.
     const check = new StreamingSnapshotCheck();
-    const factsP = remoteSnapshotFacts(n, remoteFile, opts.access);
-    factsP.catch(() => undefined);
-    const dl = remote.download(remoteFile, file, { mode: 0o600, onData: (c, o, sz) => check.update(c, o, sz) });
-    const [remoteFacts] = await Promise.all([factsP, dl.then(() => (downloaded = true))]);
+    // Both settle before anything is decided, so a download that finishes after a failed
+    // remote step is still known here and cleaned up below.
+    const [factsR, dlR] = await Promise.allSettled([
+      remoteSnapshotFacts(n, remoteFile, opts.access),
+      remote.download(remoteFile, file, { mode: 0o600, onData: (c, o, sz) => check.update(c, o, sz) }),
+    ]);
+    if (dlR.status === "fulfilled") downloaded = true;
+    if (dlR.status === "rejected") throw dlR.reason;
+    if (factsR.status === "rejected") throw factsR.reason;
+    const remoteFacts = factsR.value;
     const { sha256: sha, embedded } = check.result();
     const remoteSha = remoteFacts.sha256;
     const status = remoteFacts.status;

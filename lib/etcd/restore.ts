@@ -15,6 +15,7 @@ import { type NodePorts, restoreStateDir, rollbackScript, waitPortsClosedSh } fr
 import {
   type EtcdAccess,
   endpointHealth,
+  endpointLeader,
   etcdScriptOk,
   memberList,
   type NodeEtcd,
@@ -108,6 +109,14 @@ async function waitUntil<T>(what: string, seconds: number, check: () => Promise<
     }
     await Bun.sleep(500);
   }
+}
+
+/** The node whose etcd leads now (every member asked at once; the first answer with a known leader wins). */
+async function findLeader(members: Member[], access: EtcdAccess): Promise<string | undefined> {
+  const st = await Promise.all(members.map((m) => endpointLeader(m.n, access)));
+  const leaderId = st.find((x) => x)?.leader;
+  const i = st.findIndex((x) => x && x.memberId === leaderId);
+  return i >= 0 ? members[i]!.plan.node : undefined;
 }
 
 /** Verify the file, reach and read every control plane, and work out the plan. Touches nothing. */
@@ -283,8 +292,8 @@ export async function runRestore(
         sudo: true,
         timeoutMs: 30_000,
       });
-      await m.remote.put({ path: file }, `${S}/snapshot.db`, { mode: 0o600 });
-      const sha = await m.remote.sha256(`${S}/snapshot.db`, { sudo: true });
+      // Hashed on the node as it arrives: no second read of the copy there.
+      const sha = await m.remote.putHashed(file, `${S}/snapshot.db`, { mode: 0o600 });
       if (sha !== plan.sha256)
         throw new UserError(
           `${m.plan.node}: uploaded snapshot has sha256 ${sha}, expected ${plan.sha256}; the copy is corrupt.`,
@@ -304,24 +313,40 @@ export async function runRestore(
     }
 
     // 2. Stop apiservers and etcd everywhere: originals saved first, self-rollback armed, then moved aside.
-    await onAll(members, async (m) => {
-      stopped.add(m.plan.node);
+    // A leader that gets SIGTERM hands leadership to a connected peer and waits for it (up to
+    // etcd's request timeout, ~7 s) even when that peer is stopping too. So the followers go
+    // first, together with every apiserver; the leader, left without peers, then exits at once.
+    const leaderNode = await findLeader(members, opts.access);
+    const stopOn = async (m: Member, first: boolean) => {
       const { ports } = m.plan;
+      const etcdNow = !first || leaderNode === undefined || m.plan.node !== leaderNode;
+      const setup = first
+        ? `cp -p ${sq(ETCD_MANIFEST)} "$S/orig/etcd.yaml"
+if [ -f ${sq(APISERVER_MANIFEST)} ]; then cp -p ${sq(APISERVER_MANIFEST)} "$S/orig/kube-apiserver.yaml"; fi
+setsid nohup bash "$S/rollback.sh" --after ${opts.revertAfterSeconds ?? 900} >"$S/watchdog.log" 2>&1 </dev/null &
+echo $! >"$S/watchdog.pid"`
+        : "";
+      const gone = etcdNow ? `${ports.apiserver} ${ports.etcdClient} ${ports.etcdPeer}` : `${ports.apiserver}`;
+      stopped.add(m.plan.node);
       await etcdScriptOk(
         m.remote,
         `S=${sq(S)}
-cp -p ${sq(ETCD_MANIFEST)} "$S/orig/etcd.yaml"
-if [ -f ${sq(APISERVER_MANIFEST)} ]; then cp -p ${sq(APISERVER_MANIFEST)} "$S/orig/kube-apiserver.yaml"; fi
-setsid nohup bash "$S/rollback.sh" --after ${opts.revertAfterSeconds ?? 900} >"$S/watchdog.log" 2>&1 </dev/null &
-echo $! >"$S/watchdog.pid"
-rm -f ${sq(APISERVER_MANIFEST)} ${sq(ETCD_MANIFEST)}
+${setup}
+rm -f ${sq(APISERVER_MANIFEST)}${etcdNow ? ` ${sq(ETCD_MANIFEST)}` : ""}
 ${waitPortsClosedSh}
-wait_ports_closed ${wait} ${ports.apiserver} ${ports.etcdClient} ${ports.etcdPeer} || { echo "etcd or kube-apiserver still listening ${wait} s after their manifests were moved away" >&2; exit 1; }`,
+wait_ports_closed ${wait} ${gone} || { echo "etcd or kube-apiserver still listening ${wait} s after their manifests were moved away" >&2; exit 1; }`,
         "stopping etcd and kube-apiserver",
         { timeoutMs: (wait + 30) * 1000 },
       );
-      progress(m.plan.node, "stop", "etcd and kube-apiserver stopped");
-    });
+      progress(
+        m.plan.node,
+        "stop",
+        etcdNow ? "etcd and kube-apiserver stopped" : "kube-apiserver stopped; etcd (leader) stops after its followers",
+      );
+    };
+    await onAll(members, (m) => stopOn(m, true));
+    const leader = members.find((m) => m.plan.node === leaderNode);
+    if (leader) await stopOn(leader, false);
 
     // 3. Restore each member from the same snapshot into a new data dir.
     await onAll(members, async (m) => {
