@@ -9,7 +9,6 @@
 // Variants: "defaults" = the spec's schema defaults; "tuned" = the same with VRRPv3 and 0.1 s
 // adverts (applied with terraform, a rolling change). Root only; contacts lab addresses only.
 import { writeFileSync } from "node:fs";
-import { connect as tlsConnect } from "node:tls";
 import { parseArgs } from "node:util";
 import type { ClusterSpec } from "../lib/spec/schema.ts";
 import { synthLab } from "../test/e2e/apply.ts";
@@ -206,7 +205,7 @@ async function s4b(): Promise<Run> {
 const STREAM_SERVER = `// kha-bench-stream: TLS on :6445; GET /stream holds the response open with no bytes, like kubectl logs -f on a quiet pod
 Bun.serve({ port: 6445, idleTimeout: 0, tls: { cert: Bun.file("/etc/kubernetes/pki/apiserver.crt"), key: Bun.file("/etc/kubernetes/pki/apiserver.key") },
   fetch(req) {
-    if (new URL(req.url).pathname === "/stream") return new Response(new ReadableStream({ start() {} }), { headers: { "content-type": "text/plain" } });
+    if (req.url.replace(/^[a-z]+:\\/\\/[^/]*/i, "").startsWith("/stream")) return new Response(new ReadableStream({ start() {} }), { headers: { "content-type": "text/plain" } });
     return new Response("ok");
   } });
 `;
@@ -233,7 +232,7 @@ async function s5all(runs: number): Promise<Run[]> {
     for (const h of CONTROL_PLANES) await redirect6443(h, `198.18.0.${10 + Number(h.slice(3))}`, 6445);
     // Every backend UP again and steady: 4 s of 200s through the VIP.
     let streak = 0;
-    await until(
+    const stable = await until(
       async () => {
         streak = (await healthz()) === 200 ? streak + 1 : 0;
         return streak >= 20;
@@ -241,6 +240,7 @@ async function s5all(runs: number): Promise<Run[]> {
       60_000,
       200,
     );
+    if (stable < 0) throw new Error("the watch-like backends never became healthy behind the VIP");
     // Streams opened at once: the runs are concurrent, so --runs streams cost one idle window.
     const streams = Array.from({ length: runs }, () => idleStream(IDLE_MAX_S * 1000));
     const cut = await Promise.all(streams);
@@ -256,27 +256,32 @@ async function s5all(runs: number): Promise<Run[]> {
   }
 }
 
-/** ms until the idle stream was cut, or -1 when it was still open after maxMs. */
-function idleStream(maxMs: number): Promise<number> {
-  return new Promise((resolve) => {
-    const started = performance.now();
-    let headers = false;
-    const s = tlsConnect({ host: VIP, port: PORT, rejectUnauthorized: false }, () => {
-      s.write(`GET /stream HTTP/1.1\r\nHost: ${VIP}\r\n\r\n`);
-    });
-    s.on("data", () => {
-      headers = true;
-    });
-    const timer = setTimeout(() => {
-      s.destroy();
-      resolve(-1);
-    }, maxMs);
-    s.on("close", () => {
-      clearTimeout(timer);
-      resolve(headers ? Math.round(performance.now() - started) : 0);
-    });
-    s.on("error", () => {});
-  });
+/**
+ * ms until the idle stream was cut, or -1 when it was still open after maxMs. curl holds the
+ * request open (-N, no buffering) and ends when the connection is cut (exit 18/52/56) or at
+ * --max-time (exit 28 = not cut).
+ */
+async function idleStream(maxMs: number): Promise<number> {
+  const started = performance.now();
+  const p = Bun.spawn(
+    [
+      "curl",
+      "-skN",
+      "--noproxy",
+      "*",
+      "-o",
+      "/dev/null",
+      "--max-time",
+      String(maxMs / 1000),
+      `https://${VIP}:${PORT}/stream`,
+    ],
+    { stdout: "ignore", stderr: "ignore" },
+  );
+  const code = await p.exited;
+  const ms = Math.round(performance.now() - started);
+  if (code === 28) return -1;
+  say(`idle stream ended after ${ms} ms (curl exit ${code})`);
+  return ms;
 }
 
 // ---- driver ----------------------------------------------------------------------------------
@@ -322,6 +327,15 @@ const MUTATE: Record<string, (s: ClusterSpec) => void> = {
     s.loadBalancer.vrrp.advertIntervalSeconds = 0.1;
     s.loadBalancer.haproxy.timeouts.connect = "200ms";
   },
+  // tuned+connect200ms plus another bench-made edit: systemd writes haproxy's state to a file
+  // when haproxy starts (0) and whenever its process ends, crash or SIGKILL included (1), and
+  // keepalived watches that file (vrrp_track_file, inotify) with the check script's weight.
+  // Unlike vrrp_track_process it needs no kernel process events, which containers do not get.
+  "candidate+track_file": (s) => {
+    s.loadBalancer.vrrp.version = 3;
+    s.loadBalancer.vrrp.advertIntervalSeconds = 0.1;
+    s.loadBalancer.haproxy.timeouts.connect = "200ms";
+  },
 };
 
 const TRACK_PROCESS_EDIT = `set -e
@@ -330,6 +344,20 @@ grep -q track_haproxy "$f" && exit 0
 w=$(awk '/^vrrp_script chk_apiserver/{f=1} f && $1 == "weight" {print $2; exit}' "$f")
 sed -i "/^vrrp_instance/i vrrp_track_process track_haproxy {\\n  process haproxy\\n  weight $w\\n}\\n" "$f"
 sed -i "/^  track_script {/i \\  track_process {\\n    track_haproxy\\n  }" "$f"
+keepalived -t -f "$f"
+systemctl reload keepalived`;
+
+// Bench-made edit for "candidate+track_file" (see MUTATE). Heredoc-free on purpose.
+const TRACK_FILE_EDIT = `set -e
+mkdir -p /etc/systemd/system/haproxy.service.d /run/kubeadm-ha
+printf '%s\\n' '[Service]' "ExecStartPost=/bin/sh -c 'echo 0 > /run/kubeadm-ha/haproxy.state'" "ExecStopPost=/bin/sh -c 'echo 1 > /run/kubeadm-ha/haproxy.state'" > /etc/systemd/system/haproxy.service.d/kha-bench-state.conf
+systemctl daemon-reload
+if systemctl is-active --quiet haproxy; then echo 0 > /run/kubeadm-ha/haproxy.state; else echo 1 > /run/kubeadm-ha/haproxy.state; fi
+f=/etc/keepalived/keepalived.conf
+grep -q haproxy_state "$f" && exit 0
+w=$(awk '/^vrrp_script chk_apiserver/{f=1} f && $1 == "weight" {print $2; exit}' "$f")
+sed -i "/^vrrp_instance/i vrrp_track_file haproxy_state {\\n  file /run/kubeadm-ha/haproxy.state\\n  weight $w\\n}\\n" "$f"
+sed -i "/^  track_script {/i \\  track_file {\\n    haproxy_state\\n  }" "$f"
 keepalived -t -f "$f"
 systemctl reload keepalived`;
 
@@ -351,9 +379,9 @@ async function main(): Promise<void> {
       synthLab(variantMutate);
       const ap = await applyLoadBalancers();
       if (ap.code !== 0) throw new Error(`apply of ${variant} failed:\n${ap.out.slice(-3000)}`);
-      if (variant === "candidate")
+      if (variant === "candidate" || variant === "candidate+track_file")
         for (const h of CONTROL_PLANES) {
-          const r = await labExec(h, TRACK_PROCESS_EDIT);
+          const r = await labExec(h, variant === "candidate" ? TRACK_PROCESS_EDIT : TRACK_FILE_EDIT);
           if (r.code !== 0) throw new Error(`track_process edit on ${h}: ${r.stderr}${r.stdout}`);
         }
       results[variant] = {};
