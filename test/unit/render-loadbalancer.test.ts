@@ -116,6 +116,7 @@ function keepalivedFixture(secretLine: string | undefined, spec: ClusterSpec): {
     secretInclude: join(dir, "secret.conf"),
     checkApiserver: join(dir, "check_apiserver.sh"),
     checkVipHeld: join(dir, "check_vip_held.sh"),
+    haproxyState: join(dir, "haproxy.state"),
   };
   if (secretLine !== undefined) writeFileSync(paths.secretInclude, `${secretLine}\n`, { mode: 0o600 });
   writeFileSync(paths.checkApiserver, renderCheckApiserverScript(spec, node), { mode: 0o755 });
@@ -336,7 +337,7 @@ describe("haproxy.cfg", () => {
       "http-check expect status 200",
       "option redispatch 1",
       "retries 3",
-      "timeout connect 1s",
+      "timeout connect 200ms",
     ])
       expect(cfg).toContain(`\n  ${line}\n`);
     expect(cfg).toMatch(
@@ -775,4 +776,24 @@ ${controlPlanes(spec)
     },
     20000,
   );
+});
+
+describe("a dead haproxy moves the VIP without waiting for the check script", () => {
+  test("keepalived tracks the haproxy state file with the check weight; systemd writes it on start and on any stop", () => {
+    const spec = makeSpec();
+    const node = controlPlanes(spec)[0]!;
+    const conf = renderKeepalivedConf(spec, node);
+    const { checkWeight } = vrrpWeights(spec);
+    expect(conf).toContain(
+      `vrrp_track_file haproxy_state {\n  file "/run/kubeadm-ha/haproxy.state"\n  weight ${checkWeight}`,
+    );
+    expect(conf).toMatch(/track_file \{\s+haproxy_state\s+\}/);
+    const dropin = loadBalancerStep(spec, node).files.find((f) => f.path === HAPROXY_DROPIN)!.content;
+    expect(dropin).toContain(
+      "ExecStartPost=/bin/sh -c 'mkdir -p /run/kubeadm-ha && echo 0 > /run/kubeadm-ha/haproxy.state'",
+    );
+    expect(dropin).toContain(
+      "ExecStopPost=/bin/sh -c 'mkdir -p /run/kubeadm-ha && echo 1 > /run/kubeadm-ha/haproxy.state'",
+    );
+  });
 });

@@ -124,7 +124,10 @@ describe("valid specs", () => {
 
   test("defaults fill what the file leaves out", () => {
     const spec = loadSpec(validSpec("minimal.yaml"));
-    expect(spec.loadBalancer).toMatchObject({ mode: "keepalived-haproxy", vrrp: { version: 2, basePriority: 150 } });
+    expect(spec.loadBalancer).toMatchObject({
+      mode: "keepalived-haproxy",
+      vrrp: { version: 3, advertIntervalSeconds: 0.1, basePriority: 150 },
+    });
     expect(spec.networking).toMatchObject({ podSubnet: "10.244.0.0/16", serviceSubnet: "10.96.0.0/12" });
     expect(spec.controlPlaneEndpoint.port).toBe(8443);
   });
