@@ -143,6 +143,13 @@ describe.skipIf(guard.skip)("failure matrix on the lab (seed section 8)", () => 
       { timeoutMs: 600_000, cwd: PROJECT_ROOT },
     );
     if (r.code !== 0) process.stderr.write(r.stderr.slice(-4000));
+    else
+      note(
+        `chaos:\n${r.stderr
+          .split("\n")
+          .filter((l) => /chaos +k=\d/.test(l) && !/recovering \(/.test(l))
+          .join("\n")}`,
+      );
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout) as {
       ok: boolean;
