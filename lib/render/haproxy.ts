@@ -116,6 +116,10 @@ backend kube_apiserver
   http-check connect ssl
   http-check send meth GET uri /healthz
   http-check expect status 200
+  # Without it a check's answer is awaited only for "inter" (500 ms): an apiserver slow to
+  # answer /healthz under load would be marked DOWN and, with shutdown-sessions, lose every
+  # stream. A blackholed server still fails fast, on "timeout connect".
+  timeout check 2s
   # verify none: the check only reads /healthz (no secret); haproxy -c refuses check-ssl
   # without a CA file otherwise, and the CA may not exist before kubeadm init.
   # inter ${hc.interval} fall ${hc.fall}: measured, a dead backend is DOWN in 0.74-0.96 s, UP again in ~1 s.

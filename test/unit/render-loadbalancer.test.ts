@@ -338,6 +338,7 @@ describe("haproxy.cfg", () => {
       "option redispatch 1",
       "retries 3",
       "timeout connect 200ms",
+      "timeout check 2s",
     ])
       expect(cfg).toContain(`\n  ${line}\n`);
     expect(cfg).toMatch(
