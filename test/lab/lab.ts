@@ -727,12 +727,21 @@ async function up(opts: LabOptions): Promise<LabUpResult> {
     pkiDir: `${RUNTIME_DIR}/pki`,
     clusterCa: readFileSync(`${RUNTIME_DIR}/pki/kubernetes-ca.crt`, "utf8"),
   };
+  const projectMount = (await must(["findmnt", "-n", "-o", "TARGET", "-T", PROJECT_ROOT])).trim();
   const knownHosts = await Promise.all(
     nodes.map(async (n) => {
       const d = hostDir(n.name);
       for (const sub of ["upper", "work", "merged"]) mkdirSync(`${d}/${sub}`, { recursive: true });
       // biome-ignore format: mount options
       await must(["mount", "-t", "overlay", netnsOf(n.name), "-o", `lowerdir=/,upperdir=${d}/upper,workdir=${d}/work`, `${d}/merged`]);
+      // The overlay's lower layer is / alone: a checkout on another mount (a tmpfs /tmp, a
+      // separate /work) would be missing inside the hosts, and the stand-ins with it.
+      if (projectMount !== "/") {
+        const target = `${d}/merged${PROJECT_ROOT}`;
+        mkdirSync(target, { recursive: true });
+        await must(["mount", "--bind", PROJECT_ROOT, target]);
+        await must(["mount", "-o", "remount,bind,ro", target]);
+      }
       return prepareHost(n, `${d}/merged`, ctx);
     }),
   );
