@@ -3,6 +3,7 @@
 // kubeadm stand-in), then idempotency, a rolling haproxy change with zero failed
 // requests, and what the stand-in saw (endpoint, upload-certs, CA pin, join order).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { healthzStatus } from "../../lib/ops/chaos.ts";
 import { ensureSecrets } from "../../lib/secrets.ts";
 import { labDown, labExec, labPaths, labStatus, requireLab } from "../lab/lab.ts";
 import { applyLab, creationOrder, E2E_DIR, labSpec, stepSeconds, synthLab, terraform } from "./apply.ts";
@@ -39,18 +40,7 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
     const holders = status.hosts.filter((h) => h.vipHolder);
     expect(holders.length).toBe(1);
     expect(holders[0]!.name).toStartWith("cp-");
-    const r = Bun.spawnSync([
-      "curl",
-      "-sk",
-      "-o",
-      "/dev/null",
-      "-w",
-      "%{http_code}",
-      "--max-time",
-      "3",
-      `https://${VIP}:${PORT}/healthz`,
-    ]);
-    expect(r.stdout.toString()).toBe("200");
+    expect(await healthzStatus(VIP, PORT, 3000)).toBe(200);
   });
 
   test("the stats page needs its password", async () => {

@@ -1,7 +1,9 @@
 // Shared by the failover test and the failover benchmarks: bring the lab up with the stack
 // applied (once per test file / bench run), inject the faults the seed's section 8 and the
 // lab issue name, and put every host back. Only lab addresses (198.18.0.0/24) are contacted.
+
 import { connect } from "node:net";
+import { healthzStatus } from "../../lib/ops/chaos.ts";
 import { labExec, labStatus, labUp, linkUp, requireLab } from "../lab/lab.ts";
 import { run, sleep } from "../lab/sys.ts";
 import { synthLab, terraform } from "./apply.ts";
@@ -27,21 +29,7 @@ const log = (msg: string) => process.stderr.write(`[failover-lab] ${msg}\n`);
 /** GET https://VIP:PORT/healthz on a fresh connection: the HTTP status, 0 when nothing answered. */
 export async function healthz(timeoutMs = 1500, host = VIP, port = PORT): Promise<number> {
   assertLabAddress(host);
-  const r = await run(
-    [
-      "curl",
-      "-sk",
-      "-o",
-      "/dev/null",
-      "-w",
-      "%{http_code}",
-      "--max-time",
-      String(timeoutMs / 1000),
-      `https://${host}:${port}/healthz`,
-    ],
-    { timeoutMs: timeoutMs + 2000 },
-  );
-  return Number(r.stdout.trim()) || 0;
+  return healthzStatus(host, port, timeoutMs);
 }
 
 /** Whether a TCP connection to host:port is accepted within timeoutMs. */

@@ -1,6 +1,7 @@
 // A client that asks https://VIP:port/healthz every intervalMs on a fresh
 // connection (curl, no keep-alive), recording each answer with its time. Used
 // by the end-to-end tests and the failover benchmarks. Targets lab addresses only.
+import { healthzStatus } from "../../lib/ops/chaos.ts";
 export interface Sample {
   /** ms since the poller started, when the request was sent. */
   at: number;
@@ -28,23 +29,7 @@ export function startPoller(host: string, port: number, intervalMs = 50, timeout
   let running = true;
   const probe = async () => {
     const at = performance.now() - started;
-    const p = Bun.spawn(
-      [
-        "curl",
-        "-sk",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "--max-time",
-        String(timeoutMs / 1000),
-        `https://${host}:${port}/healthz`,
-      ],
-      { stdout: "pipe", stderr: "ignore" },
-    );
-    const text = await new Response(p.stdout).text();
-    await p.exited;
-    samples.push({ at, status: Number(text.trim()) || 0 });
+    samples.push({ at, status: await healthzStatus(host, port, timeoutMs) });
   };
   const timer = setInterval(() => {
     if (!running) return;

@@ -150,8 +150,17 @@ const cgroupDirs = (name: string) => [
   `/sys/fs/cgroup/unified/${netnsOf(name)}`,
 ];
 
+/**
+ * Where this checkout appears inside every lab host (bound read-only). Not its own path: a
+ * checkout under /tmp would be hidden by the /tmp that systemd in each host mounts.
+ */
+const HOST_PROJECT = "/opt/kubeadm-ha-lab";
+
+/** Bun inside a host: the checkout's own binary, seen through HOST_PROJECT. */
 function bunPath(): string {
-  return realpathSync(`${PROJECT_ROOT}/node_modules/.bin/bun`);
+  const real = realpathSync(`${PROJECT_ROOT}/node_modules/.bin/bun`);
+  const root = realpathSync(PROJECT_ROOT);
+  return real.startsWith(`${root}/`) ? `${HOST_PROJECT}${real.slice(root.length)}` : real;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,7 +239,8 @@ interface HostContext {
 }
 
 async function prepareHost(node: LabNode, root: string, ctx: HostContext): Promise<string> {
-  const standins = `${PROJECT_ROOT}/test/lab/standins`;
+  const standins = `${HOST_PROJECT}/test/lab/standins`;
+  const standinsHere = `${PROJECT_ROOT}/test/lab/standins`;
   put(root, "/etc/hostname", `${node.name}\n`);
   put(root, "/etc/machine-id", `${randomBytes(16).toString("hex")}\n`, 0o444);
   const hosts = ctx.nodes.map((n) => `${n.address}\t${n.name}`).join("\n");
@@ -269,7 +279,7 @@ async function prepareHost(node: LabNode, root: string, ctx: HostContext): Promi
 
   // Stand-ins for the Kubernetes binaries, and facts they need about the lab.
   for (const bin of ["kubeadm", "kubectl", "kubelet"]) {
-    put(root, `/usr/local/bin/${bin}`, readFileSync(`${standins}/${bin}`), 0o755);
+    put(root, `/usr/local/bin/${bin}`, readFileSync(`${standinsHere}/${bin}`), 0o755);
   }
   remove(root, "/var/log/kubeadm-standin.log");
   put(root, "/etc/kha-lab/nodes", `${ctx.nodes.map((n) => `${n.name} ${n.role}`).join("\n")}\n`);
@@ -727,21 +737,17 @@ async function up(opts: LabOptions): Promise<LabUpResult> {
     pkiDir: `${RUNTIME_DIR}/pki`,
     clusterCa: readFileSync(`${RUNTIME_DIR}/pki/kubernetes-ca.crt`, "utf8"),
   };
-  const projectMount = (await must(["findmnt", "-n", "-o", "TARGET", "-T", PROJECT_ROOT])).trim();
   const knownHosts = await Promise.all(
     nodes.map(async (n) => {
       const d = hostDir(n.name);
       for (const sub of ["upper", "work", "merged"]) mkdirSync(`${d}/${sub}`, { recursive: true });
       // biome-ignore format: mount options
       await must(["mount", "-t", "overlay", netnsOf(n.name), "-o", `lowerdir=/,upperdir=${d}/upper,workdir=${d}/work`, `${d}/merged`]);
-      // The overlay's lower layer is / alone: a checkout on another mount (a tmpfs /tmp, a
-      // separate /work) would be missing inside the hosts, and the stand-ins with it.
-      if (projectMount !== "/") {
-        const target = `${d}/merged${PROJECT_ROOT}`;
-        mkdirSync(target, { recursive: true });
-        await must(["mount", "--bind", PROJECT_ROOT, target]);
-        await must(["mount", "-o", "remount,bind,ro", target]);
-      }
+      // The stand-ins run from this checkout, bound read-only at HOST_PROJECT in every host.
+      const target = `${d}/merged${HOST_PROJECT}`;
+      mkdirSync(target, { recursive: true });
+      await must(["mount", "--bind", PROJECT_ROOT, target]);
+      await must(["mount", "-o", "remount,bind,ro", target]);
       return prepareHost(n, `${d}/merged`, ctx);
     }),
   );
