@@ -20,8 +20,8 @@ import {
   applyRetention,
   jsonSidecar,
   type SnapshotSidecar,
-  sha256Sidecar,
   StreamingSnapshotCheck,
+  sha256Sidecar,
   snapshotName,
   writeSidecars,
 } from "./snapshot.ts";
