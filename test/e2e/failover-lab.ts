@@ -3,7 +3,7 @@
 // lab issue name, and put every host back. Only lab addresses (198.18.0.0/24) are contacted.
 
 import { connect } from "node:net";
-import { healthzStatus } from "../../lib/ops/chaos.ts";
+import { healthzStatus, tcpOpen as tcpOpenAnywhere } from "../../lib/ops/chaos.ts";
 import { labExec, labStatus, labUp, linkUp, requireLab } from "../lab/lab.ts";
 import { run, sleep } from "../lab/sys.ts";
 import { synthLab, terraform } from "./apply.ts";
@@ -32,19 +32,10 @@ export async function healthz(timeoutMs = 1500, host = VIP, port = PORT): Promis
   return healthzStatus(host, port, timeoutMs);
 }
 
-/** Whether a TCP connection to host:port is accepted within timeoutMs. */
+/** Whether a TCP connection to host:port is accepted within timeoutMs (lab addresses only). */
 export function tcpOpen(host = VIP, port = PORT, timeoutMs = 1500): Promise<boolean> {
   assertLabAddress(host);
-  return new Promise((resolve) => {
-    const s = connect({ host, port, timeout: timeoutMs });
-    const done = (ok: boolean) => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.once("connect", () => done(true));
-    s.once("timeout", () => done(false));
-    s.once("error", () => done(false));
-  });
+  return tcpOpenAnywhere(host, port, timeoutMs);
 }
 
 /** Control planes whose eth0 carries the VIP (an isolated or killed host may still carry it). */

@@ -20,6 +20,7 @@ import {
 } from "../../lib/render/prepare.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
+import { requireTool, run } from "./tool-helpers.ts";
 
 const exampleText = readFileSync(join(import.meta.dir, "../../cluster.example.yaml"), "utf8");
 function spec(mutate: (s: ClusterSpec) => void = () => {}): ClusterSpec {
@@ -29,21 +30,6 @@ function spec(mutate: (s: ClusterSpec) => void = () => {}): ClusterSpec {
   s.kubernetes.packages.aptKeyUrl = "https://k8s-mirror.example.internal/kubernetes/{minor}/deb/Release.key";
   mutate(s);
   return s;
-}
-
-function run(cmd: string[], stdin?: string, env: Record<string, string> = {}) {
-  const p = Bun.spawnSync(cmd, {
-    stdin: stdin === undefined ? undefined : new TextEncoder().encode(stdin),
-    env: { ...process.env, ...env },
-  });
-  return { code: p.exitCode, out: p.stdout.toString(), err: p.stderr.toString() };
-}
-
-function requireTool(name: string): boolean {
-  if (Bun.which(name)) return true;
-  if (process.env.CI === "true") throw new Error(`${name} is required in CI (install the Debian package)`);
-  console.warn(`skipping: ${name} is not installed`);
-  return false;
 }
 
 interface CriPlugin {
