@@ -5,7 +5,7 @@
 // on the bridge kha-br0 (198.18.0.0/24, no route, NAT or forwarding to anything else).
 // Control planes run a three-member TLS etcd and an apiserver stand-in from static pod
 // manifests, run by the kubelet stand-in; kubeadm/kubectl/kubelet are stand-ins too
-// (test/lab/standins). See /work/shared/lab-notes.md for the measurements behind the flags.
+// (test/lab/standins). test/lab/README.md has the measurements behind the flags.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
