@@ -27,7 +27,17 @@ import {
 import { checkEmbeddedHash, fileSha256, localSnapshotStatus } from "../lib/etcd/snapshot.ts";
 import { connectNode, type Remote } from "../lib/remote/ssh.ts";
 import { loadSpec } from "../lib/spec/load.ts";
-import { labDown, labEtcdctl, labExec, labPaths, labUp, PROJECT_ROOT, sshArgv } from "../test/lab/lab.ts";
+import {
+  labDown,
+  labEtcdAllHealthy,
+  labEtcdctl,
+  labExec,
+  labPaths,
+  labUp,
+  PROJECT_ROOT,
+  sshArgv,
+  waitLabEtcdHealthy,
+} from "../test/lab/lab.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -162,19 +172,6 @@ async function dbSize(): Promise<number> {
   const r = await labEtcdctl(["endpoint", "status", "-w", "json"]);
   if (r.code !== 0) throw new Error(`etcdctl endpoint status: ${r.stderr}`);
   return Math.max(...[...r.stdout.matchAll(/"dbSize":(\d+)/g)].map((m) => Number(m[1])));
-}
-
-async function allHealthy(): Promise<boolean> {
-  const r = await labEtcdctl(["endpoint", "health"]);
-  return r.code === 0 && (r.stdout + r.stderr).split("is healthy").length - 1 === 3;
-}
-
-async function waitHealthy(seconds: number): Promise<void> {
-  const end = Date.now() + seconds * 1000;
-  while (!(await allHealthy())) {
-    if (Date.now() > end) throw new Error(`etcd not healthy on all three members after ${seconds} s`);
-    await Bun.sleep(500);
-  }
 }
 
 /** After a good restore: drop every etcd data dir but the one the manifest runs on, so the tmpfs does not fill. */
@@ -403,7 +400,7 @@ async function restore(file: string, prefix: string, expectKeys: number): Promis
   const healthy = firstAt(r, (l) => l.host === "cluster" && l.phase === "etcd") ?? started;
   const api = firstAt(r, (l) => l.host === "cluster" && l.phase === "apiserver") ?? healthy;
   // The outcome, checked from outside: every member healthy and the snapshot's keys there.
-  if (!(await allHealthy())) throw new Error("restore said ok but etcd is not healthy on all three members");
+  if (!(await labEtcdAllHealthy())) throw new Error("restore said ok but etcd is not healthy on all three members");
   const n = await keyCount(prefix);
   if (n !== expectKeys) throw new Error(`after the restore ${prefix}/ has ${n} keys, the snapshot had ${expectKeys}`);
   const stops = await stopTimes();
@@ -661,7 +658,7 @@ try {
   const t = performance.now();
   await labUp({ fresh: !args.reuse, waitMs: 45 * 60_000 });
   labUpSeconds = sec(performance.now() - t);
-  await waitHealthy(60);
+  await waitLabEtcdHealthy(60, 500);
   // Warm caches (Bun's module load, etcdctl on the host) so run 1 is not a cold-start outlier.
   await must([BUN, "scripts/etcd-backup.ts", "--help"]);
   await must([BUN, "scripts/etcd-restore.ts", "--help"]);

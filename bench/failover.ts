@@ -29,6 +29,7 @@ import {
 import { outage, type Poller, type Sample, startPoller } from "../test/e2e/poller.ts";
 import { labDown, labExec, labMissing, linkDown, linkUp, PROJECT_ROOT } from "../test/lab/lab.ts";
 import { sleep } from "../test/lab/sys.ts";
+import { MUTATE, TRACK_FILE_EDIT, TRACK_PROCESS_EDIT } from "./lb-variants.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -303,63 +304,6 @@ const TARGET: Record<string, string> = {
   "5": "not cut for >= 1 h",
 };
 const SCEN: Record<string, () => Promise<Run>> = { "1": s1, "2": s2, "3": s3, "4a": s4a, "4b": s4b };
-
-const MUTATE: Record<string, (s: ClusterSpec) => void> = {
-  defaults: () => {},
-  tuned: (s) => {
-    s.loadBalancer.vrrp.version = 3;
-    s.loadBalancer.vrrp.advertIntervalSeconds = 0.1;
-  },
-  // tuned + a short connect timeout: with 1 s, a connection the new holder's haproxy sends to a
-  // blackholed backend waits 1 s before its retry goes elsewhere (the client has given up by
-  // then); with 200 ms the retry lands well inside the client's patience.
-  "tuned+connect200ms": (s) => {
-    s.loadBalancer.vrrp.version = 3;
-    s.loadBalancer.vrrp.advertIntervalSeconds = 0.1;
-    s.loadBalancer.haproxy.timeouts.connect = "200ms";
-  },
-  // "candidate" = tuned+connect200ms plus a bench-made edit of the deployed keepalived.conf (NOT
-  // what lib/render emits): keepalived also tracks the haproxy process itself
-  // (vrrp_track_process: the kernel's process events tell it the moment haproxy exits) with the
-  // check script's weight; the script's interval cannot go below 1 s.
-  candidate: (s) => {
-    s.loadBalancer.vrrp.version = 3;
-    s.loadBalancer.vrrp.advertIntervalSeconds = 0.1;
-    s.loadBalancer.haproxy.timeouts.connect = "200ms";
-  },
-  // tuned+connect200ms plus another bench-made edit: systemd writes haproxy's state to a file
-  // when haproxy starts (0) and whenever its process ends, crash or SIGKILL included (1), and
-  // keepalived watches that file (vrrp_track_file, inotify) with the check script's weight.
-  // Unlike vrrp_track_process it needs no kernel process events, which containers do not get.
-  "candidate+track_file": (s) => {
-    s.loadBalancer.vrrp.version = 3;
-    s.loadBalancer.vrrp.advertIntervalSeconds = 0.1;
-    s.loadBalancer.haproxy.timeouts.connect = "200ms";
-  },
-};
-
-const TRACK_PROCESS_EDIT = `set -e
-f=/etc/keepalived/keepalived.conf
-grep -q track_haproxy "$f" && exit 0
-w=$(awk '/^vrrp_script chk_apiserver/{f=1} f && $1 == "weight" {print $2; exit}' "$f")
-sed -i "/^vrrp_instance/i vrrp_track_process track_haproxy {\\n  process haproxy\\n  weight $w\\n}\\n" "$f"
-sed -i "/^  track_script {/i \\  track_process {\\n    track_haproxy\\n  }" "$f"
-keepalived -t -f "$f"
-systemctl reload keepalived`;
-
-// Bench-made edit for "candidate+track_file" (see MUTATE). Heredoc-free on purpose.
-const TRACK_FILE_EDIT = `set -e
-mkdir -p /etc/systemd/system/haproxy.service.d /run/kubeadm-ha
-printf '%s\\n' '[Service]' "ExecStartPost=/bin/sh -c 'echo 0 > /run/kubeadm-ha/haproxy.state'" "ExecStopPost=/bin/sh -c 'echo 1 > /run/kubeadm-ha/haproxy.state'" > /etc/systemd/system/haproxy.service.d/kha-bench-state.conf
-systemctl daemon-reload
-if systemctl is-active --quiet haproxy; then echo 0 > /run/kubeadm-ha/haproxy.state; else echo 1 > /run/kubeadm-ha/haproxy.state; fi
-f=/etc/keepalived/keepalived.conf
-grep -q haproxy_state "$f" && exit 0
-w=$(awk '/^vrrp_script chk_apiserver/{f=1} f && $1 == "weight" {print $2; exit}' "$f")
-sed -i "/^vrrp_instance/i vrrp_track_file haproxy_state {\\n  file /run/kubeadm-ha/haproxy.state\\n  weight $w\\n}\\n" "$f"
-sed -i "/^  track_script {/i \\  track_file {\\n    haproxy_state\\n  }" "$f"
-keepalived -t -f "$f"
-systemctl reload keepalived`;
 
 const stats = (xs: number[]) => {
   const v = [...xs].sort((a, b) => a - b);

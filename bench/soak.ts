@@ -3,7 +3,6 @@
 //
 //   bun bench/soak.ts [--minutes 10] [--variant defaults|tuned] [--keep]
 import { parseArgs } from "node:util";
-import type { ClusterSpec } from "../lib/spec/schema.ts";
 import { synthLab } from "../test/e2e/apply.ts";
 import {
   applyLoadBalancers,
@@ -17,6 +16,7 @@ import {
 import { outage, startPoller } from "../test/e2e/poller.ts";
 import { labDown, labExec } from "../test/lab/lab.ts";
 import { sleep } from "../test/lab/sys.ts";
+import { MUTATE, TRACK_PROCESS_EDIT } from "./lb-variants.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -26,30 +26,6 @@ const { values: args } = parseArgs({
   },
 });
 const say = (msg: string) => process.stderr.write(`[soak] ${msg}\n`);
-const MUTATE: Record<string, (s: ClusterSpec) => void> = {
-  defaults: () => {},
-  tuned: (s) => {
-    s.loadBalancer.vrrp.version = 3;
-    s.loadBalancer.vrrp.advertIntervalSeconds = 0.1;
-  },
-  // As in bench/failover.ts: tuned + timeouts.connect 200ms + keepalived tracking the haproxy
-  // process (a bench-made edit of the deployed keepalived.conf, not what lib/render emits).
-  candidate: (s) => {
-    s.loadBalancer.vrrp.version = 3;
-    s.loadBalancer.vrrp.advertIntervalSeconds = 0.1;
-    s.loadBalancer.haproxy.timeouts.connect = "200ms";
-  },
-};
-
-const TRACK_PROCESS_EDIT = `set -e
-f=/etc/keepalived/keepalived.conf
-grep -q track_haproxy "$f" && exit 0
-w=$(awk '/^vrrp_script chk_apiserver/{f=1} f && $1 == "weight" {print $2; exit}' "$f")
-sed -i "/^vrrp_instance/i vrrp_track_process track_haproxy {\\n  process haproxy\\n  weight $w\\n}\\n" "$f"
-sed -i "/^  track_script {/i \\  track_process {\\n    track_haproxy\\n  }" "$f"
-keepalived -t -f "$f"
-systemctl reload keepalived`;
-
 await ensureAppliedLab();
 const variant = String(args.variant);
 synthLab(MUTATE[variant]);

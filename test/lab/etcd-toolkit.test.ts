@@ -11,7 +11,19 @@ import { KUBEADM_ETCD_ACCESS } from "../../lib/etcd/remote.ts";
 import { runRestore } from "../../lib/etcd/restore.ts";
 import { loadSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
-import { labDown, labEtcdctl, labExec, labPaths, labUp, linkDown, linkUp, PROJECT_ROOT, requireLab } from "./lab.ts";
+import {
+  labDown,
+  labEtcdAllHealthy,
+  labEtcdctl,
+  labExec,
+  labPaths,
+  labUp,
+  linkDown,
+  linkUp,
+  PROJECT_ROOT,
+  requireLab,
+  waitLabEtcdHealthy,
+} from "./lab.ts";
 
 setDefaultTimeout(600_000);
 const guard = requireLab();
@@ -41,19 +53,6 @@ async function clusterIds(): Promise<string[]> {
   return ids;
 }
 
-async function allHealthy(): Promise<boolean> {
-  const r = await labEtcdctl(["endpoint", "health"]);
-  return r.code === 0 && (r.stdout + r.stderr).split("is healthy").length - 1 === 3;
-}
-
-async function waitHealthy(seconds: number): Promise<void> {
-  const end = Date.now() + seconds * 1000;
-  while (!(await allHealthy())) {
-    if (Date.now() > end) throw new Error(`etcd not healthy on all three members after ${seconds} s`);
-    await Bun.sleep(1000);
-  }
-}
-
 const manifests = () =>
   Promise.all(CPS.map(async (h) => (await labExec(h, "cat /etc/kubernetes/manifests/etcd.yaml")).stdout));
 const restoreDirs = () =>
@@ -71,7 +70,7 @@ describe.skipIf(guard.skip)("etcd toolkit in the lab", () => {
     await labUp();
     spec = loadSpec(labPaths.spec);
     work = mkdtempSync(join(tmpdir(), "kubeadm-ha-etcd-lab-"));
-    await waitHealthy(60);
+    await waitLabEtcdHealthy(60);
   });
   afterAll(async () => {
     rmSync(work, { recursive: true, force: true });
@@ -101,7 +100,7 @@ describe.skipIf(guard.skip)("etcd toolkit in the lab", () => {
     });
     expect(report.error).toBeUndefined();
     expect(report.ok).toBe(true);
-    expect(await allHealthy()).toBe(true);
+    expect(await labEtcdAllHealthy()).toBe(true);
     expect(await count("before")).toBe(25);
     expect(await count("after")).toBe(0);
     const after = await clusterIds();
@@ -195,7 +194,7 @@ describe.skipIf(guard.skip)("etcd toolkit in the lab", () => {
     expect(report.rolledBack.find((r) => r.node === "cp-2")?.ok).toBe(true);
     expect(report.rolledBack.find((r) => r.node === "cp-3")?.ok).toBe(false);
     // cp-3's watchdog puts its old manifest back by itself.
-    await waitHealthy(revertAfter + 90);
+    await waitLabEtcdHealthy(revertAfter + 90);
     expect(await manifests()).toEqual(manifestsBefore);
     expect(await clusterIds()).toEqual(idsBefore);
     expect(await count("kept")).toBe(10);

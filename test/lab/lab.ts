@@ -451,6 +451,21 @@ export function labEtcdctl(
   return run(etcdctlArgv(args, opts.endpoints), { env: { ETCDCTL_API: "3" }, timeoutMs: opts.timeoutMs ?? 30_000 });
 }
 
+/** Whether all three lab etcd members answer healthy. */
+export async function labEtcdAllHealthy(): Promise<boolean> {
+  const r = await labEtcdctl(["endpoint", "health"]);
+  return r.code === 0 && (r.stdout + r.stderr).split("is healthy").length - 1 === 3;
+}
+
+/** Wait until all three lab etcd members are healthy; throws after `seconds`. */
+export async function waitLabEtcdHealthy(seconds: number, pollMs = 1000): Promise<void> {
+  const end = Date.now() + seconds * 1000;
+  while (!(await labEtcdAllHealthy())) {
+    if (Date.now() > end) throw new Error(`etcd not healthy on all three members after ${seconds} s`);
+    await Bun.sleep(pollMs);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // State
 
