@@ -1,7 +1,8 @@
 // HaCluster: the rendered steps of a cluster as Terraform resources, in the order
 // a cluster is built, with explicit dependsOn so `terraform graph` shows it:
 //   prepare (all) ► load balancer (control planes, one at a time) ► init ► CNI
-//   ► join material ► control-plane joins (one at a time) ► worker joins (parallel)
+//   ► control-plane joins (one at a time) ► worker joins (parallel)
+// A join step mints its own token on the first control plane, joins, then deletes the token.
 // Each step is replaced (and so re-run) when the sha256 of what it uploads changes.
 import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
@@ -9,8 +10,8 @@ import { type SSHProvisionerConnection, type TerraformResource, TerraformVariabl
 import { Construct } from "constructs";
 import { UserError } from "../lib/errors.ts";
 import { STATE_DIR, stageDir } from "../lib/render/paths.ts";
-import type { Phase, SecretName, Step } from "../lib/render/types.ts";
-import { SECRET_VARIABLES } from "../lib/secrets.ts";
+import type { NodeRun, Phase, SecretName, Step } from "../lib/render/types.ts";
+import { HOST_SECRETS } from "../lib/secrets.ts";
 import type { ClusterSpec, NodeSpec } from "../lib/spec/schema.ts";
 import { endpoint, firstControlPlane } from "../lib/spec/topology.ts";
 import { Connections, tfId } from "./connection.ts";
@@ -84,11 +85,8 @@ export class HaCluster extends Construct {
         case "cni":
           deps.push(res("init", first));
           break;
-        case "join-material":
-          deps.push(res("cni", first) ?? res("init", first));
-          break;
         case "join":
-          deps.push(res("prepare", step.node), res("join-material", first), res("loadbalancer", step.node));
+          deps.push(res("prepare", step.node), res("cni", first) ?? res("init", first), res("loadbalancer", step.node));
           if (step.node.role === "control-plane") {
             // Control planes join strictly one at a time: each new etcd member must be in before the next.
             const idx = cpJoins.findIndex((s) => s.node.name === step.node.name);
@@ -236,62 +234,96 @@ export class HaCluster extends Construct {
     return out;
   }
 
-  /** One sensitive variable per secret some step uploads. */
-  private secretVariables(steps: Step[]): Map<SecretName, TerraformVariable> {
-    const used = new Set(steps.flatMap((s) => s.secrets));
-    const vars = new Map<SecretName, TerraformVariable>();
+  /** One sensitive variable per secret source some step's uploads need. */
+  private secretVariables(steps: Step[]): Map<string, TerraformVariable> {
+    const used = new Set(steps.flatMap((s) => runsOf(s).flatMap((r) => r.secrets)));
+    const vars = new Map<string, TerraformVariable>();
     for (const name of used) {
-      const id = SECRET_VARIABLES[name].variable;
+      const id = HOST_SECRETS[name].variable;
+      if (vars.has(id)) continue;
       const v = new TerraformVariable(this, id, {
         type: "string",
         sensitive: true,
-        description: `cluster secret "${name}" (set by \`bun run deploy\` from the 0600 secrets file, or as a sensitive workspace variable)`,
+        description: `cluster secret "${id}" (set by \`bun run deploy\` from the 0600 secrets file, or as a sensitive workspace variable)`,
       });
       v.overrideLogicalId(id); // so TF_VAR_<id> finds it
-      vars.set(name, v);
+      vars.set(id, v);
     }
     return vars;
   }
 
   /** Hashes of exactly what the step uploads, plus the secrets version if it uploads secrets. */
   private triggers(step: Step, secretsVersion: number): Record<string, string> {
-    const files = step.files.map((f) => `${f.path}\0${f.mode}\0${f.content}`).join("\0");
+    const runs = runsOf(step);
+    const files = runs.flatMap((r) => r.files.map((f) => `${f.path}\0${f.mode}\0${f.content}`)).join("\0");
     const t: Record<string, string> = {
       node: step.node.name,
       address: step.node.address,
       files_sha256: sha256(files),
-      script_sha256: sha256(step.script),
+      script_sha256: sha256(runs.map((r) => `${r.node.name}\0${r.script}`).join("\0")),
     };
-    if (step.secrets.length > 0) t.secrets_version = String(secretsVersion);
+    if (runs.some((r) => r.secrets.length > 0)) t.secrets_version = String(secretsVersion);
     return t;
   }
 
-  private provisioners(step: Step, secretVars: Map<SecretName, TerraformVariable>): Provisioner[] {
-    const stage = stageDir(step.phase);
-    const dirs = new Set<string>([`${stage}/secrets`]);
-    for (const f of step.files) dirs.add(`${stage}/root${f.path.slice(0, f.path.lastIndexOf("/"))}`);
-    const sudo = this.connections.needsSudo(step.node) ? "sudo -n " : "";
+  /** The step's own run, and the runs it makes on another node before and after it. */
+  private provisioners(step: Step, secretVars: Map<string, TerraformVariable>): Provisioner[] {
+    const run = (r: NodeRun, name: string, own: boolean): Provisioner[] => {
+      const connection = own ? undefined : this.connections.forNode(r.node);
+      return this.runProvisioners(r, name, secretVars).map((p) => (connection ? { ...p, connection } : p));
+    };
     return [
-      // A fresh 0700 stage owned by the SSH user: uploads (and secrets) are never readable by others.
-      {
-        type: "remote-exec",
-        inline: [`rm -rf ${stage} && mkdir -m 0700 ${stage} && mkdir -p ${[...dirs].sort().join(" ")}`],
-      },
-      ...step.files.map(
+      ...(step.before ? run(step.before, `${step.phase}-before`, false) : []),
+      ...run(step, step.phase, true),
+      ...(step.after ? run(step.after, `${step.phase}-after`, false) : []),
+    ];
+  }
+
+  /**
+   * Upload a run's files and secrets into a private stage and run its script as root.
+   * Terraform's file provisioner must know the path before it uploads, so the stage is not
+   * mktemp's name but one as unguessable: the step's resource id, made at apply time, created
+   * with an exclusive `mkdir -m 0700` that fails on anything already there (no -p, no rm first).
+   */
+  private runProvisioners(r: NodeRun, name: string, secretVars: Map<string, TerraformVariable>): Provisioner[] {
+    const stage = stageDir(name, "${self.id}");
+    const dirs = new Set<string>([`${stage}/secrets`]);
+    for (const f of r.files) dirs.add(`${stage}/root${f.path.slice(0, f.path.lastIndexOf("/"))}`);
+    const sudo = this.connections.needsSudo(r.node) ? "sudo -n " : "";
+    return [
+      // Owned by the SSH user, 0700: uploads (and secrets) are never readable by others.
+      { type: "remote-exec", inline: [`mkdir -m 0700 ${stage} && mkdir -p ${[...dirs].sort().join(" ")}`] },
+      ...r.files.map(
         (f): Provisioner => ({ type: "file", content: tfLiteral(f.content), destination: `${stage}/root${f.path}` }),
       ),
       // Secrets only ever travel as sensitive variables in file provisioners, so the remote-exec output stays visible.
-      ...step.secrets.map(
-        (name): Provisioner => ({
+      ...r.secrets.map(
+        (secret): Provisioner => ({
           type: "file",
-          content: secretVars.get(name)!.stringValue,
-          destination: `${stage}/secrets/${name}`,
+          content: secretContent(secret, secretVars),
+          destination: `${stage}/secrets/${secret}`,
         }),
       ),
-      { type: "file", content: tfLiteral(step.script), destination: `${stage}/run.sh` },
+      { type: "file", content: tfLiteral(r.script), destination: `${stage}/run.sh` },
       { type: "remote-exec", inline: [`${sudo}bash ${stage}/run.sh`] },
     ];
   }
+}
+
+/** A step's runs in order: before (another node), its own, after (another node). */
+const runsOf = (step: Step): NodeRun[] => [step.before, step, step.after].filter((r): r is NodeRun => r !== undefined);
+
+/**
+ * What a host receives for a secret: the variable, or for a round secret a value derived from
+ * the join seed and this resource's id (new each time the step is created), as roundSecret in
+ * lib/secrets.ts computes it.
+ */
+export function secretContent(name: SecretName, vars: Map<string, TerraformVariable>): string {
+  const { variable, round } = HOST_SECRETS[name];
+  if (!round) return vars.get(variable)!.stringValue;
+  const hash = `sha256(join("/", [var.${variable}, self.id, "${name}"]))`;
+  if (name === "bootstrap-token") return `\${substr(${hash}, 0, 6)}.\${substr(${hash}, 6, 16)}`;
+  return `\${${hash}}`;
 }
 
 function validateProps(props: HaClusterProps): void {

@@ -13,21 +13,54 @@ export interface ClusterSecrets {
   version: number;
   vrrpPassword: string;
   statsPassword: string;
-  bootstrapToken: string;
-  certificateKey: string;
+  /**
+   * 32 random bytes (hex) from which every join round derives its own bootstrap token and
+   * certificate key (roundSecret): a token is never reused across rounds, and none is stored.
+   */
+  joinSeed: string;
   caKey: string;
   /** Public: the cluster CA certificate. Kept here because it is generated with its key. */
   caCert: string;
 }
 
-/** Terraform variable name and secret file name on hosts, per secret. */
-export const SECRET_VARIABLES: Record<SecretName, { variable: string; field: keyof ClusterSecrets }> = {
-  "vrrp-password": { variable: "vrrp_password", field: "vrrpPassword" },
-  "stats-password": { variable: "stats_password", field: "statsPassword" },
-  "bootstrap-token": { variable: "bootstrap_token", field: "bootstrapToken" },
-  "certificate-key": { variable: "certificate_key", field: "certificateKey" },
-  "ca-key": { variable: "ca_key", field: "caKey" },
+type SecretField = "vrrpPassword" | "statsPassword" | "joinSeed" | "caKey";
+/** The sensitive Terraform variables, each with the secrets-file field it carries. */
+export const TERRAFORM_SECRET_VARIABLES: Record<string, SecretField> = {
+  vrrp_password: "vrrpPassword",
+  stats_password: "statsPassword",
+  join_seed: "joinSeed",
+  ca_key: "caKey",
 };
+/**
+ * Where each secret a host receives comes from: a variable as it is, or (round secrets) derived
+ * from the join seed and the id of the step run that uploads it, so each run has its own value.
+ */
+export const HOST_SECRETS: Record<SecretName, { variable: string; round: boolean }> = {
+  "vrrp-password": { variable: "vrrp_password", round: false },
+  "stats-password": { variable: "stats_password", round: false },
+  "bootstrap-token": { variable: "join_seed", round: true },
+  "certificate-key": { variable: "join_seed", round: true },
+  "ca-key": { variable: "ca_key", round: false },
+};
+
+/**
+ * A round secret: sha256 over "<seed>/<round id>/<name>" (hex), shaped as kubeadm wants it.
+ * The stack computes the same in Terraform (constructs/ha-cluster.ts), with the step's own
+ * resource id as the round id; a test checks that the two agree.
+ */
+export function roundSecret(seed: string, roundId: string, name: SecretName): string {
+  const h = createHash("sha256").update(`${seed}/${roundId}/${name}`).digest("hex");
+  if (name === "bootstrap-token") return `${h.slice(0, 6)}.${h.slice(6, 22)}`;
+  if (name === "certificate-key") return h;
+  throw new Error(`${name} is not a round secret`);
+}
+
+/** The value a host receives for a secret, for the step run `roundId`. */
+export function hostSecretValue(s: ClusterSecrets, name: SecretName, roundId: string): string {
+  const { variable, round } = HOST_SECRETS[name];
+  const value = String(s[TERRAFORM_SECRET_VARIABLES[variable]!]);
+  return round ? roundSecret(value, roundId, name) : value;
+}
 
 /** Where a cluster's secrets live: `dir`, else $KUBEADM_HA_SECRETS_DIR, else ./.kubeadm-ha/secrets. */
 export function secretsPath(spec: ClusterSpec, dir?: string): string {
@@ -36,7 +69,6 @@ export function secretsPath(spec: ClusterSpec, dir?: string): string {
 }
 
 const ALNUM = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-const LOWER = "abcdefghijklmnopqrstuvwxyz0123456789";
 const pick = (alphabet: string, n: number) =>
   Array.from({ length: n }, () => alphabet[randomInt(alphabet.length)]).join("");
 
@@ -81,8 +113,7 @@ export function generateSecrets(): ClusterSecrets {
     // 8 characters: VRRPv2 truncates longer passwords; no '#' or '!', which keepalived reads as comments.
     vrrpPassword: pick(ALNUM, 8),
     statsPassword: pick(ALNUM, 24),
-    bootstrapToken: `${pick(LOWER, 6)}.${pick(LOWER, 16)}`,
-    certificateKey: randomBytes(32).toString("hex"),
+    joinSeed: randomBytes(32).toString("hex"),
     ...generateCa(),
   };
 }
@@ -98,13 +129,11 @@ export function checkSecrets(s: ClusterSecrets, file: string): void {
     );
   if (typeof s.statsPassword !== "string" || !/^[A-Za-z0-9._+=:@%^-]{12,128}$/.test(s.statsPassword))
     throw bad("statsPassword", "must be 12-128 characters of letters, digits or ._+=:@%^- (no quotes, spaces or '#').");
-  if (!/^[a-z0-9]{6}\.[a-z0-9]{16}$/.test(s.bootstrapToken ?? ""))
+  if (!/^[a-f0-9]{64}$/.test(s.joinSeed ?? ""))
     throw bad(
-      "bootstrapToken",
-      "must look like abcdef.0123456789abcdef (6 and 16 lowercase letters or digits), as kubeadm requires.",
+      "joinSeed",
+      "must be 64 lowercase hex characters (32 random bytes). Delete the field to have a new one generated.",
     );
-  if (!/^[a-f0-9]{64}$/.test(s.certificateKey ?? ""))
-    throw bad("certificateKey", "must be 64 lowercase hex characters (a 32-byte AES key), as kubeadm requires.");
   if (!s.caKey?.includes("PRIVATE KEY") || !s.caCert?.includes("BEGIN CERTIFICATE"))
     throw bad("caKey/caCert", "must be a PEM private key and certificate; delete both to have them generated.");
 }
@@ -149,8 +178,25 @@ export function ensureSecrets(spec: ClusterSpec, opts: { create?: boolean; dir?:
       `${file} is not valid JSON (${(e as Error).message}). Fix it or move it away to generate new secrets (an existing cluster needs the old ones).`,
     );
   }
+  s = upgradeSecrets(spec, s, opts.dir);
   checkSecrets(s, file);
   return s;
+}
+
+/**
+ * Files written before join rounds had their own secrets hold one fixed bootstrap token and
+ * certificate key: those are dropped (never reused) and a join seed takes their place.
+ */
+function upgradeSecrets(spec: ClusterSpec, s: ClusterSecrets, dir?: string): ClusterSecrets {
+  const old = s as ClusterSecrets & { bootstrapToken?: string; certificateKey?: string };
+  if (old.joinSeed !== undefined && old.bootstrapToken === undefined && old.certificateKey === undefined) return s;
+  const { bootstrapToken: _t, certificateKey: _k, ...rest } = old;
+  const upgraded: ClusterSecrets = { ...rest, joinSeed: old.joinSeed ?? randomBytes(32).toString("hex") };
+  const file = saveSecrets(spec, upgraded, dir);
+  process.stderr.write(
+    `${file}: replaced the fixed bootstrap token and certificate key with a join seed (every join now gets its own)\n`,
+  );
+  return upgraded;
 }
 
 /** kubeadm's discovery hash: sha256 of the CA certificate's DER SubjectPublicKeyInfo. */
@@ -162,6 +208,7 @@ export function caCertHash(caCertPem: string): string {
 /** TF_VAR_* environment for terraform/cdktf runs. */
 export function terraformEnv(s: ClusterSecrets): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const { variable, field } of Object.values(SECRET_VARIABLES)) env[`TF_VAR_${variable}`] = String(s[field]);
+  for (const [variable, field] of Object.entries(TERRAFORM_SECRET_VARIABLES))
+    env[`TF_VAR_${variable}`] = String(s[field]);
   return env;
 }

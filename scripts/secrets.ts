@@ -1,23 +1,28 @@
 // bun run secrets: generate (once) or rotate the cluster's secrets, kept 0600 outside version control.
 import { parseCommand, runCommand } from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
-import { SECRET_NAMES, type SecretName } from "../lib/render/types.ts";
 import {
+  type ClusterSecrets,
   caCertHash,
   ensureSecrets,
   generateSecrets,
-  SECRET_VARIABLES,
   saveSecrets,
   secretsPath,
 } from "../lib/secrets.ts";
 import { loadSpec, specPath } from "../lib/spec/load.ts";
+
+const ROTATABLE: Record<string, keyof ClusterSecrets> = {
+  "vrrp-password": "vrrpPassword",
+  "stats-password": "statsPassword",
+  "join-seed": "joinSeed",
+};
 
 await runCommand(() => {
   const { values, positionals } = parseCommand({
     name: "secrets",
     usage: "bun run secrets [SPEC] [--rotate NAME[,NAME...]] [--json]",
     description:
-      "Creates the cluster's secrets (VRRP and stats passwords, bootstrap token, certificate key, cluster CA) on first use and prints where they are and the CA hash joins verify. Values are never printed. --rotate replaces the named ones (vrrp-password, stats-password, bootstrap-token, certificate-key) and bumps the version, so the next deploy re-runs the steps that upload them. The CA cannot be rotated this way.",
+      "Creates the cluster's secrets (VRRP and stats passwords, the join seed every join derives its own bootstrap token and certificate key from, cluster CA) on first use and prints where they are and the CA hash joins verify. Values are never printed. --rotate replaces the named ones (vrrp-password, stats-password, join-seed) and bumps the version, so the next deploy re-runs the steps that upload them. The CA cannot be rotated this way.",
     options: { rotate: { type: "string" }, json: { type: "boolean" } },
     allowPositionals: true,
   });
@@ -29,11 +34,13 @@ await runCommand(() => {
       .map((n) => n.trim());
     const fresh = generateSecrets();
     for (const n of names) {
-      if (!SECRET_NAMES.includes(n as SecretName) || n === "ca-key")
+      const field = ROTATABLE[n];
+      if (!field)
         throw new UserError(
-          `--rotate: "${n}" is not a rotatable secret. Use one or more of vrrp-password, stats-password, bootstrap-token, certificate-key.`,
+          n === "bootstrap-token" || n === "certificate-key"
+            ? `--rotate: "${n}" is not stored any more: every join mints its own and deletes it afterwards. Rotate join-seed to replace what they are derived from.`
+            : `--rotate: "${n}" is not a rotatable secret. Use one or more of ${Object.keys(ROTATABLE).join(", ")}.`,
         );
-      const field = SECRET_VARIABLES[n as SecretName].field;
       s = { ...s, [field]: fresh[field] };
     }
     s = { ...s, version: s.version + 1 };

@@ -3,7 +3,7 @@
 import type { ClusterSpec } from "../spec/schema.ts";
 import { controlPlanes, firstControlPlane, workers } from "../spec/topology.ts";
 import { etcdBackupTimerStep } from "./etcd-backup-timer.ts";
-import { cniStep, initStep, joinMaterialStep, joinStep } from "./kube-phases.ts";
+import { cniStep, initStep, joinStep } from "./kube-phases.ts";
 import { loadBalancerStep } from "./loadbalancer.ts";
 import { prepareStep } from "./prepare.ts";
 import type { Step } from "./types.ts";
@@ -23,7 +23,6 @@ export function renderCluster(spec: ClusterSpec, ctx: RenderContext): Step[] {
     ...cps.map((n) => loadBalancerStep(spec, n)),
     initStep(spec, ctx),
     cniStep(spec),
-    joinMaterialStep(spec),
     ...cps.filter((n) => n.name !== first.name).map((n) => joinStep(spec, n, ctx)),
     ...workers(spec).map((n) => joinStep(spec, n, ctx)),
   ];

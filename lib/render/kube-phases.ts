@@ -11,19 +11,19 @@ import { firstControlPlane } from "../spec/topology.ts";
 import {
   APISERVER_BIND_PORT,
   BOOTSTRAP_TOKEN_PLACEHOLDER,
+  BOOTSTRAP_TOKEN_TTL,
   CERTIFICATE_KEY_PLACEHOLDER,
   type KubeadmContext,
   renderInitConfig,
   renderJoinConfig,
-  renderJoinMaterialConfig,
+  renderJoinTokenConfig,
 } from "./kubeadm.ts";
 import { STATE_DIR } from "./paths.ts";
 import { phaseScript, shq } from "./phase-script.ts";
 import { COMMON_FUNCTIONS } from "./prepare.ts";
-import type { RenderedFile, SecretName, Step } from "./types.ts";
+import type { NodeRun, RenderedFile, SecretName, Step } from "./types.ts";
 
 export const INIT_CONFIG_PATH = `${STATE_DIR}/kubeadm-init.yaml`;
-export const JOIN_MATERIAL_CONFIG_PATH = `${STATE_DIR}/kubeadm-join-material.yaml`;
 export const JOIN_CONFIG_PATH = `${STATE_DIR}/kubeadm-join.yaml`;
 /**
  * The CA certificate is staged here and copied into /etc/kubernetes/pki only before
@@ -45,8 +45,6 @@ export interface WaitOptions {
   waitSeconds?: number;
 }
 const DEFAULT_WAIT_SECONDS = 300;
-/** Below this many seconds left, a token or certificate upload is renewed before joins use it. */
-export const RENEW_BELOW_SECONDS = 3600;
 
 /**
  * Bash functions the kubeadm bodies use, kept apart so tests can source them
@@ -89,6 +87,17 @@ fill_secrets() {
     content="\${content//${CERTIFICATE_KEY_PLACEHOLDER}/$key}"
   fi
   printf '%s\\n' "$content" >"$dest"
+}
+
+# Delete this round's bootstrap token (its id is the part before the dot); a missing one is fine.
+delete_round_token() {
+  local token
+  read_secret_checked token bootstrap-token "$TOKEN_PATTERN" "bootstrap token"
+  if kubeadm token delete "\${token%%.*}" --kubeconfig "$ADMIN_CONF" >/dev/null 2>&1; then
+    printf '[kubeadm-ha] %s %s: token %s deleted\\n' "$NODE" "$PHASE" "\${token%%.*}"
+  else
+    warn "could not delete bootstrap token \${token%%.*} (it expires by itself within ${BOOTSTRAP_TOKEN_TTL})"
+  fi
 }
 
 # Copy stdin to stdout with the join secrets masked: kubeadm prints join commands and keys.
@@ -148,27 +157,10 @@ wait_healthz() {
   done
   printf '[kubeadm-ha] %s %s: %s answers %s after %ss\\n' "$NODE" "$PHASE" "$what" "$url" "$((SECONDS - start))"
 }
-
-# A decoded data field of a kube-system secret; nothing when the secret or the field is missing.
-kube_secret_field() {
-  local raw
-  raw="$(kubectl --kubeconfig "$ADMIN_CONF" -n kube-system get secret "$1" --ignore-not-found -o "jsonpath={.data.$2}")" \\
-    || die "could not read secret kube-system/$1 through $ADMIN_CONF"
-  if [ -n "$raw" ]; then printf '%s' "$raw" | base64 -d; fi
-}
-
-# Seconds until bootstrap-token secret $1 expires: -1 when it is missing, 999999999 when it never expires.
-token_seconds_left() {
-  local exp
-  if [ -z "$(kube_secret_field "$1" token-id)" ]; then printf '%s' -1; return 0; fi
-  exp="$(kube_secret_field "$1" expiration)"
-  if [ -z "$exp" ]; then printf '%s' 999999999; return 0; fi
-  printf '%s' "$(($(date -d "$exp" +%s) - $(date +%s)))"
-}
 `;
 
 function kubeScript(
-  phase: Step["phase"],
+  phase: string,
   node: NodeSpec,
   files: RenderedFile[],
   secrets: SecretName[],
@@ -198,7 +190,7 @@ export function initStep(spec: ClusterSpec, ctx: KubeadmContext, opts: WaitOptio
       mode: "0644",
     },
   ];
-  const secrets: SecretName[] = ["bootstrap-token", "certificate-key", "ca-key"];
+  const secrets: SecretName[] = ["bootstrap-token", "ca-key"];
   const body = `
 step "check for an existing control plane"
 if [ -f "$ADMIN_CONF" ] && [ -f "$APISERVER_MANIFEST" ]; then
@@ -216,7 +208,8 @@ fi
 step "install the cluster CA before kubeadm init"
 install -d -m 0755 /etc/kubernetes/pki
 install -m 0644 ${shq(STAGED_CA_PATH)} /etc/kubernetes/pki/ca.crt
-install -m 0600 "$SECRETS_DIR/ca-key" /etc/kubernetes/pki/ca.key
+# From the stage (removed when this script ends): the CA key's only copy on a host is kubeadm's.
+install -m 0600 "$STAGE/secrets/ca-key" /etc/kubernetes/pki/ca.key
 if command -v openssl >/dev/null; then
   cert_pub="$(openssl x509 -noout -pubkey -in /etc/kubernetes/pki/ca.crt)"
   key_pub="$(openssl pkey -pubout -in /etc/kubernetes/pki/ca.key)"
@@ -227,13 +220,17 @@ step "kubeadm init"
 config=""
 make_private_tmp config
 fill_secrets ${shq(INIT_CONFIG_PATH)} "$config"
-kubeadm init --config "$config" --upload-certs --skip-token-print --skip-certificate-key-print 2>&1 | redact_secrets \\
+# No certificate upload here: each control-plane join uploads them with a key of its own.
+kubeadm init --config "$config" --skip-token-print 2>&1 | redact_secrets \\
   || die "kubeadm init failed (its output is above); fix the cause, run kubeadm reset -f on this node, then deploy again"
 
 step "wait for this node's API server"
 wait_healthz ${shq(LOCAL_HEALTHZ)} ${wait} "this node's API server"
 step "wait for the API through the load balancer"
 wait_healthz ${shq(vipHealthz(spec))} ${wait} "the API server behind the VIP (keepalived + haproxy)"
+
+step "delete init's bootstrap token (every join mints its own)"
+delete_round_token
 `;
   return { phase: "init", node, files, secrets, script: kubeScript("init", node, files, secrets, spec, body) };
 }
@@ -275,62 +272,55 @@ kubectl --kubeconfig "$ADMIN_CONF" apply --server-side --force-conflicts -f ${sh
 }
 
 /**
- * Fresh join material on the first control plane before joins: the bootstrap token
- * from the secrets (created again when missing, replaced or close to expiry) and the
- * control-plane certificates re-uploaded with the known certificate key (kubeadm
- * deletes them two hours after an upload), so joins days after init still work.
+ * Runs on the first control plane before a join: mint this join's own bootstrap token (and, for a
+ * control plane, upload the certificates encrypted with this join's own key). The values are new
+ * for every run of the join step, so a join retried or added days after init always has fresh,
+ * unexpired material, and a token seen on one node is never valid for another round.
  */
-export function joinMaterialStep(spec: ClusterSpec): Step {
+function joinTokenRun(spec: ClusterSpec, joining: NodeSpec): NodeRun {
   const node = firstControlPlane(spec);
-  const files: RenderedFile[] = [
-    { path: JOIN_MATERIAL_CONFIG_PATH, content: renderJoinMaterialConfig(spec), mode: "0600" },
-  ];
-  const secrets: SecretName[] = ["bootstrap-token", "certificate-key"];
-  const marker = `${STATE_DIR}/state/uploaded-certificate-key.sha256`;
+  const controlPlane = joining.role === "control-plane";
+  const secrets: SecretName[] = controlPlane ? ["bootstrap-token", "certificate-key"] : ["bootstrap-token"];
   const body = `
 [ -f "$ADMIN_CONF" ] || die "$ADMIN_CONF is missing: the init step has not completed on this node"
+src=""
 config=""
+make_private_tmp src
 make_private_tmp config
-fill_secrets ${shq(JOIN_MATERIAL_CONFIG_PATH)} "$config"
+printf '%s' ${shq(renderJoinTokenConfig(spec, controlPlane))} >"$src"
+fill_secrets "$src" "$config"
 
-step "bootstrap token"
+step ${shq(`bootstrap token for ${joining.name}`)}
 read_secret_checked token bootstrap-token "$TOKEN_PATTERN" "bootstrap token"
-token_id="\${token%%.*}"
-left="$(token_seconds_left "bootstrap-token-$token_id")"
-if [ "$left" -ge 0 ] && [ "$(kube_secret_field "bootstrap-token-$token_id" token-secret)" != "\${token#*.}" ]; then
-  printf '[kubeadm-ha] %s join-material: token %s holds another secret; replacing it\\n' "$NODE" "$token_id"
-  left=0
-fi
-if [ "$left" -ge ${RENEW_BELOW_SECONDS} ]; then
-  printf '[kubeadm-ha] %s join-material: token %s valid for %s more minutes, unchanged\\n' "$NODE" "$token_id" "$((left / 60))"
-else
-  if [ "$left" -ge 0 ]; then kubeadm token delete "$token_id" --kubeconfig "$ADMIN_CONF" >/dev/null; fi
-  # The token comes from the config file, not argv; kubeadm prints it on stdout, hence /dev/null.
-  kubeadm token create --config "$config" --kubeconfig "$ADMIN_CONF" >/dev/null || die "kubeadm token create failed"
-  printf '[kubeadm-ha] %s join-material: token %s created (ttl 2h)\\n' "$NODE" "$token_id"
-fi
-
-step "control-plane certificates for joins (secret kube-system/kubeadm-certs)"
-key_hash="$(secret certificate-key | sha256sum)"
-owner="$(kubectl --kubeconfig "$ADMIN_CONF" -n kube-system get secret kubeadm-certs --ignore-not-found -o 'jsonpath={.metadata.ownerReferences[0].name}')" \\
-  || die "could not read secret kube-system/kubeadm-certs"
-certs_left=-1
-if [ -n "$owner" ]; then certs_left="$(token_seconds_left "$owner")"; fi
-if [ "$certs_left" -ge ${RENEW_BELOW_SECONDS} ] && [ "$(cat ${shq(marker)} 2>/dev/null || true)" = "$key_hash" ]; then
-  printf '[kubeadm-ha] %s join-material: certificates uploaded with the current key, %s more minutes, unchanged\\n' "$NODE" "$((certs_left / 60))"
-else
-  kubeadm init phase upload-certs --upload-certs --config "$config" 2>&1 | redact_secrets || die "kubeadm init phase upload-certs failed"
-  install -d -m 0700 ${shq(`${STATE_DIR}/state`)}
-  printf '%s\\n' "$key_hash" >${shq(marker)}
-fi
+# The token comes from the config file, not argv; kubeadm prints it on stdout, hence /dev/null.
+kubeadm token create --config "$config" --kubeconfig "$ADMIN_CONF" >/dev/null || die "kubeadm token create failed"
+printf '[kubeadm-ha] %s %s: token %s created for %s (ttl ${BOOTSTRAP_TOKEN_TTL}, deleted after the join)\\n' "$NODE" "$PHASE" "\${token%%.*}" ${shq(joining.name)}
+${
+  controlPlane
+    ? `
+step ${shq(`control-plane certificates for ${joining.name} (secret kube-system/kubeadm-certs)`)}
+kubeadm init phase upload-certs --upload-certs --config "$config" 2>&1 | redact_secrets || die "kubeadm init phase upload-certs failed"`
+    : ""
+}
 `;
-  return {
-    phase: "join-material",
-    node,
-    files,
-    secrets,
-    script: kubeScript("join-material", node, files, secrets, spec, body),
-  };
+  return { node, files: [], secrets, script: kubeScript("join-token", node, [], secrets, spec, body) };
+}
+
+/** Runs on the first control plane after a join: the round's token and uploaded certificates are deleted. */
+function joinCleanupRun(spec: ClusterSpec, joining: NodeSpec): NodeRun {
+  const node = firstControlPlane(spec);
+  const secrets: SecretName[] = ["bootstrap-token"];
+  const body = `
+step ${shq(`delete the join material of ${joining.name}`)}
+delete_round_token
+${
+  joining.role === "control-plane"
+    ? `kubectl --kubeconfig "$ADMIN_CONF" -n kube-system delete secret kubeadm-certs --ignore-not-found >/dev/null \\
+  || warn "could not delete secret kube-system/kubeadm-certs (kubeadm deletes it two hours after the upload)"`
+    : ""
+}
+`;
+  return { node, files: [], secrets, script: kubeScript("join-cleanup", node, [], secrets, spec, body) };
 }
 
 /** `kubeadm join` for a further control plane or a worker, through the VIP, pinned to the cluster CA. */
@@ -365,5 +355,13 @@ wait_healthz ${shq(LOCAL_HEALTHZ)} ${wait} "this node's API server"`
     : ""
 }
 `;
-  return { phase: "join", node, files, secrets, script: kubeScript("join", node, files, secrets, spec, body) };
+  return {
+    phase: "join",
+    node,
+    files,
+    secrets,
+    script: kubeScript("join", node, files, secrets, spec, body),
+    before: joinTokenRun(spec, node),
+    after: joinCleanupRun(spec, node),
+  };
 }

@@ -2,10 +2,11 @@
 // failing step, installing staged files only when they differ, and cleanup of the
 // staging directory (which may hold secrets) however the script ends.
 import { SECRETS_DIR } from "./paths.ts";
-import type { Phase, RenderedFile, SecretName } from "./types.ts";
+import { INSTALLED_SECRETS, type Phase, type RenderedFile, SECRET_NAMES, type SecretName } from "./types.ts";
 
 export interface PhaseScriptInput {
-  phase: Phase;
+  /** The phase, or the name of a run another step makes on this node (e.g. "join-token"). */
+  phase: Phase | string;
   node: string;
   files: RenderedFile[];
   secrets: SecretName[];
@@ -13,12 +14,19 @@ export interface PhaseScriptInput {
   body: string;
 }
 
+const SECRET_NAMES_NOT_INSTALLED: readonly SecretName[] = SECRET_NAMES.filter((s) => !INSTALLED_SECRETS.includes(s));
+
 /** Quote a string for bash (single quotes). */
 export const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
 export function phaseScript(input: PhaseScriptInput): string {
   const installs = input.files.map((f) => `install_file ${f.mode} ${shq(f.path)}`).join("\n");
-  const secrets = input.secrets.map((s) => `install_secret ${s}`).join("\n");
+  const secrets = input.secrets
+    .filter((s) => INSTALLED_SECRETS.includes(s))
+    .map((s) => `install_secret ${s}`)
+    .join("\n");
+  // Join secrets stay in the stage (removed at exit); copies earlier versions installed are removed.
+  const transient = SECRET_NAMES_NOT_INSTALLED.map((s) => `"$SECRETS_DIR/${s}"`).join(" ");
   return `#!/usr/bin/env bash
 # kubeadm-ha phase "${input.phase}" for node ${input.node}. Generated: edit the spec, not this file.
 set -euo pipefail
@@ -66,7 +74,8 @@ install_secret() {
   install -d -m 0700 "$SECRETS_DIR"
   install -m 0600 "$STAGE/secrets/$1" "$SECRETS_DIR/$1"
 }
-secret() { cat "$SECRETS_DIR/$1"; }
+secret() { case "$1" in ${INSTALLED_SECRETS.join(" | ")}) cat "$SECRETS_DIR/$1" ;; *) cat "$STAGE/secrets/$1" ;; esac; }
+rm -f -- ${transient}
 
 step "install files"
 ${installs || ":"}

@@ -2,7 +2,7 @@
 import type { NodeSpec } from "../spec/schema.ts";
 
 /** Phases in the order a cluster is built. */
-export const PHASES = ["prepare", "loadbalancer", "init", "cni", "join-material", "join", "etcd-backup-timer"] as const;
+export const PHASES = ["prepare", "loadbalancer", "init", "cni", "join", "etcd-backup-timer"] as const;
 export type Phase = (typeof PHASES)[number];
 
 /** A config file as it will sit on a host. Never contains a secret. */
@@ -14,7 +14,11 @@ export interface RenderedFile {
   mode: string;
 }
 
-/** Secrets a step needs on the host; uploaded 0600 to SECRETS_DIR/<name>, never rendered. */
+/**
+ * Secrets a step needs on the host, uploaded 0600 into the step's private stage, never rendered.
+ * The daemons' passwords are installed into SECRETS_DIR (keepalived and haproxy read them for as
+ * long as they run); join secrets are read from the stage and leave the host with it.
+ */
 export const SECRET_NAMES = [
   "vrrp-password",
   "stats-password",
@@ -23,13 +27,30 @@ export const SECRET_NAMES = [
   "ca-key",
 ] as const;
 export type SecretName = (typeof SECRET_NAMES)[number];
+/** Secrets that outlive the step on the host (in SECRETS_DIR), because a daemon reads them. */
+export const INSTALLED_SECRETS: readonly SecretName[] = ["vrrp-password", "stats-password"];
+/**
+ * Secrets minted for one step only (a fresh value each time the step runs): the bootstrap
+ * token and certificate key of one join round. Never the same value in two rounds.
+ */
+export const ROUND_SECRETS: readonly SecretName[] = ["bootstrap-token", "certificate-key"];
 
-/** One phase on one node: files to install, secrets to upload, the script that applies them. */
-export interface Step {
-  phase: Phase;
+/** A script run on one node: files to install, secrets to upload, the script that applies them. */
+export interface NodeRun {
   node: NodeSpec;
   files: RenderedFile[];
   secrets: SecretName[];
   /** Complete bash script (see phase-script.ts); run as root from the staging directory. */
   script: string;
+}
+
+/**
+ * One phase on one node. A step may also run scripts on another node around its own, with
+ * the same round secrets: a join mints its token on the first control plane (`before`) and
+ * deletes it there once the node has joined (`after`).
+ */
+export interface Step extends NodeRun {
+  phase: Phase;
+  before?: NodeRun;
+  after?: NodeRun;
 }

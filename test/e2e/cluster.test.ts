@@ -81,7 +81,7 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
       .stdout;
     expect(modes).toContain("700 root /etc/kubeadm-ha/secrets");
     for (const line of modes.trim().split("\n").slice(1)) expect(line).toStartWith("600 root ");
-    for (const v of [secrets.vrrpPassword, secrets.statsPassword, secrets.bootstrapToken, secrets.certificateKey]) {
+    for (const v of [secrets.vrrpPassword, secrets.statsPassword, secrets.joinSeed]) {
       expect(apply.out.includes(v)).toBe(false);
     }
   });

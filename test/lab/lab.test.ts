@@ -13,6 +13,7 @@ import {
   labLeftovers,
   labNspawnPids,
   labPaths,
+  labSetClock,
   labStatus,
   labUp,
   linkDown,
@@ -333,23 +334,72 @@ describe.skipIf(lab.skip)("lab (real hosts)", () => {
         readFileSync("/var/log/kubeadm-standin.log", "utf8").includes("abcdef.0123456789abcdef"),
     ).toBe(false);
 
-    // A worker joins with the printed CA pin; a wrong pin is refused.
+    // A worker joins with the printed CA pin; a wrong pin is refused. No load balancer runs in
+    // this lab, so joins go to cp-1's API server directly (kubeadm accepts any apiserver).
+    const api = "198.18.0.11:6443";
+    const pin = join![3];
     const bad = await ssh(
       "worker-1",
-      `kubeadm join ${join![1]} --token ${join![2]} --discovery-token-ca-cert-hash sha256:${"0".repeat(64)}`,
+      `kubeadm join ${api} --token ${join![2]} --discovery-token-ca-cert-hash sha256:${"0".repeat(64)}`,
     );
     expect(bad.code).not.toBe(0);
-    const ok = await ssh(
-      "worker-1",
-      `kubeadm join ${join![1]} --token ${join![2]} --discovery-token-ca-cert-hash ${join![3]}`,
+    // Tokens are checked against the cluster, as kubeadm's discovery does: unknown, wrong, expired.
+    const joinWith = (token: string) =>
+      ssh("worker-1", `kubeadm join ${api} --token ${token} --discovery-token-ca-cert-hash ${pin}`);
+    const unknown = await joinWith("zzzzzz.zzzzzzzzzzzzzzzz");
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toContain(
+      'could not find a JWS signature in the cluster-info ConfigMap for token ID "zzzzzz"',
     );
+    expect((await joinWith("abcdef.zzzzzzzzzzzzzzzz")).code).not.toBe(0);
+    try {
+      await labSetClock(25 * 3600); // the init token's default TTL is 24 h
+      const expired = await joinWith(join![2]!);
+      expect(expired.code).not.toBe(0);
+      expect(expired.stderr).toContain("could not find a JWS signature");
+    } finally {
+      await labSetClock(0);
+    }
+    const ok = await joinWith(join![2]!);
     expect(ok.code).toBe(0);
     expect(await sh("worker-1", "test -s /etc/kubernetes/kubelet.conf && echo yes")).toBe("yes");
 
-    const upload = await ssh("cp-1", "kubeadm init phase upload-certs --upload-certs");
-    expect(upload.stdout).toMatch(/\n[0-9a-f]{64}\n/);
-    expect((await ssh("cp-1", "kubeadm token create --print-join-command")).stdout).toMatch(
-      /^kubeadm join 198\.18\.0\.10:8443 --token [a-z0-9]{6}\.[a-z0-9]{16} --discovery-token-ca-cert-hash sha256:/,
+    // Through a kubeconfig that names cp-1's API server: tokens made and deleted in the cluster,
+    // certificates uploaded with a key and refused to a control-plane join with another key.
+    await labExec(
+      "cp-1",
+      `sed 's#server: https://.*#server: https://${api}#' /etc/kubernetes/admin.conf > /root/local.conf`,
+    );
+    const upload = await ssh("cp-1", "kubeadm init phase upload-certs --upload-certs --kubeconfig /root/local.conf");
+    expect(upload.code).toBe(0);
+    const key = /\n([0-9a-f]{64})\n/.exec(upload.stdout)?.[1];
+    expect(key).toBeDefined();
+    const created = await ssh("cp-1", "kubeadm token create --print-join-command --kubeconfig /root/local.conf");
+    expect(created.stdout).toMatch(
+      /^kubeadm join 198\.18\.0\.11:6443 --token [a-z0-9]{6}\.[a-z0-9]{16} --discovery-token-ca-cert-hash sha256:/,
+    );
+    const fresh = / --token (\S+) /.exec(created.stdout)![1]!;
+    const cpJoin = (k: string) =>
+      ssh(
+        "cp-2",
+        `kubeadm join ${api} --token ${fresh} --discovery-token-ca-cert-hash ${pin} --control-plane --certificate-key ${k}`,
+      );
+    const wrongKey = await cpJoin("f".repeat(64));
+    expect(wrongKey.code).not.toBe(0);
+    expect(wrongKey.stderr).toContain("error decoding secret data with provided key");
+    try {
+      await labSetClock(2 * 3600 + 60); // kubeadm deletes the certificates two hours after the upload
+      const late = await cpJoin(key!);
+      expect(late.code).not.toBe(0);
+      expect(late.stderr).toContain('Secret "kubeadm-certs" was not found');
+    } finally {
+      await labSetClock(0);
+    }
+    expect((await ssh("cp-1", `kubeadm token delete ${fresh.split(".")[0]} --kubeconfig /root/local.conf`)).code).toBe(
+      0,
+    );
+    expect((await ssh("cp-1", "kubeadm token list --kubeconfig /root/local.conf")).stdout).not.toContain(
+      fresh.split(".")[0]!,
     );
     expect(
       (
@@ -358,7 +408,7 @@ describe.skipIf(lab.skip)("lab (real hosts)", () => {
         .trim()
         .split("\n"),
     ).toEqual(["active", "active", "active"]);
-    await labExec("cp-1", "kubeadm reset -f >/dev/null; rm -f /root/kubeadm.yaml /etc/kha-lab/standin-tokens");
+    await labExec("cp-1", "kubeadm reset -f >/dev/null; rm -f /root/kubeadm.yaml /root/local.conf");
     await labExec("worker-1", "kubeadm reset -f >/dev/null");
   }, 60_000);
 

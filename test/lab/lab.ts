@@ -283,6 +283,8 @@ async function prepareHost(node: LabNode, root: string, ctx: HostContext): Promi
   }
   remove(root, "/var/log/kubeadm-standin.log");
   put(root, "/etc/kha-lab/nodes", `${ctx.nodes.map((n) => `${n.name} ${n.role}`).join("\n")}\n`);
+  // Where the stand-ins find bun and their TypeScript helpers (kubeadm-api.ts) inside the host.
+  put(root, "/etc/kha-lab/env", `BUN=${ctx.bun}\nSTANDINS=${standins}\n`);
   put(root, "/etc/kha-lab/cluster-ca.crt", ctx.clusterCa);
   const unit = (description: string, exec: string, extra = "") =>
     `[Unit]\nDescription=${description}\n\n[Service]\n${extra}ExecStart=${exec}\nRestart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n`;
@@ -449,6 +451,15 @@ export function labEtcdctl(
   opts: { endpoints?: string[]; timeoutMs?: number } = {},
 ): Promise<RunResult> {
   return run(etcdctlArgv(args, opts.endpoints), { env: { ETCDCTL_API: "3" }, timeoutMs: opts.timeoutMs ?? 30_000 });
+}
+
+/**
+ * Moves the lab clock the apiserver stand-ins judge token and certificate expiry by (seconds
+ * ahead of this machine's clock; 0 puts it back), so a test can be "hours later" at once.
+ */
+export async function labSetClock(offsetSeconds: number): Promise<void> {
+  const r = await labEtcdctl(["put", "kubeadm-ha-lab/clock-offset-seconds", String(offsetSeconds)]);
+  if (r.code !== 0) throw new Error(`could not set the lab clock: ${r.stderr}`);
 }
 
 /** Whether all three lab etcd members answer healthy. */

@@ -8,7 +8,9 @@
 // The load-balancer step is applied here over SSH with its rendered script (as the
 // stack's provisioners do: files and secrets staged, then run.sh); the other steps'
 // files are only installed, so drift has a clean baseline without running kubeadm.
+
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,7 +18,7 @@ import { connectNode, type Remote } from "../../lib/remote/ssh.ts";
 import { renderCluster } from "../../lib/render/index.ts";
 import { stageDir } from "../../lib/render/paths.ts";
 import type { Step } from "../../lib/render/types.ts";
-import { type ClusterSecrets, caCertHash, ensureSecrets, SECRET_VARIABLES } from "../../lib/secrets.ts";
+import { type ClusterSecrets, caCertHash, ensureSecrets, hostSecretValue } from "../../lib/secrets.ts";
 import { loadSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
 import { LAB, labDown, labExec, labPaths, labStatus, labUp, PROJECT_ROOT, requireLab } from "./lab.ts";
@@ -64,8 +66,9 @@ const sh = async (host: string, cmd: string) => {
 
 /** What the stack's provisioners do for one step: stage files and secrets, run run.sh as root. */
 async function applyStep(remote: Remote, step: Step, secrets: ClusterSecrets, runScript: boolean): Promise<void> {
-  const stage = stageDir(step.phase);
-  await remote.run(`rm -rf ${stage} && mkdir -m 0700 ${stage} && mkdir -p ${stage}/secrets`);
+  const id = randomUUID();
+  const stage = stageDir(step.phase, id);
+  await remote.run(`mkdir -m 0700 ${stage} && mkdir -p ${stage}/secrets`);
   for (const f of step.files) {
     await remote.run(`mkdir -p ${stage}/root${f.path.slice(0, f.path.lastIndexOf("/"))}`);
     await remote.put({ content: f.content }, `${stage}/root${f.path}`, { mode: 0o600 });
@@ -76,7 +79,7 @@ async function applyStep(remote: Remote, step: Step, secrets: ClusterSecrets, ru
     return;
   }
   for (const name of step.secrets) {
-    await remote.put({ content: String(secrets[SECRET_VARIABLES[name].field]) }, `${stage}/secrets/${name}`, {
+    await remote.put({ content: hostSecretValue(secrets, name, id) }, `${stage}/secrets/${name}`, {
       mode: 0o600,
     });
   }

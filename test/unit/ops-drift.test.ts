@@ -55,7 +55,7 @@ describe("-replace addresses", () => {
     const type = backend === "builtin" ? "terraform_data" : "null_resource";
     const inStack = Object.keys(syn.json.resource[type]).filter((id) => id !== "kubeconfig");
     expect(steps.map((s) => stepAddress(syn.spec, s)).sort()).toEqual(inStack.map((id) => `${type}.${id}`).sort());
-    expect(Object.keys(stackSteps(syn.json))).toContain("join_material_cp_1");
+    expect(Object.keys(stackSteps(syn.json))).toContain("join_worker_1");
     // Only the drifted steps, once each, in build order.
     const lb2 = steps.find((s) => s.phase === "loadbalancer" && s.node.name === "cp-2")!;
     const prep1 = steps.find((s) => s.phase === "prepare" && s.node.name === "cp-1")!;

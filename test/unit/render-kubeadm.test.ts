@@ -1,4 +1,4 @@
-// kubeadm configs and the init/CNI/join-material/join steps: every YAML document
+// kubeadm configs and the init/CNI/join steps (with each join's token runs): every YAML document
 // parsed and checked, the CA hash compared with openssl's, scripts shellchecked, and
 // the secret substitution, redaction and version checks run for real in bash.
 import { describe, expect, test } from "bun:test";
@@ -7,20 +7,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { UserError } from "../../lib/errors.ts";
-import {
-  cniStep,
-  DEFAULT_CNI_MANIFESTS,
-  initStep,
-  joinMaterialStep,
-  joinStep,
-  KUBEADM_FUNCTIONS,
-} from "../../lib/render/kube-phases.ts";
+import { cniStep, DEFAULT_CNI_MANIFESTS, initStep, joinStep, KUBEADM_FUNCTIONS } from "../../lib/render/kube-phases.ts";
 import {
   caCertHashFromPem,
   type KubeadmContext,
   renderInitConfig,
   renderJoinConfig,
-  renderJoinMaterialConfig,
+  renderJoinTokenConfig,
 } from "../../lib/render/kubeadm.ts";
 import { COMMON_FUNCTIONS } from "../../lib/render/prepare.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
@@ -130,7 +123,7 @@ describe("init configuration", () => {
     expect(cluster.apiServer.certSANs).toEqual(["10.0.0.162", "10.0.0.163", "10.0.0.164", "10.0.0.165"]);
   });
 
-  test("InitConfiguration: first control plane's endpoint and name, placeholders for token and key", () => {
+  test("InitConfiguration: first control plane's endpoint and name, a placeholder for a short-lived token, no certificate key", () => {
     const init = byKind(list, "InitConfiguration");
     expect(init.localAPIEndpoint).toEqual({ advertiseAddress: "10.0.0.163", bindPort: 6443 });
     expect(init.nodeRegistration.name).toBe("cp-1");
@@ -138,8 +131,9 @@ describe("init configuration", () => {
     // v1beta4: extra arguments are a list of {name, value}.
     expect(init.nodeRegistration.kubeletExtraArgs).toEqual([{ name: "node-ip", value: "10.0.0.163" }]);
     expect(init.bootstrapTokens[0].token).toBe("__BOOTSTRAP_TOKEN__");
-    expect(init.bootstrapTokens[0].ttl).toBe("2h0m0s");
-    expect(init.certificateKey).toBe("__CERTIFICATE_KEY__");
+    expect(init.bootstrapTokens[0].ttl).toBe("1h0m0s");
+    // init uploads no certificates: every control-plane join uploads them with its own key
+    expect(init.certificateKey).toBeUndefined();
     expect(realLookingSecrets(renderInitConfig(s, ctx))).toEqual([]);
   });
 
@@ -232,22 +226,22 @@ describe("steps", () => {
   const all = [
     initStep(s, ctx),
     cniStep(s),
-    joinMaterialStep(s),
     joinStep(s, s.nodes[1]!, ctx),
     joinStep(s, s.nodes[2]!, ctx),
     joinStep(s, s.nodes[3]!, ctx),
   ];
+  const runs = all.flatMap((st) => [st.before, st, st.after].filter((r) => r !== undefined));
 
   test("every script is shellcheck-clean", () => {
     if (!requireTool("shellcheck")) return;
-    for (const step of all) {
-      const r = run(["shellcheck", "-s", "bash", "-"], step.script);
-      expect(`${step.phase} ${step.node.name}: ${r.out}${r.err}`).toBe(`${step.phase} ${step.node.name}: `);
+    for (const r of runs) {
+      const out = run(["shellcheck", "-s", "bash", "-"], r.script);
+      expect(`${r.node.name}: ${out.out}${out.err}`).toBe(`${r.node.name}: `);
     }
   });
 
   test("no secret, no CA skip, configs under /etc/kubeadm-ha in files and scripts", () => {
-    for (const step of all) {
+    for (const step of runs) {
       const everything = step.script + step.files.map((f) => f.content).join("\n");
       expect(everything).not.toMatch(/unsafe/i);
       expect(everything).not.toContain("--discovery-token-unsafe-skip-ca-verification");
@@ -255,41 +249,56 @@ describe("steps", () => {
       for (const f of step.files) expect(f.path.startsWith("/etc/kubeadm-ha/")).toBe(true);
     }
     expect(readFileSync(caKeyPath, "utf8").length).toBeGreaterThan(0);
-    for (const step of all) expect(step.script).not.toContain(readFileSync(caKeyPath, "utf8").split("\n")[1]!);
+    for (const step of runs) expect(step.script).not.toContain(readFileSync(caKeyPath, "utf8").split("\n")[1]!);
   });
 
-  test("init: first control plane, --upload-certs with the config, CA installed before init, waits on the VIP", () => {
+  test("init: first control plane, CA installed from the stage before init, waits on the VIP, deletes its token", () => {
     const init = all[0]!;
     expect(init.node.name).toBe("cp-1");
     expect(init.phase).toBe("init");
-    expect(init.secrets).toEqual(["bootstrap-token", "certificate-key", "ca-key"]);
+    expect(init.secrets).toEqual(["bootstrap-token", "ca-key"]);
     expect(init.files.map((f) => [f.path, f.mode])).toEqual([
       ["/etc/kubeadm-ha/kubeadm-init.yaml", "0600"],
       ["/etc/kubeadm-ha/pki/ca.crt", "0644"],
     ]);
     expect(init.files[1]!.content.trim()).toBe(caCertPem.trim());
     const sc = init.script;
-    expect(sc).toMatch(/kubeadm init --config "\$config" --upload-certs/);
-    expect(sc.indexOf('install -m 0600 "$SECRETS_DIR/ca-key" /etc/kubernetes/pki/ca.key')).toBeGreaterThan(0);
+    expect(sc).toMatch(/kubeadm init --config "\$config" --skip-token-print/);
+    expect(sc).not.toContain("--upload-certs");
+    expect(sc.indexOf('install -m 0600 "$STAGE/secrets/ca-key" /etc/kubernetes/pki/ca.key')).toBeGreaterThan(0);
+    expect(sc.lastIndexOf("delete_round_token")).toBeGreaterThan(sc.indexOf("kubeadm init --config"));
     expect(sc.indexOf("/etc/kubernetes/pki/ca.key")).toBeLessThan(sc.indexOf("kubeadm init --config"));
     expect(sc).toContain("'https://10.0.0.162:8443/healthz'");
     expect(sc).toContain("already initialized, kubeadm settings are not re-applied to a running cluster");
     expect(sc).toContain("kubeadm upgrade");
   });
 
-  test("join-material: token and upload-certs from the config file, output hidden or redacted", () => {
-    const jm = all[2]!;
-    expect(jm.node.name).toBe("cp-1");
-    expect(jm.secrets).toEqual(["bootstrap-token", "certificate-key"]);
-    expect(jm.files[0]!.content).toBe(renderJoinMaterialConfig(s));
-    expect(jm.script).toContain('kubeadm token create --config "$config" --kubeconfig "$ADMIN_CONF" >/dev/null');
-    expect(jm.script).toContain(
+  test("each join mints its material on the first control plane before, and deletes it after", () => {
+    const [cp2, w1] = [all[2]!, all[4]!];
+    for (const j of [cp2, w1]) {
+      expect(j.before!.node.name).toBe("cp-1");
+      expect(j.after!.node.name).toBe("cp-1");
+      expect(j.before!.files).toEqual([]);
+      expect(j.before!.script).toContain(
+        'kubeadm token create --config "$config" --kubeconfig "$ADMIN_CONF" >/dev/null',
+      );
+      expect(j.after!.script).toContain("delete_round_token");
+      expect(j.after!.secrets).toEqual(["bootstrap-token"]);
+    }
+    expect(cp2.before!.secrets).toEqual(["bootstrap-token", "certificate-key"]);
+    expect(cp2.before!.script).toContain(
       'kubeadm init phase upload-certs --upload-certs --config "$config" 2>&1 | redact_secrets',
     );
+    expect(cp2.after!.script).toContain("delete secret kubeadm-certs");
+    expect(w1.before!.secrets).toEqual(["bootstrap-token"]);
+    expect(w1.before!.script).not.toContain("upload-certs");
+    expect(w1.after!.script).not.toContain("kubeadm-certs");
+    expect(renderJoinTokenConfig(s, true)).toContain("certificateKey: __CERTIFICATE_KEY__");
+    expect(renderJoinTokenConfig(s, false)).not.toContain("certificateKey");
   });
 
   test("joins: control planes wait for their own API server, workers do not; secrets per role", () => {
-    const [cp2, cp3, w1] = [all[3]!, all[4]!, all[5]!];
+    const [cp2, cp3, w1] = [all[2]!, all[3]!, all[4]!];
     expect(cp2.secrets).toEqual(["bootstrap-token", "certificate-key"]);
     expect(w1.secrets).toEqual(["bootstrap-token"]);
     for (const j of [cp2, cp3, w1]) {
@@ -342,7 +351,7 @@ ${body}`;
 
   test("fill_secrets writes a 0600 copy with token and key filled in and parses as the same YAML", () => {
     const src = join(work, "init.yaml");
-    writeFileSync(src, renderInitConfig(spec(), ctx));
+    writeFileSync(src, renderJoinTokenConfig(spec(), true));
     const dest = join(work, "filled.yaml");
     const r2 = bash(
       `config=""; make_private_tmp config; fill_secrets ${JSON.stringify(src)} "$config"; cp "$config" ${JSON.stringify(dest)}; stat -c %a "$config"; printf '%s\\n' "$config"`,
@@ -547,7 +556,7 @@ echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-
     };
   }
 
-  test("init: CA installed first, secrets only in the config kubeadm read, output redacted, a re-run leaves it alone", () => {
+  test("init: CA installed first, secrets only in the config kubeadm read and gone from the host after, output redacted, a re-run leaves it alone", () => {
     if (!canIsolate()) return;
     const h = host();
     const step = initStep(spec(), ctx, { waitSeconds: 5 });
@@ -556,24 +565,21 @@ echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-
     expect(first.code).toBe(0);
     expect(first.out + first.err).not.toContain(TOKEN);
     expect(first.out + first.err).not.toContain(KEY);
-    expect(first.out).toContain("--token <bootstrap-token> --control-plane --certificate-key <certificate-key>");
+    expect(first.out).toContain("--token <bootstrap-token> --control-plane");
     const log = readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n");
-    expect(log).toHaveLength(1);
-    expect(log[0]).toMatch(/^init --config \S+ --upload-certs --skip-token-print --skip-certificate-key-print$/);
+    expect(log).toHaveLength(2);
+    expect(log[0]).toMatch(/^init --config \S+ --skip-token-print$/);
+    // init's own token is deleted once the API answers: every join mints its own
+    expect(log[1]).toBe(`token delete ${TOKEN.split(".")[0]} --kubeconfig /etc/kubernetes/admin.conf`);
     const seen = docs(readFileSync(join(h.capture, "init.yaml"), "utf8"));
     expect(byKind(seen, "InitConfiguration").bootstrapTokens[0].token).toBe(TOKEN);
-    expect(byKind(seen, "InitConfiguration").certificateKey).toBe(KEY);
+    expect(byKind(seen, "InitConfiguration").certificateKey).toBeUndefined();
     expect(existsSync(readFileSync(join(h.capture, "init.path"), "utf8").trim())).toBe(false);
     expect(readFileSync(join(h.upper, "kubernetes/pki/ca.crt"), "utf8").trim()).toBe(caCertPem.trim());
-    expect(
-      run([
-        "stat",
-        "-c",
-        "%a",
-        join(h.upper, "kubernetes/pki/ca.key"),
-        join(h.upper, "kubeadm-ha/secrets/bootstrap-token"),
-      ]).out,
-    ).toBe("600\n600\n");
+    expect(run(["stat", "-c", "%a", join(h.upper, "kubernetes/pki/ca.key")]).out).toBe("600\n");
+    // Join secrets and the CA key leave the host with the stage: the only CA key is kubeadm's.
+    for (const name of ["bootstrap-token", "certificate-key", "ca-key"])
+      expect(existsSync(join(h.upper, "kubeadm-ha/secrets", name))).toBe(false);
     // The installed config keeps its placeholders: the drift checker compares it with the rendered one.
     expect(readFileSync(join(h.upper, "kubeadm-ha/kubeadm-init.yaml"), "utf8")).toBe(step.files[0]!.content);
 
@@ -581,7 +587,7 @@ echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-
     expect(second.code).toBe(0);
     expect(second.out).toContain("already initialized, kubeadm settings are not re-applied to a running cluster");
     expect(second.out).not.toContain("installed /etc/");
-    expect(readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n")).toHaveLength(1);
+    expect(readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n")).toHaveLength(2);
 
     const upgraded = h.run(initStep(spec(), ctx, { waitSeconds: 5 }), "v1.30.5");
     expect(upgraded.code).toBe(1);
@@ -605,9 +611,47 @@ echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-
       token: TOKEN,
       caCertHashes: [ctx.caCertHash],
     });
+    expect(existsSync(join(h.upper, "kubeadm-ha/secrets/bootstrap-token"))).toBe(false);
     const second = h.run(joinStep(s, s.nodes[3]!, ctx, { waitSeconds: 5 }));
     expect(second.code).toBe(0);
     expect(second.out).toContain("already joined");
     expect(readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n")).toHaveLength(1);
+  });
+
+  test("a secret an earlier version left in the secrets directory is removed by the next step", () => {
+    if (!canIsolate()) return;
+    const h = host();
+    run(["mkdir", "-p", join(h.upper, "kubeadm-ha/secrets")]);
+    for (const name of ["bootstrap-token", "certificate-key", "ca-key"])
+      writeFileSync(join(h.upper, "kubeadm-ha/secrets", name), "old\n", { mode: 0o600 });
+    const s = spec();
+    const r = h.run(joinStep(s, s.nodes[3]!, ctx, { waitSeconds: 5 }));
+    expect(r.code).toBe(0);
+    for (const name of ["bootstrap-token", "certificate-key", "ca-key"])
+      expect(existsSync(join(h.upper, "kubeadm-ha/secrets", name))).toBe(false);
+  });
+
+  test("the token run and the cleanup run on the first control plane: create with the config, then delete by id", () => {
+    if (!canIsolate()) return;
+    const h = host();
+    run(["mkdir", "-p", join(h.upper, "kubernetes")]);
+    writeFileSync(join(h.upper, "kubernetes/admin.conf"), "");
+    const s = spec();
+    const cp2 = joinStep(s, s.nodes[1]!, ctx, { waitSeconds: 5 });
+    const before = h.run(cp2.before!);
+    expect(before.err).toBe("");
+    expect(before.code).toBe(0);
+    expect(before.out + before.err).not.toContain(TOKEN);
+    expect(before.out + before.err).not.toContain(KEY);
+    const after = h.run(cp2.after!);
+    expect(after.code).toBe(0);
+    const log = readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n");
+    expect(log[0]).toMatch(/^token create --config \S+ --kubeconfig \/etc\/kubernetes\/admin.conf$/);
+    expect(log[1]).toMatch(/^init phase upload-certs --upload-certs --config \S+$/);
+    expect(log[2]).toBe(`token delete ${TOKEN.split(".")[0]} --kubeconfig /etc/kubernetes/admin.conf`);
+    const seen = docs(readFileSync(join(h.capture, "token.yaml"), "utf8"));
+    expect(byKind(seen, "InitConfiguration").bootstrapTokens[0].token).toBe(TOKEN);
+    expect(byKind(seen, "InitConfiguration").certificateKey).toBe(KEY);
+    expect(existsSync(join(h.upper, "kubeadm-ha/secrets/bootstrap-token"))).toBe(false);
   });
 });

@@ -9,8 +9,7 @@ describe("secrets", () => {
 
   test("generated values have kubeadm's and keepalived's formats", () => {
     expect(s.vrrpPassword).toMatch(/^[A-Za-z0-9]{8}$/);
-    expect(s.bootstrapToken).toMatch(/^[a-z0-9]{6}\.[a-z0-9]{16}$/);
-    expect(s.certificateKey).toMatch(/^[a-f0-9]{64}$/);
+    expect(s.joinSeed).toMatch(/^[a-f0-9]{64}$/);
     expect(() => checkSecrets(s, "f")).not.toThrow();
     expect(generateSecrets().vrrpPassword).not.toBe(s.vrrpPassword);
   });
@@ -35,8 +34,7 @@ describe("secrets", () => {
     ["vrrpPassword", "P@##D321!", "vrrpPassword"],
     ["vrrpPassword", "123456789", "vrrpPassword"],
     ["statsPassword", "short", "statsPassword"],
-    ["bootstrapToken", "abc.def", "bootstrapToken"],
-    ["certificateKey", "XYZ", "certificateKey"],
+    ["joinSeed", "XYZ", "joinSeed"],
   ])("an edited %s of %p is refused, naming the field", (field, value, named) => {
     const bad = { ...s, [field]: value };
     expect(() => checkSecrets(bad, "secrets.json")).toThrow(UserError);

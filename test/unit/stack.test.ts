@@ -27,7 +27,6 @@ describe("stack order", () => {
         "loadbalancer_cp_3",
         "init_cp_1",
         "cni_cp_1",
-        "join_material_cp_1",
         "join_cp_2",
         "join_cp_3",
         "join_worker_1",
@@ -45,7 +44,7 @@ describe("stack order", () => {
     expect(dependsOn(s.loadbalancer_cp_3)).toEqual(["loadbalancer_cp_2", "prepare_cp_3"]);
   });
 
-  test("init waits for every load balancer; CNI and join material follow init", () => {
+  test("init waits for every load balancer; CNI follows init", () => {
     expect(dependsOn(s.init_cp_1)).toEqual([
       "loadbalancer_cp_1",
       "loadbalancer_cp_2",
@@ -53,14 +52,13 @@ describe("stack order", () => {
       "prepare_cp_1",
     ]);
     expect(dependsOn(s.cni_cp_1)).toEqual(["init_cp_1"]);
-    expect(dependsOn(s.join_material_cp_1)).toEqual(["cni_cp_1"]);
   });
 
   test("control planes join strictly one at a time, workers after them in parallel", () => {
-    expect(dependsOn(s.join_cp_2)).toEqual(["join_material_cp_1", "loadbalancer_cp_2", "prepare_cp_2"]);
-    expect(dependsOn(s.join_cp_3)).toEqual(["join_cp_2", "join_material_cp_1", "loadbalancer_cp_3", "prepare_cp_3"]);
-    expect(dependsOn(s.join_worker_1)).toEqual(["join_cp_3", "join_material_cp_1", "prepare_worker_1"]);
-    expect(dependsOn(s.join_worker_2)).toEqual(["join_cp_3", "join_material_cp_1", "prepare_worker_2"]);
+    expect(dependsOn(s.join_cp_2)).toEqual(["cni_cp_1", "loadbalancer_cp_2", "prepare_cp_2"]);
+    expect(dependsOn(s.join_cp_3)).toEqual(["cni_cp_1", "join_cp_2", "loadbalancer_cp_3", "prepare_cp_3"]);
+    expect(dependsOn(s.join_worker_1)).toEqual(["cni_cp_1", "join_cp_3", "prepare_worker_1"]);
+    expect(dependsOn(s.join_worker_2)).toEqual(["cni_cp_1", "join_cp_3", "prepare_worker_2"]);
     expect(dependsOn(s.join_worker_1)).not.toContain("join_worker_2");
   });
 });
@@ -129,13 +127,13 @@ describe("secrets", () => {
   test("no secret value appears in cdk.tf.json or the rendered tree; they arrive as sensitive variables", () => {
     const syn = synthSpec(EXAMPLE, builtin);
     const secrets = ensureSecrets(syn.spec);
-    const values = [secrets.vrrpPassword, secrets.statsPassword, secrets.bootstrapToken, secrets.certificateKey];
+    const values = [secrets.vrrpPassword, secrets.statsPassword, secrets.joinSeed];
     const keyBody = secrets.caKey.split("\n")[1]!;
     for (const v of [...values, keyBody]) {
       expect(syn.text.includes(v)).toBe(false);
       expect(Bun.spawnSync(["grep", "-rqF", v, syn.renderDir]).exitCode).toBe(1);
     }
-    for (const name of ["vrrp_password", "stats_password", "bootstrap_token", "certificate_key", "ca_key"]) {
+    for (const name of ["vrrp_password", "stats_password", "join_seed", "ca_key"]) {
       expect(syn.json.variable[name].sensitive).toBe(true);
       expect(syn.json.variable[name].default).toBeUndefined();
     }
@@ -155,8 +153,54 @@ describe("secrets", () => {
     for (const r of Object.values(s)) {
       for (const p of r.provisioner ?? []) {
         const body = p["remote-exec"];
-        if (body) expect(JSON.stringify(body)).not.toContain("var.");
+        // (a run on another node carries its connection, whose host key is not a secret)
+        if (body) expect(JSON.stringify(body.inline)).not.toContain("var.");
       }
+    }
+  });
+});
+
+describe("join rounds and staging", () => {
+  const { json } = synthSpec(EXAMPLE);
+  const s = steps(json);
+  const prov = (r: any) => r.provisioner.map((p: any) => ({ type: Object.keys(p)[0]!, ...p[Object.keys(p)[0]!] }));
+
+  test("each join mints its token on the first control plane, joins, then deletes the token there", () => {
+    for (const id of ["join_cp_2", "join_cp_3", "join_worker_1", "join_worker_2"]) {
+      const ps = prov(s[id]);
+      const runs = ps.filter((p: any) => p.type === "remote-exec").map((p: any) => p.inline[0]);
+      expect(runs.filter((c: string) => c.includes("/run.sh"))).toHaveLength(3);
+      const onFirst = ps.filter((p: any) => p.connection);
+      // before and after runs connect to cp-1 (and verify its host key), the join to the node itself
+      expect(new Set(onFirst.map((p: any) => p.connection.host))).toEqual(new Set([s.init_cp_1.connection.host]));
+      expect(onFirst.every((p: any) => p.connection.host_key === "${var.host_key_cp_1}")).toBe(true);
+      expect(ps.filter((p: any) => !p.connection).length).toBeGreaterThan(0);
+    }
+  });
+
+  test("round secrets are derived from the join seed and the step's own resource id: new on every run", () => {
+    for (const id of ["init_cp_1", "join_cp_2", "join_worker_1"]) {
+      const uploads = prov(s[id]).filter(
+        (p: any) => p.type === "file" && /\/secrets\/(bootstrap-token|certificate-key)$/.test(p.destination),
+      );
+      expect(uploads.length).toBeGreaterThan(0);
+      for (const u of uploads) {
+        expect(u.content).toContain("var.join_seed");
+        expect(u.content).toContain("self.id");
+      }
+    }
+    expect(json.variable.bootstrap_token).toBeUndefined();
+    expect(json.variable.certificate_key).toBeUndefined();
+  });
+
+  test("every stage is created exclusively, 0700, under a name that holds the resource id (nothing removed first)", () => {
+    for (const r of Object.values(s)) {
+      for (const p of prov(r).filter((x: any) => x.type === "remote-exec" && x.inline[0].includes("mkdir"))) {
+        expect(p.inline[0]).toMatch(/^mkdir -m 0700 \/tmp\/kubeadm-ha-stage\.\$\{self\.id\}\.[a-z-]+ && /);
+        expect(p.inline[0]).not.toContain("rm ");
+      }
+      for (const p of prov(r).filter((x: any) => x.type === "file"))
+        expect(p.destination).toStartWith("/tmp/kubeadm-ha-stage.${self.id}.");
     }
   });
 });

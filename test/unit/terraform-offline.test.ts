@@ -50,7 +50,7 @@ describe.skipIf(!terraform)("terraform offline (builtin back-end)", () => {
     expect(plan.out).toContain(`Plan: ${count} to add, 0 to change, 0 to destroy`);
     // Secrets are sensitive variables: the plan never shows them.
     const secrets = ensureSecrets(syn.spec);
-    for (const v of [secrets.vrrpPassword, secrets.statsPassword, secrets.bootstrapToken, secrets.certificateKey]) {
+    for (const v of [secrets.vrrpPassword, secrets.statsPassword, secrets.joinSeed]) {
       expect(plan.out.includes(v)).toBe(false);
     }
   }, 120_000);

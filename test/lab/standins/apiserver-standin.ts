@@ -6,6 +6,11 @@
 // healthy member and a cluster with quorum; otherwise 500. That is the signal haproxy and
 // keepalived health checks look at, so failure tests see what a real apiserver would show.
 // Flags use kube-apiserver's names so the manifest reads like kubeadm's.
+//
+// It also keeps the cluster state kubeadm's join checks depend on, in etcd like the real one
+// (test/lab/standins/kubeadm-api.ts is the client): bootstrap tokens with their expiry, the
+// kubeadm-certs Secret (two hours after upload, as kubeadm's owner token), and a lab clock that
+// tests can move forward (etcd key kubeadm-ha-lab/clock-offset-seconds) to make them expire.
 import { parseArgs } from "node:util";
 
 const { values: flags } = parseArgs({
@@ -48,6 +53,120 @@ async function etcdOk(): Promise<string | undefined> {
   }
 }
 
+const b64 = (s: string) => Buffer.from(s).toString("base64");
+async function etcdCall(path: string, body: object): Promise<any> {
+  const res = await fetch(`${etcd}${path}`, {
+    method: "POST",
+    body: JSON.stringify(body),
+    tls: etcdTls,
+    signal: AbortSignal.timeout(5000),
+  } as RequestInit);
+  if (!res.ok) throw new Error(`etcd ${path} answered ${res.status}`);
+  return res.json();
+}
+async function etcdGet(key: string): Promise<string | undefined> {
+  const r = await etcdCall("/v3/kv/range", { key: b64(key) });
+  const v = r.kvs?.[0]?.value;
+  return v === undefined ? undefined : Buffer.from(v, "base64").toString();
+}
+async function etcdList(prefix: string): Promise<string[]> {
+  const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+  const r = await etcdCall("/v3/kv/range", { key: b64(prefix), range_end: b64(end) });
+  return (r.kvs ?? []).map((kv: { value: string }) => Buffer.from(kv.value, "base64").toString());
+}
+const etcdPut = (key: string, value: string) => etcdCall("/v3/kv/put", { key: b64(key), value: b64(value) });
+const etcdDelete = async (key: string) =>
+  Number((await etcdCall("/v3/kv/deleterange", { key: b64(key) })).deleted ?? 0);
+
+const TOKENS = "kubeadm-ha-lab/bootstrap-tokens/";
+const CERTS = "kubeadm-ha-lab/kubeadm-certs";
+/** kubeadm deletes the kubeadm-certs Secret with its owner token, two hours after an upload. */
+const CERTS_TTL_SECONDS = 2 * 3600;
+interface StoredToken {
+  id: string;
+  secret: string;
+  /** Lab-clock seconds; null never expires. */
+  expires: number | null;
+  description?: string;
+}
+
+/** Seconds since the epoch on the lab clock: this host's clock plus the offset tests set. */
+async function labNow(): Promise<number> {
+  const offset = Number((await etcdGet("kubeadm-ha-lab/clock-offset-seconds")) ?? 0);
+  return Math.floor(Date.now() / 1000) + offset;
+}
+const sha256 = (s: string) => new Bun.CryptoHasher("sha256").update(s).digest("hex");
+
+/** A bootstrap token that exists, matches and has not expired, else the reason kubeadm would give. */
+async function checkToken(auth: string | null): Promise<string | undefined> {
+  const m = /^Bearer ([a-z0-9]{6})\.([a-z0-9]{16})$/.exec(auth ?? "");
+  if (!m) return "no bootstrap token in the request";
+  const raw = await etcdGet(TOKENS + m[1]);
+  const t: StoredToken | undefined = raw ? JSON.parse(raw) : undefined;
+  if (!t || t.secret !== m[2] || (t.expires !== null && t.expires <= (await labNow())))
+    return `couldn't validate the identity of the API Server: could not find a JWS signature in the cluster-info ConfigMap for token ID "${m[1]}"`;
+  return undefined;
+}
+
+/** The lab's share of the Kubernetes API: what kubeadm token/upload-certs/join talk to. */
+async function labApi(req: Request, path: string): Promise<Response> {
+  const body = req.method === "GET" || req.method === "DELETE" ? {} : await req.json().catch(() => ({}));
+  const fail = (status: number, message: string) => Response.json({ message }, { status });
+  if (path === "/kha-lab/tokens" && req.method === "GET") {
+    const now = await labNow();
+    const all = (await etcdList(TOKENS)).map((v) => JSON.parse(v) as StoredToken);
+    return Response.json(all.filter((t) => t.expires === null || t.expires > now).map(({ secret: _s, ...t }) => t));
+  }
+  if (path === "/kha-lab/tokens" && req.method === "POST") {
+    const { id, secret, ttlSeconds, description } = body as Record<string, any>;
+    if (!/^[a-z0-9]{6}$/.test(id ?? "") || !/^[a-z0-9]{16}$/.test(secret ?? ""))
+      return fail(400, "the bootstrap token must be of the form [a-z0-9]{6}.[a-z0-9]{16}");
+    const existing = await etcdGet(TOKENS + id);
+    if (existing) return fail(409, `secrets "bootstrap-token-${id}" already exists`);
+    const expires = Number(ttlSeconds) > 0 ? (await labNow()) + Number(ttlSeconds) : null;
+    await etcdPut(TOKENS + id, JSON.stringify({ id, secret, expires, description } satisfies StoredToken));
+    return Response.json({ id, expires }, { status: 201 });
+  }
+  const del = /^\/kha-lab\/tokens\/([a-z0-9]{6})$/.exec(path);
+  if (del && req.method === "DELETE") {
+    return (await etcdDelete(TOKENS + del[1])) > 0
+      ? Response.json({ deleted: del[1] })
+      : fail(404, `secrets "bootstrap-token-${del[1]}" not found`);
+  }
+  if (path === "/kha-lab/discovery" && req.method === "POST") {
+    const problem = await checkToken(req.headers.get("authorization"));
+    return problem ? fail(401, problem) : Response.json({ ok: true });
+  }
+  if (path === "/kha-lab/kubeadm-certs" && req.method === "PUT") {
+    const key = String((body as Record<string, unknown>).key ?? "");
+    if (!/^[0-9a-f]{64}$/.test(key)) return fail(400, "the certificate key must be 64 hex digits (a 32-byte AES key)");
+    await etcdPut(CERTS, JSON.stringify({ keySha256: sha256(key), expires: (await labNow()) + CERTS_TTL_SECONDS }));
+    return Response.json({ ok: true });
+  }
+  if (path === "/kha-lab/kubeadm-certs" && req.method === "DELETE") {
+    await etcdDelete(CERTS);
+    return Response.json({ ok: true });
+  }
+  if (path === "/kha-lab/kubeadm-certs/download" && req.method === "POST") {
+    const problem = await checkToken(req.headers.get("authorization"));
+    if (problem) return fail(401, problem);
+    const raw = await etcdGet(CERTS);
+    const certs = raw ? (JSON.parse(raw) as { keySha256: string; expires: number }) : undefined;
+    if (!certs || certs.expires <= (await labNow()))
+      return fail(
+        404,
+        'error downloading certs: error downloading the secret: Secret "kubeadm-certs" was not found in the "kube-system" Namespace. This Secret might have expired. Please, run `kubeadm init phase upload-certs --upload-certs` on a control plane to generate a new one',
+      );
+    if (certs.keySha256 !== sha256(String((body as Record<string, unknown>).key ?? "")))
+      return fail(
+        403,
+        "error downloading certs: error decoding secret data with provided key: cipher: message authentication failed",
+      );
+    return Response.json({ ok: true });
+  }
+  return fail(404, `no lab API at ${req.method} ${path}`);
+}
+
 const server = Bun.serve({
   hostname: String(flags["bind-address"]),
   port: Number(flags["secure-port"]),
@@ -55,12 +174,19 @@ const server = Bun.serve({
   async fetch(req) {
     // Not new URL(req.url): a request without a Host header (haproxy's HTTP/1.0 health check)
     // has no valid absolute URL, and a real apiserver answers those too.
-    const path = req.url.replace(/^[a-z]+:\/\/[^/]*/i, "").split("?")[0];
+    const path = req.url.replace(/^[a-z]+:\/\/[^/]*/i, "").split("?")[0] ?? "";
     if (path === "/healthz" || path === "/livez" || path === "/readyz") {
       const problem = await etcdOk();
       return problem
         ? new Response(`[-]etcd failed: ${problem}\n${path.slice(1)} check failed\n`, { status: 500 })
         : new Response("ok", { status: 200 });
+    }
+    if (path.startsWith("/kha-lab/")) {
+      try {
+        return await labApi(req, path);
+      } catch (e) {
+        return Response.json({ message: `lab API: ${(e as Error).message}` }, { status: 503 });
+      }
     }
     if (path === "/version") {
       return Response.json({ major: "1", minor: "31", gitVersion: "v1.31.4", platform: "linux/amd64" });

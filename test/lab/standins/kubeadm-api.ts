@@ -1,0 +1,151 @@
+// LAB STAND-IN HELPER — the part of the kubeadm and kubectl stand-ins (test/lab/standins) that
+// talks to the cluster: it reads kubeadm config files as kubeadm does (YAML documents by kind) and
+// calls the apiserver stand-in's lab API, which keeps tokens and the kubeadm-certs Secret in etcd.
+// So a join is refused exactly when the real kubeadm would refuse it: a token that does not
+// exist, is wrong or has expired on the lab clock; certificates missing, expired (two hours after
+// upload) or encrypted with another key. Used only inside lab hosts.
+//
+//   kubeadm-api.ts init-tokens CONFIG SERVER     every InitConfiguration.bootstrapTokens entry
+//   kubeadm-api.ts token-create CONFIG SERVER    the first bootstrapTokens entry
+//   kubeadm-api.ts token-create-value TOKEN TTL SERVER
+//   kubeadm-api.ts token-delete ID SERVER
+//   kubeadm-api.ts token-list SERVER
+//   kubeadm-api.ts upload-certs KEY SERVER
+//   kubeadm-api.ts certs-delete SERVER
+//   kubeadm-api.ts join-check CONFIG             discovery with the token; certificates for a control plane
+//   kubeadm-api.ts join-check-flags ENDPOINT TOKEN [KEY]   the same for a join given by flags
+import { readFileSync } from "node:fs";
+import { parseAllDocuments } from "yaml";
+
+const die = (msg: string): never => {
+  process.stderr.write(`${msg}\n`);
+  process.exit(1);
+};
+
+function docs(file: string): Record<string, any>[] {
+  return parseAllDocuments(readFileSync(file, "utf8"))
+    .map((d) => d.toJS())
+    .filter((d) => d && typeof d === "object");
+}
+const byKind = (file: string, kind: string) => docs(file).find((d) => d.kind === kind);
+
+/** Go's time.Duration text as kubeadm's ttl takes it ("1h0m0s", "30m", "0" = never). */
+function seconds(ttl: unknown): number {
+  if (ttl === undefined || ttl === null) return 24 * 3600; // kubeadm's default token TTL
+  const text = String(ttl);
+  if (text === "0") return 0;
+  const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$/.exec(text);
+  if (!m || text === "") return die(`invalid ttl ${JSON.stringify(text)}: time: invalid duration`);
+  return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
+}
+
+async function call(server: string, method: string, path: string, body?: object, token?: string): Promise<any> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const res = await fetch(`https://${server}${path}`, {
+        method,
+        headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+        tls: { rejectUnauthorized: false },
+        signal: AbortSignal.timeout(5_000),
+      } as RequestInit);
+      const json = (await res.json().catch(() => ({}))) as { message?: string };
+      if (res.status === 503 && attempt < 20) throw new Error(json.message ?? "unavailable");
+      if (!res.ok) die(`error execution phase: ${json.message ?? `HTTP ${res.status}`}`);
+      return json;
+    } catch (e) {
+      // Like kubeadm, wait for an API server that is still starting (init) or a VIP that moves.
+      if (attempt >= 20) die(`error: the API server at ${server} did not answer: ${(e as Error).message}`);
+      await Bun.sleep(1000);
+    }
+  }
+}
+
+function splitToken(token: unknown): [string, string] {
+  const m = /^([a-z0-9]{6})\.([a-z0-9]{16})$/.exec(String(token ?? ""));
+  if (!m)
+    die(
+      `the bootstrap token "${String(token).slice(0, 6)}..." was not of the form "\\A([a-z0-9]{6})\\.([a-z0-9]{16})\\z"`,
+    );
+  return [m![1]!, m![2]!];
+}
+
+async function createTokens(config: string, server: string, all: boolean): Promise<void> {
+  const init = byKind(config, "InitConfiguration");
+  const tokens: Record<string, unknown>[] = init?.bootstrapTokens ?? [];
+  if (tokens.length === 0) die(`${config}: InitConfiguration.bootstrapTokens is empty`);
+  for (const t of all ? tokens : tokens.slice(0, 1)) {
+    const [id, secret] = splitToken(t.token);
+    await call(server, "POST", "/kha-lab/tokens", {
+      id,
+      secret,
+      ttlSeconds: seconds(t.ttl),
+      description: t.description,
+    });
+  }
+}
+
+/** kubeadm join's discovery with the token, then (control plane) the certificate download. */
+async function joinCheck(endpoint: string, token: string, controlPlane: boolean, key: unknown): Promise<void> {
+  if (!token || !endpoint) die("discovery.bootstrapToken.token and apiServerEndpoint must be set");
+  splitToken(token);
+  await call(endpoint, "POST", "/kha-lab/discovery", {}, token);
+  if (controlPlane) {
+    if (!/^[0-9a-f]{64}$/.test(String(key ?? "")))
+      die("controlPlane.certificateKey must be set to the key `kubeadm init phase upload-certs` used");
+    await call(endpoint, "POST", "/kha-lab/kubeadm-certs/download", { key }, token);
+  }
+}
+
+function joinCheckConfig(config: string): Promise<void> {
+  const join = byKind(config, "JoinConfiguration") ?? die(`${config}: no JoinConfiguration`);
+  const bt = join.discovery?.bootstrapToken ?? {};
+  return joinCheck(
+    String(bt.apiServerEndpoint ?? ""),
+    String(bt.token ?? ""),
+    !!join.controlPlane,
+    join.controlPlane?.certificateKey,
+  );
+}
+
+const [cmd, a, b] = process.argv.slice(2);
+switch (cmd) {
+  case "init-tokens":
+    await createTokens(a!, b!, true);
+    break;
+  case "token-create":
+    await createTokens(a!, b!, false);
+    break;
+  case "token-delete":
+    await call(b!, "DELETE", `/kha-lab/tokens/${a}`);
+    process.stdout.write(`bootstrap token "${a}" deleted\n`);
+    break;
+  case "token-list": {
+    const list = (await call(a!, "GET", "/kha-lab/tokens")) as { id: string; expires: number | null }[];
+    process.stdout.write("TOKEN ID   EXPIRES (lab clock, s)\n");
+    for (const t of list) process.stdout.write(`${t.id}     ${t.expires ?? "<forever>"}\n`);
+    break;
+  }
+  case "upload-certs":
+    await call(b!, "PUT", "/kha-lab/kubeadm-certs", { key: a });
+    break;
+  case "certs-delete":
+    await call(a!, "DELETE", "/kha-lab/kubeadm-certs");
+    break;
+  case "join-check":
+    await joinCheckConfig(a!);
+    break;
+  case "join-check-flags": {
+    const [endpoint, token, key] = process.argv.slice(3);
+    await joinCheck(endpoint!, token!, !!key, key);
+    break;
+  }
+  case "token-create-value": {
+    const [token, ttl, server] = process.argv.slice(3);
+    const [id, secret] = splitToken(token);
+    await call(server!, "POST", "/kha-lab/tokens", { id, secret, ttlSeconds: seconds(ttl || undefined) });
+    break;
+  }
+  default:
+    die(`kubeadm-api.ts: unknown command ${cmd}`);
+}
