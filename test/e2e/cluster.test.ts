@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { healthzStatus } from "../../lib/ops/chaos.ts";
 import { ensureSecrets } from "../../lib/secrets.ts";
-import { labDown, labExec, labPaths, labStatus, requireLab } from "../lab/lab.ts";
+import { labDown, labExec, labPaths, labSetClock, labStatus, requireLab } from "../lab/lab.ts";
 import { applyLab, creationOrder, E2E_DIR, labSpec, stepSeconds, synthLab, terraform } from "./apply.ts";
 import { outage, startPoller } from "./poller.ts";
 
@@ -50,10 +50,13 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
     expect(await curlOnHost("cp-1", `-u 'admin:${secrets.statsPassword}' http://127.0.0.1:8404/stats`)).toBe("200");
   });
 
-  test("kubeadm saw the VIP endpoint, --upload-certs, a pinned CA, and control planes joined one at a time", async () => {
+  test("kubeadm saw the VIP endpoint, a pinned CA, certificates uploaded per control-plane join, joins one at a time", async () => {
     const init = (await labExec("cp-1", "cat /var/log/kubeadm-standin.log")).stdout;
-    expect(init).toMatch(/kubeadm init .*--upload-certs/);
+    expect(init).toMatch(/kubeadm init --config \S+ --skip-token-print/);
     expect(init).toContain(`controlPlaneEndpoint: ${VIP}:${PORT}`);
+    // one token per join (3) and one certificate upload per control-plane join (2), all on cp-1
+    expect(init.match(/ kubeadm token create --config /g)?.length).toBe(3);
+    expect(init.match(/ kubeadm init phase upload-certs --upload-certs --config /g)?.length).toBe(2);
     const joinTimes: Record<string, string> = {};
     for (const host of ["cp-2", "cp-3", "worker-1"]) {
       const log = (await labExec(host, "cat /var/log/kubeadm-standin.log")).stdout;
@@ -152,4 +155,54 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
     const cfg = (await labExec("cp-3", "grep -c 'timeout client 2h' /etc/haproxy/haproxy.cfg")).stdout.trim();
     expect(cfg).toBe("1");
   }, 300_000);
+
+  test("join secrets do not outlive the joins: no token left in the cluster, none on any host", async () => {
+    const tokens = (await labExec("cp-1", "kubeadm token list --kubeconfig /etc/kubernetes/admin.conf")).stdout;
+    expect(tokens.trim().split("\n")).toHaveLength(1); // the header only: init's and every join's token deleted
+    for (const host of ["cp-1", "cp-2", "cp-3", "worker-1"]) {
+      const left = (
+        await labExec(host, "ls /etc/kubeadm-ha/secrets 2>/dev/null; ls -d /tmp/kubeadm-ha-stage.* 2>/dev/null || true")
+      ).stdout;
+      expect(left.split("\n").filter(Boolean).sort()).toEqual(
+        host.startsWith("cp-") ? ["stats-password", "vrrp-password"] : [],
+      );
+    }
+  });
+
+  test("a worker added to the spec hours after init joins on the next apply, with a fresh token", async () => {
+    // worker-1 leaves the spec (its host reset), the cluster ages 3 hours (tokens made at init
+    // and certificate uploads are long expired), then worker-1 is added again: a new node.
+    await labExec("worker-1", "kubeadm reset -f >/dev/null");
+    synthLab((spec) => {
+      spec.nodes = spec.nodes.filter((n) => n.name !== "worker-1");
+    });
+    const removed = await terraform(["apply", "-input=false", "-auto-approve"]);
+    expect(removed.code).toBe(0);
+    await labSetClock(3 * 3600);
+    try {
+      synthLab();
+      const added = await terraform(["apply", "-input=false", "-auto-approve"]);
+      if (added.code !== 0) process.stderr.write(added.out.slice(-4000));
+      expect(added.code).toBe(0);
+      expect(added.out).toContain("terraform_data.join_worker_1: Creation complete");
+      expect((await labExec("worker-1", "test -s /etc/kubernetes/kubelet.conf && echo joined")).stdout.trim()).toBe(
+        "joined",
+      );
+
+      // A control-plane join retried hours later (its host reset, the step replaced) gets fresh
+      // certificates too: kubeadm deletes an upload two hours after it was made.
+      await labSetClock(6 * 3600);
+      await labExec("cp-3", "kubeadm reset -f >/dev/null");
+      const retried = await terraform(["apply", "-input=false", "-auto-approve", "-replace=terraform_data.join_cp_3"]);
+      if (retried.code !== 0) process.stderr.write(retried.out.slice(-4000));
+      expect(retried.code).toBe(0);
+      expect((await labExec("cp-3", "test -s /etc/kubernetes/admin.conf && echo joined")).stdout.trim()).toBe("joined");
+      const tokens = (await labExec("cp-1", "kubeadm token list --kubeconfig /etc/kubernetes/admin.conf")).stdout;
+      expect(tokens.trim().split("\n")).toHaveLength(1);
+    } finally {
+      await labSetClock(0);
+    }
+    const plan = await terraform(["plan", "-input=false", "-detailed-exitcode"]);
+    expect(plan.code).toBe(0);
+  }, 600_000);
 });
