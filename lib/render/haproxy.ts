@@ -16,12 +16,22 @@ export const APISERVER_PORT = 6443;
 
 /**
  * 0 while haproxy runs, 1 once its process has ended (crash and SIGKILL included): systemd
- * writes it, keepalived watches it (vrrp_track_file, inotify), so a dead haproxy moves the
+ * writes it, keepalived watches it (track_file, inotify), so a dead haproxy moves the
  * VIP at once instead of after the check script's interval x fall (measured: 1.8 s -> 0.56 s
  * to the last failed request). Process tracking would need kernel process events, which
  * containers do not get.
  */
 export const HAPROXY_STATE_FILE = "/run/kubeadm-ha/haproxy.state";
+const STATE_FILE_DIR = HAPROXY_STATE_FILE.slice(0, HAPROXY_STATE_FILE.lastIndexOf("/"));
+/** Creates the state file's directory at every boot, before keepalived starts (it drops a track file whose directory is missing). */
+export const RUN_DIR_TMPFILES = "/etc/tmpfiles.d/kubeadm-ha.conf";
+
+export function renderRunDirTmpfiles(): string {
+  return `# kubeadm-ha: ${STATE_FILE_DIR} holds haproxy's state for keepalived's track_file. keepalived
+# ignores a track file whose directory is missing when it starts, so it is made at every boot.
+d ${STATE_FILE_DIR} 0755 root root -
+`;
+}
 
 export function renderHaproxyDropin(): string {
   return `# kubeadm-ha: gives haproxy the stats password without writing it into haproxy.cfg.
@@ -30,8 +40,8 @@ export function renderHaproxyDropin(): string {
 # (ExecStopPost runs however the process ended, SIGKILL included).
 [Service]
 EnvironmentFile=${HAPROXY_ENV_FILE}
-ExecStartPost=/bin/sh -c 'mkdir -p ${HAPROXY_STATE_FILE.slice(0, HAPROXY_STATE_FILE.lastIndexOf("/"))} && echo 0 > ${HAPROXY_STATE_FILE}'
-ExecStopPost=/bin/sh -c 'mkdir -p ${HAPROXY_STATE_FILE.slice(0, HAPROXY_STATE_FILE.lastIndexOf("/"))} && echo 1 > ${HAPROXY_STATE_FILE}'
+ExecStartPost=/bin/sh -c 'mkdir -p ${STATE_FILE_DIR} && echo 0 > ${HAPROXY_STATE_FILE}'
+ExecStopPost=/bin/sh -c 'mkdir -p ${STATE_FILE_DIR} && echo 1 > ${HAPROXY_STATE_FILE}'
 `;
 }
 
@@ -58,7 +68,12 @@ export function renderHaproxyCfg(spec: ClusterSpec, node: NodeSpec): string {
 # Stats page. The password comes from the environment (systemd drop-in, 0600 env file),
 # never from this file. Without it the config check fails instead of serving the page
 # with an empty password.
-.if !defined(${STATS_PASSWORD_ENV}) || streq("$${STATS_PASSWORD_ENV}","")
+# (Nested conditions, no !, && or ||: haproxy parses those only from 2.5; Ubuntu 22.04 has 2.4.)
+.if defined(${STATS_PASSWORD_ENV})
+  .if streq("$${STATS_PASSWORD_ENV}","")
+    .alert "${STATS_PASSWORD_ENV} is not set: haproxy must be started by systemd with ${HAPROXY_DROPIN}"
+  .endif
+.else
   .alert "${STATS_PASSWORD_ENV} is not set: haproxy must be started by systemd with ${HAPROXY_DROPIN}"
 .endif
 listen stats
@@ -110,17 +125,19 @@ frontend kube_apiserver
 
 backend kube_apiserver
   balance roundrobin
-  # HTTPS check of /healthz: a TLS handshake alone (ssl-hello-chk, as in the runbook)
+  # HTTPS check of /readyz: a TLS handshake alone (ssl-hello-chk, as in the runbook)
   # counts an apiserver answering 500 as healthy; measured: a third of requests failed for good.
+  # /readyz, not /healthz (deprecated since 1.16): it turns 500 as soon as an apiserver starts a
+  # graceful shutdown, so haproxy drains it while it still serves.
   option httpchk
   http-check connect ssl
-  http-check send meth GET uri /healthz
+  http-check send meth GET uri /readyz
   http-check expect status 200
   # Without it a check's answer is awaited only for "inter" (500 ms): an apiserver slow to
-  # answer /healthz under load would be marked DOWN and, with shutdown-sessions, lose every
+  # answer /readyz under load would be marked DOWN and, with shutdown-sessions, lose every
   # stream. A blackholed server still fails fast, on "timeout connect".
   timeout check 2s
-  # verify none: the check only reads /healthz (no secret); haproxy -c refuses check-ssl
+  # verify none: the check only reads /readyz (no secret); haproxy -c refuses check-ssl
   # without a CA file otherwise, and the CA may not exist before kubeadm init.
   # inter ${hc.interval} fall ${hc.fall}: measured, a dead backend is DOWN in 0.74-0.96 s, UP again in ~1 s.
   # fastinter: re-check quickly while a server changes state; downinter: probe dead ones less.

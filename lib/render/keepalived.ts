@@ -161,7 +161,9 @@ ${sticky}
 # systemd, see the haproxy drop-in): a dead haproxy costs the check weight at once, without
 # waiting for the check script's interval x fall (measured: last failed request 1.8 s -> 0.56 s).
 # init_file 0: until systemd first writes it, the check script alone speaks for haproxy.
-vrrp_track_file haproxy_state {
+# Its directory must exist when keepalived starts, or keepalived drops the file for good:
+# a tmpfiles.d entry creates it at every boot. (track_file: the vrrp_-prefixed name is deprecated.)
+track_file haproxy_state {
   file "${paths.haproxyState}"
   weight ${checkWeight}
   init_file 0

@@ -89,6 +89,12 @@ fill_secrets() {
   printf '%s\\n' "$content" >"$dest"
 }
 
+# kubeadm's own check of a filled config (unknown or misplaced fields, bad values), before anything changes.
+validate_config() {
+  kubeadm config validate --config "$1" 2>&1 | redact_secrets \\
+    || die "kubeadm refused the configuration (its message is above); nothing was changed on this node. Fix the spec and deploy again"
+}
+
 # Delete this round's bootstrap token (its id is the part before the dot); a missing one is fine.
 delete_round_token() {
   local token
@@ -174,9 +180,10 @@ ${KUBEADM_FUNCTIONS.trim()}
   return phaseScript({ phase, node: node.name, files, secrets, body: `${header}\n${body.trim()}` });
 }
 
+// /readyz: ready to serve (etcd reached, informers synced), not just alive; /healthz is deprecated.
 const vipHealthz = (spec: ClusterSpec): string =>
-  `https://${spec.controlPlaneEndpoint.vip}:${spec.controlPlaneEndpoint.port}/healthz`;
-const LOCAL_HEALTHZ = `https://127.0.0.1:${APISERVER_BIND_PORT}/healthz`;
+  `https://${spec.controlPlaneEndpoint.vip}:${spec.controlPlaneEndpoint.port}/readyz`;
+const LOCAL_HEALTHZ = `https://127.0.0.1:${APISERVER_BIND_PORT}/readyz`;
 
 /** `kubeadm init` on the first control plane, with the cluster CA installed beforehand. */
 export function initStep(spec: ClusterSpec, ctx: KubeadmContext, opts: WaitOptions = {}): Step {
@@ -220,6 +227,7 @@ step "kubeadm init"
 config=""
 make_private_tmp config
 fill_secrets ${shq(INIT_CONFIG_PATH)} "$config"
+validate_config "$config"
 # No certificate upload here: each control-plane join uploads them with a key of its own.
 kubeadm init --config "$config" --skip-token-print 2>&1 | redact_secrets \\
   || die "kubeadm init failed (its output is above); fix the cause, run kubeadm reset -f on this node, then deploy again"
@@ -345,6 +353,7 @@ step "kubeadm join as ${controlPlane ? "a control plane" : "a worker"}"
 config=""
 make_private_tmp config
 fill_secrets ${shq(JOIN_CONFIG_PATH)} "$config"
+validate_config "$config"
 kubeadm join --config "$config" 2>&1 | redact_secrets \\
   || die "kubeadm join failed (its output is above); fix the cause, run kubeadm reset -f on this node, then deploy again"
 ${

@@ -6,8 +6,10 @@ import {
   HAPROXY_CFG,
   HAPROXY_DROPIN,
   HAPROXY_ENV_FILE,
+  RUN_DIR_TMPFILES,
   renderHaproxyCfg,
   renderHaproxyDropin,
+  renderRunDirTmpfiles,
   STATS_PASSWORD_ENV,
 } from "./haproxy.ts";
 import {
@@ -26,6 +28,7 @@ export function loadBalancerFiles(spec: ClusterSpec, node: NodeSpec): RenderedFi
     { path: CHECK_APISERVER_SCRIPT, content: renderCheckApiserverScript(spec, node), mode: "0755" },
     { path: HAPROXY_CFG, content: renderHaproxyCfg(spec, node), mode: "0644" },
     { path: HAPROXY_DROPIN, content: renderHaproxyDropin(), mode: "0644" },
+    { path: RUN_DIR_TMPFILES, content: renderRunDirTmpfiles(), mode: "0644" },
   ];
   if (spec.loadBalancer.vrrp.stickyVip) {
     files.splice(2, 0, { path: CHECK_VIP_HELD_SCRIPT, content: renderCheckVipHeldScript(spec, node), mode: "0755" });
@@ -97,6 +100,9 @@ case "$stats_password" in
   "" | *"'"* | *[[:space:]]*) die "the stats-password secret is empty or contains a quote or whitespace; rotate it with: bun run secrets --rotate stats-password" ;;
 esac
 printf "${STATS_PASSWORD_ENV}='%s'\\n" "$stats_password" | write_secret_file ${shq(HAPROXY_ENV_FILE)}
+
+step "create the runtime directory keepalived tracks (and at every boot, by tmpfiles.d)"
+systemd-tmpfiles --create ${shq(RUN_DIR_TMPFILES)}
 
 step "validate haproxy.cfg"
 if ! out=$(${STATS_PASSWORD_ENV}="$stats_password" haproxy -c -f ${shq(HAPROXY_CFG)} 2>&1); then

@@ -268,7 +268,7 @@ describe("steps", () => {
     expect(sc.indexOf('install -m 0600 "$STAGE/secrets/ca-key" /etc/kubernetes/pki/ca.key')).toBeGreaterThan(0);
     expect(sc.lastIndexOf("delete_round_token")).toBeGreaterThan(sc.indexOf("kubeadm init --config"));
     expect(sc.indexOf("/etc/kubernetes/pki/ca.key")).toBeLessThan(sc.indexOf("kubeadm init --config"));
-    expect(sc).toContain("'https://10.0.0.162:8443/healthz'");
+    expect(sc).toContain("'https://10.0.0.162:8443/readyz'");
     expect(sc).toContain("already initialized, kubeadm settings are not re-applied to a running cluster");
     expect(sc).toContain("kubeadm upgrade");
   });
@@ -306,8 +306,8 @@ describe("steps", () => {
       expect(j.script).toContain('kubeadm join --config "$config"');
       expect(j.files[0]!.path).toBe("/etc/kubeadm-ha/kubeadm-join.yaml");
     }
-    expect(cp2.script).toContain("https://127.0.0.1:6443/healthz");
-    expect(w1.script).not.toContain("https://127.0.0.1:6443/healthz");
+    expect(cp2.script).toContain("https://127.0.0.1:6443/readyz");
+    expect(w1.script).not.toContain("https://127.0.0.1:6443/readyz");
   });
 
   test("CNI: pinned default, user manifest, none, and the cases a default cannot serve", () => {
@@ -504,6 +504,7 @@ set -eu
 echo "$*" >>"$CAPTURE/kubeadm.log"
 cfg=""; prev=""
 for a in "$@"; do [ "$prev" = --config ] && cfg="$a"; prev="$a"; done
+if [ "$1" = config ] && [ -n "\${REFUSE_CONFIG:-}" ]; then echo 'strict decoding error: unknown field "foo"' >&2; exit 1; fi
 if [ -n "$cfg" ]; then cp "$cfg" "$CAPTURE/$1.yaml"; echo "$cfg" >"$CAPTURE/$1.path"; fi
 token="$(sed -n 's/^[ -]*token: //p' "$cfg" | head -n 1)"
 key="$(sed -n 's/^ *certificateKey: //p' "$cfg" | head -n 1)"
@@ -530,6 +531,7 @@ echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-
       run(
         step: { files: { path: string; content: string; mode: string }[]; secrets: string[]; script: string },
         serverVersion = "v1.31.4",
+        env: Record<string, string> = {},
       ) {
         const stage = mkdtempSync(join(work, "stage-"));
         for (const f of step.files) {
@@ -549,6 +551,7 @@ echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-
           PATH: `${dir}/bin:${process.env.PATH}`,
           CAPTURE: join(dir, "capture"),
           SERVER_VERSION: serverVersion,
+          ...env,
         });
         expect(existsSync(stage)).toBe(false);
         return r;
@@ -567,10 +570,12 @@ echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-
     expect(first.out + first.err).not.toContain(KEY);
     expect(first.out).toContain("--token <bootstrap-token> --control-plane");
     const log = readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n");
-    expect(log).toHaveLength(2);
-    expect(log[0]).toMatch(/^init --config \S+ --skip-token-print$/);
+    expect(log).toHaveLength(3);
+    // kubeadm checks the filled config before init changes anything
+    expect(log[0]).toMatch(/^config validate --config \S+$/);
+    expect(log[1]).toMatch(/^init --config \S+ --skip-token-print$/);
     // init's own token is deleted once the API answers: every join mints its own
-    expect(log[1]).toBe(`token delete ${TOKEN.split(".")[0]} --kubeconfig /etc/kubernetes/admin.conf`);
+    expect(log[2]).toBe(`token delete ${TOKEN.split(".")[0]} --kubeconfig /etc/kubernetes/admin.conf`);
     const seen = docs(readFileSync(join(h.capture, "init.yaml"), "utf8"));
     expect(byKind(seen, "InitConfiguration").bootstrapTokens[0].token).toBe(TOKEN);
     expect(byKind(seen, "InitConfiguration").certificateKey).toBeUndefined();
@@ -587,7 +592,7 @@ echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-
     expect(second.code).toBe(0);
     expect(second.out).toContain("already initialized, kubeadm settings are not re-applied to a running cluster");
     expect(second.out).not.toContain("installed /etc/");
-    expect(readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n")).toHaveLength(2);
+    expect(readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n")).toHaveLength(3);
 
     const upgraded = h.run(initStep(spec(), ctx, { waitSeconds: 5 }), "v1.30.5");
     expect(upgraded.code).toBe(1);
@@ -603,7 +608,7 @@ echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-
     expect(first.code).toBe(0);
     expect(first.out).not.toContain(TOKEN);
     const log = readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim();
-    expect(log).toMatch(/^join --config \S+$/);
+    expect(log).toMatch(/^config validate --config (\S+)\njoin --config \1$/);
     expect(log).not.toMatch(/unsafe/);
     const seen = docs(readFileSync(join(h.capture, "join.yaml"), "utf8"))[0];
     expect(seen.discovery.bootstrapToken).toEqual({
@@ -615,7 +620,23 @@ echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-
     const second = h.run(joinStep(s, s.nodes[3]!, ctx, { waitSeconds: 5 }));
     expect(second.code).toBe(0);
     expect(second.out).toContain("already joined");
-    expect(readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n")).toHaveLength(1);
+    expect(readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n")).toHaveLength(2);
+  });
+
+  test("a config kubeadm refuses stops init and join before anything changes, with kubeadm's message", () => {
+    if (!canIsolate()) return;
+    const s = spec();
+    for (const step of [initStep(s, ctx, { waitSeconds: 5 }), joinStep(s, s.nodes[3]!, ctx, { waitSeconds: 5 })]) {
+      const h = host();
+      const r = h.run(step, "v1.31.4", { REFUSE_CONFIG: "1" });
+      expect(r.code).toBe(1);
+      expect(r.out + r.err).toContain('strict decoding error: unknown field "foo"');
+      expect(r.err).toContain("kubeadm refused the configuration");
+      const log = readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n");
+      expect(log).toHaveLength(1);
+      expect(log[0]).toStartWith("config validate ");
+      expect(existsSync(join(h.upper, "kubernetes/admin.conf"))).toBe(false);
+    }
   });
 
   test("a secret an earlier version left in the secrets directory is removed by the next step", () => {

@@ -291,6 +291,24 @@ function haproxyCheck(cfg: string, env: Record<string, string | undefined>): { c
 }
 
 describe("haproxy.cfg", () => {
+  // haproxy 2.4 (Ubuntu 22.04, the oldest supported) knows .if/.elif/.else/.endif with one
+  // predicate each — defined, feature, streq, strneq — and no !, && or || (those came in 2.5,
+  // per the 2.4 and 2.5 configuration manuals). No 2.4 binary is available here, so the rendered
+  // conditions are held to that grammar.
+  test.each([
+    [true, "stats on"],
+    [false, "stats off"],
+  ])("conditions stay inside haproxy 2.4's grammar (%p, %s)", (stats) => {
+    const spec = makeSpec({ stats });
+    const cfg = renderHaproxyCfg(spec, controlPlanes(spec)[0]!);
+    const conditions = cfg.split("\n").filter((l) => /^\s*\.(if|elif)\b/.test(l));
+    if (stats) expect(conditions.length).toBeGreaterThan(0);
+    for (const line of conditions)
+      expect(line.trim()).toMatch(
+        /^\.(if|elif) (defined|feature)\([A-Za-z0-9_]+\)$|^\.(if|elif) (streq|strneq)\("[^"]*","[^"]*"\)$/,
+      );
+  });
+
   const FAKE_STATS = "Zq7-fake-stats-pw-Q1";
   for (const [name, opts] of VARIANTS) {
     test.skipIf(!HAVE.haproxy)(
@@ -322,7 +340,7 @@ describe("haproxy.cfg", () => {
     },
   );
 
-  test.each([3, 5])("backend: every control plane on :6443 with an HTTPS /healthz check (%i CPs)", (cps) => {
+  test.each([3, 5])("backend: every control plane on :6443 with an HTTPS /readyz check (%i CPs)", (cps) => {
     const spec = makeSpec({ cps });
     const cfg = renderHaproxyCfg(spec, controlPlanes(spec)[0]!);
     const directives = cfg.split("\n").filter((l) => !/^\s*#/.test(l));
@@ -333,7 +351,7 @@ describe("haproxy.cfg", () => {
       "balance roundrobin",
       "option httpchk",
       "http-check connect ssl",
-      "http-check send meth GET uri /healthz",
+      "http-check send meth GET uri /readyz",
       "http-check expect status 200",
       "option redispatch 1",
       "retries 3",
@@ -378,7 +396,7 @@ describe("haproxy.cfg", () => {
 // ---- the phase step -------------------------------------------------------------------------
 
 describe("loadBalancerStep", () => {
-  test("installs the five files with the right modes and names both secrets", () => {
+  test("installs the six files with the right modes and names both secrets", () => {
     const spec = makeSpec();
     const step = loadBalancerStep(spec, controlPlanes(spec)[1]!);
     expect(step.phase).toBe("loadbalancer");
@@ -389,6 +407,7 @@ describe("loadBalancerStep", () => {
       "/etc/keepalived/check_vip_held.sh": "0755",
       "/etc/haproxy/haproxy.cfg": "0644",
       [HAPROXY_DROPIN]: "0644",
+      "/etc/tmpfiles.d/kubeadm-ha.conf": "0644",
     });
     const dropin = step.files.find((f) => f.path === HAPROXY_DROPIN)?.content ?? "";
     expect(dropin).toContain(`[Service]\nEnvironmentFile=${HAPROXY_ENV_FILE}\n`);
@@ -582,7 +601,7 @@ backend apiserver
 // ---- running: haproxy + check script against TLS servers on loopback ---------------------------
 
 describe("running against TLS servers on 127.0.0.0/8", () => {
-  /** Status each fake apiserver answers on /healthz; 0 = not listening. */
+  /** Status each fake apiserver answers on /healthz and /readyz; 0 = not listening. */
   const health: Record<string, number> = { "127.0.0.11": 200, "127.0.0.12": 500 };
   const servers: Array<{ stop: (force?: boolean) => void }> = [];
   let cert = "";
@@ -626,7 +645,8 @@ describe("running against TLS servers on 127.0.0.0/8", () => {
       fetch: (req) => {
         const status = health[hostname] ?? 500;
         // haproxy's check sends no Host header, so req.url may be a bare path.
-        return new URL(req.url, "https://apiserver").pathname === "/healthz"
+        // Like a real apiserver: /healthz and /readyz (what our checks ask) answer alike here.
+        return ["/healthz", "/readyz"].includes(new URL(req.url, "https://apiserver").pathname)
           ? new Response(status === 200 ? "ok" : "[-]etcd failed", { status })
           : new Response("{}", { status: 403 });
       },
@@ -659,7 +679,7 @@ describe("running against TLS servers on 127.0.0.0/8", () => {
       const sick = await runAsync([script]);
       expect(sick.code).toBe(1);
       expect(sick.out).toMatch(
-        /^check_apiserver: GET https:\/\/127\.0\.0\.1:\d+\/healthz failed: curl: \(22\) .*500 *\n$/,
+        /^check_apiserver: GET https:\/\/127\.0\.0\.1:\d+\/readyz failed: curl: \(22\) .*500 *\n$/,
       );
       // The runbook's script: curl without -f against / passes on any answer, even 500/403.
       const runbook = join(tmp, "runbook_check.sh");
@@ -680,7 +700,7 @@ describe("running against TLS servers on 127.0.0.0/8", () => {
   test.skipIf(!HAVE.tls || !HAVE.haproxy)(
     "our haproxy marks an apiserver answering 500 DOWN (the runbook's ssl-hello-chk keeps it UP); the check follows haproxy",
     async () => {
-      // Three fake apiservers on 127.0.0.11-13:6443: healthy, /healthz 500, not listening.
+      // Three fake apiservers on 127.0.0.11-13:6443: healthy, /readyz 500, not listening.
       health["127.0.0.11"] = 200;
       health["127.0.0.12"] = 500;
       serveApiserver("127.0.0.11", 6443);
@@ -786,7 +806,16 @@ describe("a dead haproxy moves the VIP without waiting for the check script", ()
     const conf = renderKeepalivedConf(spec, node);
     const { checkWeight } = vrrpWeights(spec);
     expect(conf).toContain(
-      `vrrp_track_file haproxy_state {\n  file "/run/kubeadm-ha/haproxy.state"\n  weight ${checkWeight}`,
+      `\ntrack_file haproxy_state {\n  file "/run/kubeadm-ha/haproxy.state"\n  weight ${checkWeight}`,
+    );
+    expect(conf).not.toContain("vrrp_track_file"); // deprecated synonym (keepalived 2.3 warns)
+    // keepalived drops a track file whose directory is missing at start: tmpfiles.d makes it at boot
+    const step = loadBalancerStep(spec, node);
+    const tmpfiles = step.files.find((f) => f.path === "/etc/tmpfiles.d/kubeadm-ha.conf")!;
+    expect(tmpfiles.content).toContain("\nd /run/kubeadm-ha 0755 root root -\n");
+    expect(step.script).toContain("systemd-tmpfiles --create '/etc/tmpfiles.d/kubeadm-ha.conf'");
+    expect(step.script.indexOf("systemd-tmpfiles --create")).toBeLessThan(
+      step.script.indexOf("systemctl restart keepalived"),
     );
     expect(conf).toMatch(/track_file \{\s+haproxy_state\s+\}/);
     const dropin = loadBalancerStep(spec, node).files.find((f) => f.path === HAPROXY_DROPIN)!.content;
