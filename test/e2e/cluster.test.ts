@@ -169,6 +169,23 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
     }
   });
 
+  test("after a reboot keepalived still tracks haproxy's state file (its directory is made at boot)", async () => {
+    // What a boot does on cp-3: /run is empty, systemd-tmpfiles creates what tmpfiles.d asks
+    // for, then keepalived starts (haproxy may start after it).
+    const host = "cp-3";
+    await labExec(host, "systemctl stop keepalived haproxy; rm -rf /run/kubeadm-ha /tmp/keepalived.data");
+    await labExec(host, "systemd-tmpfiles --create --boot");
+    await labExec(host, "systemctl start keepalived");
+    const dump = await labExec(
+      host,
+      "sleep 1; kill -USR1 $(pidof keepalived | tr ' ' '\\n' | sort -n | head -1); sleep 1; cat /tmp/keepalived.data",
+    );
+    await labExec(host, "systemctl start haproxy");
+    expect(dump.stdout).toContain("haproxy_state");
+    expect(dump.stdout).toContain("/run/kubeadm-ha/haproxy.state");
+    expect(await healthzStatus(VIP, PORT, 3000)).toBe(200);
+  }, 60_000);
+
   test("a worker added to the spec hours after init joins on the next apply, with a fresh token", async () => {
     // worker-1 leaves the spec (its host reset), the cluster ages 3 hours (tokens made at init
     // and certificate uploads are long expired), then worker-1 is added again: a new node.
