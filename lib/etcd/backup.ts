@@ -4,7 +4,7 @@ import { chmodSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { progress } from "../cli.ts";
 import { UserError } from "../errors.ts";
-import { type ConnectOptions, connectNode, type Remote, sq } from "../remote/ssh.ts";
+import { type ConnectOptions, connectNode, makeStagingDir, type Remote, removeStagingDir, sq } from "../remote/ssh.ts";
 import { resolveSpecPath } from "../spec/load.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
@@ -102,22 +102,22 @@ export async function runBackup(spec: ClusterSpec, opts: BackupOptions): Promise
   let downloaded = false;
   try {
     progress(n.node.name, "snapshot", "etcdctl snapshot save");
-    // The snapshot lands in a private temp dir; handed to the SSH user for SFTP when that is not root.
+    // The snapshot lands in the SSH user's private staging dir (on disk, not in a tmpfs /tmp)
+    // and is handed to that user for SFTP.
+    remoteDir = await makeStagingDir(remote, { parent: "/var/tmp", name: "kubeadm-ha-snapshot" });
     const out = await etcdScriptOk(
       remote,
       `etcd_tools
-d="$(mktemp -d /var/tmp/kubeadm-ha-snapshot.XXXXXX)"
-echo "DIR=$d"
-"$ETCDCTL" ${etcdctlFlags(opts.access, n.endpoint)} snapshot save "$d/snapshot.db" >"$d/save.log" 2>&1 || { tail -n 3 "$d/save.log" >&2; rm -rf "$d"; exit 1; }
+d=${sq(remoteDir)}
+"$ETCDCTL" ${etcdctlFlags(opts.access, n.endpoint)} snapshot save "$d/snapshot.db" >"$d/save.log" 2>&1 || { tail -n 3 "$d/save.log" >&2; exit 1; }
 chmod 0600 "$d/snapshot.db"
-chown -R ${sq(remote.user)} "$d"
+chown ${sq(remote.user)} "$d/snapshot.db" "$d/save.log"
 echo "SIZE=$(stat -c %s "$d/snapshot.db")"`,
       "etcdctl snapshot save",
       { timeoutMs: 30 * 60_000 },
     );
-    remoteDir = /DIR=(\S+)/.exec(out)?.[1] ?? "";
     const size = Number(/SIZE=(\d+)/.exec(out)?.[1] ?? Number.NaN);
-    if (!remoteDir || !Number.isFinite(size))
+    if (!Number.isFinite(size))
       throw new UserError(`${n.node.name}: snapshot save printed no file or size: ${out.trim().slice(0, 200)}`);
     const remoteFile = `${remoteDir}/snapshot.db`;
     progress(
@@ -180,9 +180,7 @@ echo "SIZE=$(stat -c %s "$d/snapshot.db")"`,
     if (downloaded) for (const p of [file, sha256Sidecar(file), jsonSidecar(file)]) rmSync(p, { force: true });
     throw e;
   } finally {
-    if (remoteDir.startsWith("/var/tmp/kubeadm-ha-snapshot.")) {
-      await remote.exec(`rm -rf -- ${sq(remoteDir)}`, { sudo: true, timeoutMs: 30_000 }).catch(() => undefined);
-    }
+    if (remoteDir) await removeStagingDir(remote, remoteDir);
     remote.close();
   }
 }

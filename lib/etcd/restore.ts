@@ -1,9 +1,10 @@
 // etcd:restore: the whole stacked cluster from one snapshot. Nothing on a host is
 // touched until the snapshot is verified and every control plane is reachable;
-// from the first stopped node on, any failure puts every node back on its old
-// manifest and data dir (and each stopped node carries a watchdog that does the
-// same by itself if the tool loses it).
+// from the first stopped node on, any failure or interrupt (SIGINT, SIGTERM) puts
+// every node back on its old manifest and data dir at once (and each stopped node
+// carries a watchdog that does the same by itself if the tool loses it).
 import { randomBytes } from "node:crypto";
+import { constants } from "node:os";
 import { dirname } from "node:path";
 import { progress } from "../cli.ts";
 import { UserError } from "../errors.ts";
@@ -11,7 +12,7 @@ import { type ConnectOptions, connectNode, type Remote, sq } from "../remote/ssh
 import type { ClusterSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
 import { APISERVER_MANIFEST, ETCD_MANIFEST, patchEtcdManifest } from "./manifest.ts";
-import { type NodePorts, restoreStateDir, rollbackScript, waitPortsClosedSh } from "./node-state.ts";
+import { type NodePorts, restoreLockSh, restoreStateDir, rollbackScript, waitPortsClosedSh } from "./node-state.ts";
 import {
   type EtcdAccess,
   endpointHealth,
@@ -35,6 +36,11 @@ export interface RestoreOptions {
   waitSeconds?: number;
   /** Seconds after which a stopped node rolls itself back unless the restore was committed. */
   revertAfterSeconds?: number;
+  /**
+   * Aborted (reason: the signal's name, e.g. "SIGINT") to interrupt: before any change the
+   * restore throws; after, it stops waiting and rolls every stopped node back at once.
+   */
+  signal?: AbortSignal;
   now?: Date;
 }
 
@@ -64,13 +70,81 @@ export interface RestorePlan {
   steps: string[];
 }
 
+/**
+ * planned: --dry-run; restored: done, nothing to report; restored-with-warnings: the cluster runs
+ * on the snapshot but something needs a look (each in `warnings`); failed / interrupted: every
+ * stopped node was put back (`rolledBack`).
+ */
+export type RestoreStatus = "planned" | "restored" | "restored-with-warnings" | "failed" | "interrupted";
+
 export interface RestoreReport extends RestorePlan {
+  status: RestoreStatus;
+  /** true only for planned and restored: a restore with warnings is not ok. */
   ok: boolean;
+  warnings: string[];
   newClusterId?: string;
   apiserver?: string;
   seconds: number;
+  /** The step that was running when the restore failed or was interrupted. */
+  stage?: string;
+  /** The signal that interrupted it. */
+  interrupted?: string;
   rolledBack?: { node: string; ok: boolean; detail: string }[];
   error?: string;
+}
+
+/** Exit codes of etcd:restore (README's command table). */
+export const RESTORE_EXIT = { ok: 0, failed: 1, warnings: 3 } as const;
+
+/** 0 planned or restored, 1 failed (rolled back), 3 restored with warnings, 128 + signal number when interrupted (130 SIGINT, 143 SIGTERM). */
+export function restoreExitCode(r: Pick<RestoreReport, "status" | "interrupted">): number {
+  switch (r.status) {
+    case "planned":
+    case "restored":
+      return RESTORE_EXIT.ok;
+    case "restored-with-warnings":
+      return RESTORE_EXIT.warnings;
+    case "interrupted":
+      return signalExitCode(r.interrupted);
+    default:
+      return RESTORE_EXIT.failed;
+  }
+}
+
+/** 128 + the signal's number, the shell's convention (SIGINT when unknown). */
+export function signalExitCode(signal: string | undefined): number {
+  const n = constants.signals[signal as keyof typeof constants.signals];
+  return 128 + (typeof n === "number" ? n : constants.signals.SIGINT);
+}
+
+/** Thrown inside the restore when its signal is aborted. */
+class Interrupted extends Error {
+  constructor(readonly signal: string) {
+    super(`interrupted by ${signal}`);
+  }
+}
+
+const signalName = (signal: AbortSignal): string =>
+  typeof signal.reason === "string" && signal.reason ? signal.reason : "SIGINT";
+
+/** p, or an Interrupted rejection as soon as the signal is aborted (p itself goes on; what it does on the nodes is serialised with their rollback by the restore lock). */
+function orInterrupt<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((res, rej) => {
+    const onAbort = () => rej(new Interrupted(signalName(signal)));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        res(v);
+      },
+      (e) => {
+        signal.removeEventListener("abort", onAbort);
+        rej(e);
+      },
+    );
+  });
 }
 
 interface Member {
@@ -269,45 +343,83 @@ export async function runRestore(
   confirm?: (plan: RestorePlan) => Promise<boolean>,
 ): Promise<RestoreReport> {
   const t0 = Date.now();
-  const { plan, members } = await prepare(spec, file, opts);
+  const signal = opts.signal;
+  const untouched = (e: unknown) => {
+    if (e instanceof Interrupted)
+      throw new UserError(`etcd:restore ${e.message} before anything was changed.`, signalExitCode(e.signal));
+    throw e;
+  };
+  const preparing = prepare(spec, file, opts);
+  const { plan, members } = await orInterrupt(preparing, signal).catch((e) => {
+    // Interrupted while connecting: close the sessions once they are open.
+    if (e instanceof Interrupted)
+      preparing
+        .then((p) => {
+          for (const m of p.members) m.remote.close();
+        })
+        .catch(() => undefined);
+    return untouched(e);
+  });
   const closeAll = () => {
     for (const m of members) m.remote.close();
   };
   if (opts.dryRun) {
     closeAll();
-    return { ...plan, ok: true, seconds: (Date.now() - t0) / 1000 };
+    return { ...plan, status: "planned", ok: true, warnings: [], seconds: (Date.now() - t0) / 1000 };
   }
-  if (confirm && !(await confirm(plan))) {
+  const confirmed = await (confirm ? orInterrupt(confirm(plan), signal) : Promise.resolve(true)).catch((e) => {
+    closeAll();
+    return untouched(e);
+  });
+  if (!confirmed) {
     closeAll();
     throw new UserError("restore not confirmed; nothing was changed.");
   }
   const wait = opts.waitSeconds ?? 180;
+  const revertAfter = opts.revertAfterSeconds ?? 900;
   const S = plan.stateDir;
   const stopped = new Set<string>();
+  const warnings: string[] = [];
+  let stage = "upload";
+  /** Run a stage's work on the nodes, giving up on it at once when interrupted. */
+  const step = <T>(name: string, p: () => Promise<T>): Promise<T> => {
+    stage = name;
+    if (signal?.aborted) return Promise.reject(new Interrupted(signalName(signal)));
+    return orInterrupt(p(), signal);
+  };
+  const lock = restoreLockSh(S);
   try {
     // 1. Upload while everything still runs: the cluster is down for less time.
-    await onAll(members, async (m) => {
-      progress(m.plan.node, "upload", `${S}/snapshot.db`);
-      await m.remote.run(`install -d -m 0700 ${sq(S)} ${sq(`${S}/orig`)} && chown ${sq(m.remote.user)} ${sq(S)}`, {
-        sudo: true,
-        timeoutMs: 30_000,
-      });
-      // Hashed on the node as it arrives: no second read of the copy there.
-      const sha = await m.remote.putHashed(file, `${S}/snapshot.db`, { mode: 0o600 });
-      if (sha !== plan.sha256)
-        throw new UserError(
-          `${m.plan.node}: uploaded snapshot has sha256 ${sha}, expected ${plan.sha256}; the copy is corrupt.`,
-        );
-      await m.remote.put({ content: rollbackScript(S, m.plan.ports) }, `${S}/rollback.sh`, { mode: 0o700, sudo: true });
-      await m.remote.run(`chown -R root:root ${sq(S)}`, { sudo: true, timeoutMs: 30_000 });
-    });
+    await step("upload", () =>
+      onAll(members, async (m) => {
+        progress(m.plan.node, "upload", `${S}/snapshot.db`);
+        await m.remote.run(`install -d -m 0700 ${sq(S)} ${sq(`${S}/orig`)} && chown ${sq(m.remote.user)} ${sq(S)}`, {
+          sudo: true,
+          timeoutMs: 30_000,
+        });
+        // Hashed on the node as it arrives: no second read of the copy there.
+        const sha = await m.remote.putHashed(file, `${S}/snapshot.db`, { mode: 0o600 });
+        if (sha !== plan.sha256)
+          throw new UserError(
+            `${m.plan.node}: uploaded snapshot has sha256 ${sha}, expected ${plan.sha256}; the copy is corrupt.`,
+          );
+        await m.remote.put({ content: rollbackScript(S, m.plan.ports) }, `${S}/rollback.sh`, {
+          mode: 0o700,
+          sudo: true,
+        });
+        await m.remote.run(`chown -R root:root ${sq(S)}`, { sudo: true, timeoutMs: 30_000 });
+      }),
+    );
     if (!plan.snapshot) {
       // No etcd tool on this machine: let the first member's etcd read the file before anything stops.
-      const st = await remoteSnapshotStatus(members[0]!.n, `${S}/snapshot.db`).catch((e: Error) => {
-        throw new UserError(
-          `${file}: etcd on ${members[0]!.plan.node} cannot read this snapshot (${e.message.slice(0, 200)}); it is corrupted.`,
-        );
-      });
+      const st = await step("verify", () => remoteSnapshotStatus(members[0]!.n, `${S}/snapshot.db`)).catch(
+        (e: Error) => {
+          if (e instanceof Interrupted) throw e;
+          throw new UserError(
+            `${file}: etcd on ${members[0]!.plan.node} cannot read this snapshot (${e.message.slice(0, 200)}); it is corrupted.`,
+          );
+        },
+      );
       plan.snapshot = st;
       progress(members[0]!.plan.node, "verify", `snapshot status: revision ${st.revision}, ${st.totalKeys} keys`);
     }
@@ -316,23 +428,28 @@ export async function runRestore(
     // A leader that gets SIGTERM hands leadership to a connected peer and waits for it (up to
     // etcd's request timeout, ~7 s) even when that peer is stopping too. So the followers go
     // first, together with every apiserver; the leader, left without peers, then exits at once.
-    const leaderNode = await findLeader(members, opts.access);
+    const leaderNode = await step("stop", () => findLeader(members, opts.access));
     const stopOn = async (m: Member, first: boolean) => {
       const { ports } = m.plan;
       const etcdNow = !first || leaderNode === undefined || m.plan.node !== leaderNode;
+      // The watchdog must not inherit the lock (fd 9): it would hold it while it sleeps.
       const setup = first
         ? `cp -p ${sq(ETCD_MANIFEST)} "$S/orig/etcd.yaml"
 if [ -f ${sq(APISERVER_MANIFEST)} ]; then cp -p ${sq(APISERVER_MANIFEST)} "$S/orig/kube-apiserver.yaml"; fi
-setsid nohup bash "$S/rollback.sh" --after ${opts.revertAfterSeconds ?? 900} >"$S/watchdog.log" 2>&1 </dev/null &
+setsid nohup bash "$S/rollback.sh" --after ${revertAfter} >"$S/watchdog.log" 2>&1 </dev/null 9>&- &
 echo $! >"$S/watchdog.pid"`
         : "";
       const gone = etcdNow ? `${ports.apiserver} ${ports.etcdClient} ${ports.etcdPeer}` : `${ports.apiserver}`;
+      // Nothing new stops once interrupted; a stop already on its way meets the rollback at the lock.
+      if (signal?.aborted) throw new Interrupted(signalName(signal));
       stopped.add(m.plan.node);
       await etcdScriptOk(
         m.remote,
         `S=${sq(S)}
+${lock}
 ${setup}
 rm -f ${sq(APISERVER_MANIFEST)}${etcdNow ? ` ${sq(ETCD_MANIFEST)}` : ""}
+exec 9>&-
 ${waitPortsClosedSh}
 wait_ports_closed ${wait} ${gone} || { echo "etcd or kube-apiserver still listening ${wait} s after their manifests were moved away" >&2; exit 1; }`,
         "stopping etcd and kube-apiserver",
@@ -344,53 +461,67 @@ wait_ports_closed ${wait} ${gone} || { echo "etcd or kube-apiserver still listen
         etcdNow ? "etcd and kube-apiserver stopped" : "kube-apiserver stopped; etcd (leader) stops after its followers",
       );
     };
-    await onAll(members, (m) => stopOn(m, true));
+    await step("stop", () => onAll(members, (m) => stopOn(m, true)));
     const leader = members.find((m) => m.plan.node === leaderNode);
-    if (leader) await stopOn(leader, false);
+    if (leader) await step("stop", () => stopOn(leader, false));
 
-    // 3. Restore each member from the same snapshot into a new data dir.
-    await onAll(members, async (m) => {
-      const p = m.plan;
-      const bump = opts.bumpRevision ? ` --bump-revision ${opts.bumpRevision} --mark-compacted` : "";
-      progress(p.node, "restore", `${p.tool} snapshot restore -> ${p.newDataDir}`);
-      await etcdScriptOk(
-        m.remote,
-        `etcd_tools
+    // 3. Restore each member from the same snapshot into a new data dir (nothing live changes here).
+    await step("restore", () =>
+      onAll(members, async (m) => {
+        const p = m.plan;
+        const bump = opts.bumpRevision ? ` --bump-revision ${opts.bumpRevision} --mark-compacted` : "";
+        progress(p.node, "restore", `${p.tool} snapshot restore -> ${p.newDataDir}`);
+        await etcdScriptOk(
+          m.remote,
+          `etcd_tools
 S=${sq(S)}
 cd "$S"
 snaptool snapshot restore ${sq(`${S}/snapshot.db`)} --name ${sq(p.name)} --initial-cluster ${sq(plan.initialCluster)} --initial-cluster-token ${sq(plan.token)} --initial-advertise-peer-urls ${sq(p.peerUrl)} --data-dir ${sq(p.newDataDir)}${bump} >"$S/restore.log" 2>&1 || { tail -n 5 "$S/restore.log" >&2; exit 1; }
 chmod 0700 ${sq(p.newDataDir)}
 if [ -d ${sq(p.oldDataDir)} ]; then chown -R --reference=${sq(p.oldDataDir)} ${sq(p.newDataDir)}; fi`,
-        "etcd snapshot restore",
-        { timeoutMs: 30 * 60_000 },
-      );
-    });
+          "etcd snapshot restore",
+          { timeoutMs: 30 * 60_000 },
+        );
+      }),
+    );
 
     // 4. Start etcd on the new data dirs.
-    await onAll(members, async (m) => {
-      const orig = await m.remote.run(`cat ${sq(`${S}/orig/etcd.yaml`)}`, { sudo: true, timeoutMs: 30_000 });
-      const patched = patchEtcdManifest(orig, m.plan.newDataDir, `${m.plan.node}:${ETCD_MANIFEST}`);
-      await m.remote.put({ content: patched }, `${S}/etcd.yaml.restored`, { mode: 0o600, sudo: true });
-      // Same mode and owner as the original; moved in with one rename so the kubelet never reads half a file.
-      await m.remote.run(
-        `cd ${sq(S)} && chmod --reference=orig/etcd.yaml etcd.yaml.restored && chown --reference=orig/etcd.yaml etcd.yaml.restored && cp -p etcd.yaml.restored ${sq(`${dirname(ETCD_MANIFEST)}/.etcd.yaml.kubeadm-ha`)} && mv ${sq(`${dirname(ETCD_MANIFEST)}/.etcd.yaml.kubeadm-ha`)} ${sq(ETCD_MANIFEST)}`,
-        { sudo: true, timeoutMs: 30_000, what: "installing the patched etcd.yaml" },
-      );
-      progress(m.plan.node, "start", `etcd.yaml -> ${m.plan.newDataDir}`);
-    });
+    await step("start etcd", () =>
+      onAll(members, async (m) => {
+        const orig = await m.remote.run(`cat ${sq(`${S}/orig/etcd.yaml`)}`, { sudo: true, timeoutMs: 30_000 });
+        const patched = patchEtcdManifest(orig, m.plan.newDataDir, `${m.plan.node}:${ETCD_MANIFEST}`);
+        await m.remote.put({ content: patched }, `${S}/etcd.yaml.restored`, { mode: 0o600, sudo: true });
+        if (signal?.aborted) throw new Interrupted(signalName(signal));
+        // Same mode and owner as the original; moved in with one rename so the kubelet never reads half a file.
+        await etcdScriptOk(
+          m.remote,
+          `${lock}
+cd ${sq(S)}
+chmod --reference=orig/etcd.yaml etcd.yaml.restored
+chown --reference=orig/etcd.yaml etcd.yaml.restored
+cp -p etcd.yaml.restored ${sq(`${dirname(ETCD_MANIFEST)}/.etcd.yaml.kubeadm-ha`)}
+mv ${sq(`${dirname(ETCD_MANIFEST)}/.etcd.yaml.kubeadm-ha`)} ${sq(ETCD_MANIFEST)}`,
+          "installing the patched etcd.yaml",
+          { timeoutMs: 30_000 },
+        );
+        progress(m.plan.node, "start", `etcd.yaml -> ${m.plan.newDataDir}`);
+      }),
+    );
 
     // 5. Healthy members, complete member list, one new cluster ID.
     const expected = new Map(members.map((m) => [m.plan.name, m.plan.peerUrl]));
-    const ids = await waitUntil("all etcd members healthy with a complete member list", wait, async () => {
-      const health = await Promise.all(members.map((m) => endpointHealth(m.n, opts.access)));
-      if (!health.every((h) => h.healthy)) return undefined;
-      const lists = await Promise.all(members.map((m) => memberList(m.n, opts.access)));
-      for (const l of lists) {
-        if (l.members.length !== expected.size) return undefined;
-        for (const mem of l.members) if (expected.get(mem.name) !== mem.peerUrls[0]) return undefined;
-      }
-      return lists.map((l) => l.clusterId);
-    });
+    const ids = await step("etcd health", () =>
+      waitUntil("all etcd members healthy with a complete member list", wait, async () => {
+        const health = await Promise.all(members.map((m) => endpointHealth(m.n, opts.access)));
+        if (!health.every((h) => h.healthy)) return undefined;
+        const lists = await Promise.all(members.map((m) => memberList(m.n, opts.access)));
+        for (const l of lists) {
+          if (l.members.length !== expected.size) return undefined;
+          for (const mem of l.members) if (expected.get(mem.name) !== mem.peerUrls[0]) return undefined;
+        }
+        return lists.map((l) => l.clusterId);
+      }),
+    );
     const newClusterId = ids[0]!;
     if (new Set(ids).size !== 1)
       throw new UserError(
@@ -404,58 +535,96 @@ if [ -d ${sq(p.oldDataDir)} ]; then chown -R --reference=${sq(p.oldDataDir)} ${s
     progress(
       "cluster",
       "etcd",
-      `3/3 healthy, cluster ID ${plan.oldClusterId ?? "?"} -> ${newClusterId}`.replace(
-        "3/3",
-        `${members.length}/${members.length}`,
-      ),
+      `${members.length}/${members.length} healthy, cluster ID ${plan.oldClusterId ?? "?"} -> ${newClusterId}`,
     );
 
     // 6. Apiservers back; the VIP must answer.
-    await onAll(members, async (m) => {
-      await m.remote.run(
-        `if [ -f ${sq(`${S}/orig/kube-apiserver.yaml`)} ]; then cp -p ${sq(`${S}/orig/kube-apiserver.yaml`)} ${sq(APISERVER_MANIFEST)}; fi`,
-        {
-          sudo: true,
-          timeoutMs: 30_000,
-        },
-      );
-    });
+    await step("start apiservers", () =>
+      onAll(members, (m) =>
+        etcdScriptOk(
+          m.remote,
+          `${lock}
+if [ -f ${sq(`${S}/orig/kube-apiserver.yaml`)} ]; then cp -p ${sq(`${S}/orig/kube-apiserver.yaml`)} ${sq(APISERVER_MANIFEST)}; fi`,
+          "putting kube-apiserver.yaml back",
+          { timeoutMs: 30_000 },
+        ),
+      ),
+    );
     const vip = `https://${spec.controlPlaneEndpoint.vip}:${spec.controlPlaneEndpoint.port}/healthz`;
     const direct = members.map((m) => `https://${m.n.node.address}:${m.plan.ports.apiserver}/healthz`);
     let directSince = 0;
-    const apiserver = await waitUntil(`the apiserver at ${vip}`, wait, async () => {
-      const r = await members[0]!.remote.exec(`curl -ksf --max-time 3 ${sq(vip)}`, { timeoutMs: 15_000 });
-      if (r.code === 0) return `${vip} answered ${r.stdout.trim() || "200"}`;
-      // Every apiserver healthy but the VIP silent for a while: the restore worked and the
-      // load balancer is the problem; say so instead of undoing a good restore.
-      const each = await Promise.all(
-        members.map((m, i) => m.remote.exec(`curl -ksf --max-time 3 ${sq(direct[i]!)}`, { timeoutMs: 15_000 })),
+    const apiserver = await step("apiserver health", () =>
+      waitUntil(`the apiserver at ${vip}`, wait, async () => {
+        const r = await members[0]!.remote.exec(`curl -ksf --max-time 3 ${sq(vip)}`, { timeoutMs: 15_000 });
+        if (r.code === 0) return { text: `${vip} answered ${r.stdout.trim() || "200"}`, vipOk: true };
+        // Every apiserver healthy but the VIP silent for a while: the restore worked and the
+        // load balancer is the problem; say so instead of undoing a good restore.
+        const each = await Promise.all(
+          members.map((m, i) => m.remote.exec(`curl -ksf --max-time 3 ${sq(direct[i]!)}`, { timeoutMs: 15_000 })),
+        );
+        if (!each.every((x) => x.code === 0)) {
+          directSince = 0;
+          return undefined;
+        }
+        directSince ||= Date.now();
+        return Date.now() - directSince > 15_000
+          ? { text: `every apiserver answers /healthz directly; ${vip} does not`, vipOk: false }
+          : undefined;
+      }),
+    );
+    if (!apiserver.vipOk)
+      warnings.push(
+        `every apiserver answers /healthz directly but ${vip} does not: check keepalived and haproxy on the control planes (bun run verify names the broken piece).`,
       );
-      if (!each.every((x) => x.code === 0)) {
-        directSince = 0;
-        return undefined;
-      }
-      directSince ||= Date.now();
-      return Date.now() - directSince > 15_000
-        ? `WARNING: every apiserver answers /healthz directly but ${vip} does not; check keepalived/haproxy`
-        : undefined;
-    });
-    progress("cluster", "apiserver", apiserver);
+    progress("cluster", "apiserver", apiserver.text);
 
-    // 7. Commit: the watchdogs stand down.
-    await onAll(members, (m) =>
-      m.remote.run(
-        `date -u +%FT%TZ >${sq(`${S}/committed`)}; kill "$(cat ${sq(`${S}/watchdog.pid`)})" 2>/dev/null || true; rm -f ${sq(`${S}/snapshot.db`)}`,
-        {
-          sudo: true,
-          timeoutMs: 30_000,
-        },
+    // 7. Commit: the watchdogs stand down. Past this point a rollback would split the cluster
+    // (committed nodes stay), so an interrupt no longer undoes anything and a node that cannot
+    // be committed is a warning with the command that saves it.
+    stage = "commit";
+    const committed = await Promise.allSettled(
+      members.map((m) =>
+        etcdScriptOk(
+          m.remote,
+          `${lock}
+date -u +%FT%TZ >${sq(`${S}/committed`)}
+kill "$(cat ${sq(`${S}/watchdog.pid`)})" 2>/dev/null || true
+rm -f ${sq(`${S}/snapshot.db`)}`,
+          "committing the restore",
+          { timeoutMs: 30_000 },
+        ),
       ),
     );
-    return { ...plan, ok: true, newClusterId, apiserver, seconds: (Date.now() - t0) / 1000 };
+    for (const [i, c] of committed.entries()) {
+      if (c.status === "fulfilled") continue;
+      const node = members[i]!.plan.node;
+      warnings.push(
+        `${node}: the restore could not be committed there (${(c.reason as Error).message.slice(0, 200)}); its watchdog puts the OLD etcd.yaml back ${revertAfter} s after it was stopped, which breaks that member. Run on ${node} now: sudo sh -c 'date > ${S}/committed; kill "$(cat ${S}/watchdog.pid)"'`,
+      );
+    }
+    if (signal?.aborted)
+      warnings.push(
+        `${signalName(signal)} arrived after the restored cluster was verified; the restore was committed instead of rolled back.`,
+      );
+    const status: RestoreStatus = warnings.length ? "restored-with-warnings" : "restored";
+    return {
+      ...plan,
+      status,
+      ok: status === "restored",
+      warnings,
+      newClusterId,
+      apiserver: apiserver.text,
+      seconds: (Date.now() - t0) / 1000,
+    };
   } catch (e) {
     const error = (e as Error).message;
-    progress("cluster", "rollback", `restore failed: ${error.slice(0, 300)}`);
+    const interrupted = e instanceof Interrupted ? e.signal : undefined;
+    const back = members.filter((m) => stopped.has(m.plan.node)).map((m) => m.plan.node);
+    progress(
+      "cluster",
+      interrupted ? "interrupt" : "rollback",
+      `${interrupted ? `${interrupted} during ${stage}` : `restore failed during ${stage}: ${error.slice(0, 300)}`}; rolling back ${back.join(", ") || "nothing (no node was stopped)"} now`,
+    );
     const rolledBack = await Promise.all(
       members.map(async (m) => {
         if (!stopped.has(m.plan.node)) return { node: m.plan.node, ok: true, detail: "never stopped; untouched" };
@@ -465,37 +634,53 @@ if [ -d ${sq(p.oldDataDir)} ]; then chown -R --reference=${sq(p.oldDataDir)} ${s
             timeoutMs: 150_000,
             what: "rollback",
           });
-          progress(m.plan.node, "rollback", out.trim() || "old manifests in place");
-          return { node: m.plan.node, ok: true, detail: `old manifests and ${m.plan.oldDataDir} in place` };
+          const said = out.trim().split("\n").pop() || "old manifests in place";
+          progress(m.plan.node, "rollback", said);
+          if (said.startsWith("committed"))
+            return { node: m.plan.node, ok: false, detail: `was already committed: left on ${m.plan.newDataDir}` };
+          return { node: m.plan.node, ok: true, detail: `${said}; etcd on ${m.plan.oldDataDir}` };
         } catch (re) {
-          const d = `could not roll back now (${(re as Error).message.slice(0, 200)}); its watchdog puts the old manifests back ${opts.revertAfterSeconds ?? 900} s after the stop, or run: sudo bash ${S}/rollback.sh`;
+          const d = `could not roll back now (${(re as Error).message.slice(0, 200)}); its watchdog puts the old manifests back ${revertAfter} s after the stop, or run: sudo bash ${S}/rollback.sh`;
           progress(m.plan.node, "rollback", d);
           return { node: m.plan.node, ok: false, detail: d };
         }
       }),
     );
-    return { ...plan, ok: false, error, rolledBack, seconds: (Date.now() - t0) / 1000 };
+    return {
+      ...plan,
+      status: interrupted ? "interrupted" : "failed",
+      ok: false,
+      warnings,
+      error: interrupted ? `interrupted by ${interrupted} during ${stage}` : error,
+      stage,
+      interrupted,
+      rolledBack,
+      seconds: (Date.now() - t0) / 1000,
+    };
   } finally {
     closeAll();
   }
 }
 
 export function reportText(r: RestoreReport): string {
-  if (!r.ok) {
+  if (r.status === "failed" || r.status === "interrupted") {
     return [
-      `RESTORE FAILED after ${r.seconds.toFixed(1)} s: ${r.error}`,
-      "every node was put back on its old manifests and data dir:",
+      r.status === "interrupted"
+        ? `RESTORE INTERRUPTED by ${r.interrupted} during ${r.stage} after ${r.seconds.toFixed(1)} s`
+        : `RESTORE FAILED during ${r.stage} after ${r.seconds.toFixed(1)} s: ${r.error}`,
+      "every stopped node was put back on its old manifests and data dir:",
       ...(r.rolledBack ?? []).map((x) => `  ${x.node.padEnd(10)} ${x.ok ? "ok  " : "LATE"} ${x.detail}`),
       `original manifests are kept in ${r.stateDir}/orig on each node.`,
     ].join("\n");
   }
   return [
-    `restored ${r.file} in ${r.seconds.toFixed(1)} s`,
+    `restored ${r.file} in ${r.seconds.toFixed(1)} s${r.warnings.length ? `, WITH ${r.warnings.length} WARNING${r.warnings.length > 1 ? "S" : ""}` : ""}`,
     `  cluster ID ${r.oldClusterId ?? "?"} -> ${r.newClusterId}; ${r.apiserver}`,
     ...r.members.map(
       (m) =>
         `  ${m.node.padEnd(10)} now on ${m.newDataDir} (old data kept in ${m.oldDataDir}; original etcd.yaml in ${r.stateDir}/orig)`,
     ),
+    ...r.warnings.map((w) => `WARNING: ${w}`),
     "Check your workloads; delete the old data dirs once you are satisfied.",
   ].join("\n");
 }

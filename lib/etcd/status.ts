@@ -1,11 +1,11 @@
 // etcd:status: the checks and the table, locally when an etcd tool is here,
-// otherwise on a control plane (the file is uploaded to a private temp dir).
+// otherwise on a control plane (the file is uploaded to a private staging dir).
 import { progress } from "../cli.ts";
 import { UserError } from "../errors.ts";
-import { type ConnectOptions, connectNode, sq } from "../remote/ssh.ts";
+import { type ConnectOptions, connectNode, makeStagingDir, removeStagingDir } from "../remote/ssh.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
-import { etcdScriptOk, probeNode, remoteSnapshotStatus } from "./remote.ts";
+import { probeNode, remoteSnapshotStatus } from "./remote.ts";
 import { type SnapshotStatus, verifySnapshotFile } from "./snapshot.ts";
 
 export interface StatusReport extends SnapshotStatus {
@@ -38,13 +38,7 @@ export async function snapshotStatus(
   let dir = "";
   try {
     const n = await probeNode(remote, node);
-    dir = (
-      await etcdScriptOk(
-        remote,
-        `d="$(mktemp -d /var/tmp/kubeadm-ha-status.XXXXXX)"; chown ${sq(remote.user)} "$d"; echo "$d"`,
-        "mktemp",
-      )
-    ).trim();
+    dir = await makeStagingDir(remote, { parent: "/var/tmp", name: "kubeadm-ha-status" });
     progress(node.name, "upload", `${file} for snapshot status`);
     await remote.put({ path: file }, `${dir}/snapshot.db`, { mode: 0o600 });
     const status = await remoteSnapshotStatus(n, `${dir}/snapshot.db`).catch((e: Error) => {
@@ -54,8 +48,7 @@ export async function snapshotStatus(
     });
     return { ...base, ...status, checkedWith: `${n.hasEtcdutl ? "etcdutl" : "etcdctl"} ${n.version} on ${node.name}` };
   } finally {
-    if (dir.startsWith("/var/tmp/kubeadm-ha-status."))
-      await remote.exec(`rm -rf -- ${sq(dir)}`, { sudo: true }).catch(() => undefined);
+    if (dir) await removeStagingDir(remote, dir);
     remote.close();
   }
 }

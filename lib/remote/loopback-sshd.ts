@@ -1,8 +1,11 @@
 // A throwaway OpenSSH server on 127.0.0.1 for tests: its own host key, one
 // authorized client key, root login by key only. Lets the remote layer and the
-// etcd commands be tested against a real sshd without lab hosts.
+// etcd commands be tested against a real sshd without lab hosts. On request it
+// also knows a non-root user with passwordless sudo, who exists only inside the
+// server's private mount namespace (copies of passwd/group/shadow/sudoers.d bound
+// over /etc there), so the host's accounts are never touched.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +19,8 @@ export interface LoopbackSshd {
   hostKey: string;
   /** A known_hosts line for this server. */
   knownHostsLine: string;
+  /** The non-root sudo user, when one was asked for (same client key as root). */
+  sudoUser?: { name: string; uid: number; home: string };
   stop(): Promise<void>;
 }
 
@@ -44,10 +49,64 @@ export function canRunSshd(): string | undefined {
   return undefined;
 }
 
+/** Whether this process can also run the sudo user (sudo and unshare present). */
+export function canRunSudoUserSshd(): string | undefined {
+  const sshd = canRunSshd();
+  if (sshd) return sshd;
+  if (spawnSync("sudo", ["-V"]).error) return "no sudo (install sudo)";
+  if (spawnSync("unshare", ["--mount", "--propagation", "private", "true"]).status !== 0)
+    return "unshare --mount does not work here";
+  return undefined;
+}
+
+/** A uid no account on this machine uses. */
+function unusedUid(): number {
+  const used = new Set(
+    readFileSync("/etc/passwd", "utf8")
+      .split("\n")
+      .map((l) => Number(l.split(":")[2])),
+  );
+  let uid = 64201;
+  while (used.has(uid)) uid++;
+  return uid;
+}
+
+/**
+ * Account files for a sudo user, to be bound over /etc inside the server's namespace. The
+ * shadow entry is "*" (no password, not locked): sshd without PAM refuses locked accounts
+ * even for keys, and sudo's PAM account check needs an entry.
+ */
+function sudoUserFiles(dir: string, name: string): { uid: number; home: string; binds: [string, string][] } {
+  const uid = unusedUid();
+  const home = join(dir, "home");
+  mkdirSync(home, { mode: 0o700 });
+  chownSync(home, uid, uid);
+  const add = (file: string, line: string, mode: number) => {
+    const copy = join(dir, file.replaceAll("/", "_"));
+    writeFileSync(copy, `${readFileSync(file, "utf8").trimEnd()}\n${line}\n`, { mode });
+    return copy;
+  };
+  const sudoers = join(dir, "sudoers.d");
+  mkdirSync(sudoers, { mode: 0o755 });
+  writeFileSync(join(sudoers, "kubeadm-ha-test"), `${name} ALL=(ALL:ALL) NOPASSWD: ALL\n`, { mode: 0o440 });
+  return {
+    uid,
+    home,
+    binds: [
+      [add("/etc/passwd", `${name}:x:${uid}:${uid}::${home}:/bin/bash`, 0o644), "/etc/passwd"],
+      [add("/etc/group", `${name}:x:${uid}:`, 0o644), "/etc/group"],
+      [add("/etc/shadow", `${name}:*:19000:0:99999:7:::`, 0o640), "/etc/shadow"],
+      [sudoers, "/etc/sudoers.d"],
+    ],
+  };
+}
+
 export async function startLoopbackSshd(
-  opts: { clientKeyPath?: string; allowForwarding?: boolean } = {},
+  opts: { clientKeyPath?: string; allowForwarding?: boolean; sudoUser?: string } = {},
 ): Promise<LoopbackSshd> {
   const dir = mkdtempSync(join(tmpdir(), "kubeadm-ha-sshd-"));
+  // The sudo user reads authorized_keys with its own rights: the directory must be passable.
+  if (opts.sudoUser) chmodSync(dir, 0o711);
   const hostKeyPath = join(dir, "host_ed25519");
   keygen(hostKeyPath);
   let clientKeyPath = opts.clientKeyPath;
@@ -55,7 +114,10 @@ export async function startLoopbackSshd(
     clientKeyPath = join(dir, "client_ed25519");
     keygen(clientKeyPath);
   }
-  writeFileSync(join(dir, "authorized_keys"), readFileSync(`${clientKeyPath}.pub`), { mode: 0o600 });
+  writeFileSync(join(dir, "authorized_keys"), readFileSync(`${clientKeyPath}.pub`), {
+    mode: opts.sudoUser ? 0o644 : 0o600,
+  });
+  const user = opts.sudoUser ? sudoUserFiles(dir, opts.sudoUser) : undefined;
   mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
   const port = await freePort();
   const config = [
@@ -74,9 +136,25 @@ export async function startLoopbackSshd(
     "LogLevel ERROR",
   ].join("\n");
   writeFileSync(join(dir, "sshd_config"), `${config}\n`);
-  const proc: ChildProcess = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", join(dir, "sshd_config")], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  const sshdArgv = ["/usr/sbin/sshd", "-D", "-e", "-f", join(dir, "sshd_config")];
+  // unshare execs the shell, which execs sshd: the child's pid is sshd's.
+  const argv = user
+    ? [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        'while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 1; shift 2; done; shift; exec "$@"',
+        "loopback-sshd",
+        ...user.binds.flat(),
+        "--",
+        ...sshdArgv,
+      ]
+    : sshdArgv;
+  const proc: ChildProcess = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   proc.stderr?.on("data", (d) => {
     stderr += d.toString();
@@ -104,6 +182,7 @@ export async function startLoopbackSshd(
     clientKeyPath,
     hostKey,
     knownHostsLine: `[127.0.0.1]:${port} ${hostKey}`,
+    sudoUser: user && opts.sudoUser ? { name: opts.sudoUser, uid: user.uid, home: user.home } : undefined,
     async stop() {
       if (proc.exitCode === null) {
         proc.kill("SIGTERM");

@@ -93,7 +93,10 @@ export interface Remote {
    * in file order as they are written (hash while downloading: no second read of the file).
    */
   download(remotePath: string, localPath: string, opts?: DownloadOptions): Promise<{ bytes: number }>;
-  /** Upload a local file (or content) to remotePath with `mode`; with sudo, through a staging file and `install`. */
+  /**
+   * Upload a local file (or content) to remotePath with `mode`. With sudo the file is written
+   * into a private staging directory (withStagingDir) and installed root-owned by root.
+   */
   put(
     source: { path: string } | { content: string | Buffer },
     remotePath: string,
@@ -424,25 +427,17 @@ function wrap(client: Client, hop: Hop, jump?: Client): Remote {
     },
     async put(source, remotePath, opts = {}) {
       const mode = opts.mode ?? 0o600;
-      const s = await sftp();
-      const direct = !opts.sudo || isRoot;
-      const target = direct ? remotePath : `/tmp/.kubeadm-ha-upload-${process.pid}-${Date.now()}`;
-      const ws = s.createWriteStream(target, { mode });
-      if ("path" in source) await pipeline(createReadStream(source.path), ws);
-      else
-        await pipeline(async function* () {
-          yield typeof source.content === "string" ? Buffer.from(source.content) : source.content;
-        }, ws);
-      await new Promise<void>((res, rej) => s.chmod(target, mode, (e) => (e ? rej(e) : res())));
-      if (!direct) {
+      if (!opts.sudo) return sftpWrite(await sftp(), source, remotePath, mode);
+      // Files for root are written by root: staged in a private directory of the SSH user,
+      // then installed (root-owned, with the mode) by root.
+      await withStagingDir(remote, async (dir) => {
+        const staged = `${dir}/upload`;
+        await sftpWrite(await sftp(), source, staged, 0o600, true);
         await remote.run(
-          `install -m ${mode.toString(8).padStart(4, "0")} ${sq(target)} ${sq(remotePath)}; rc=$?; rm -f ${sq(target)}; exit $rc`,
-          {
-            sudo: true,
-            what: `installing ${remotePath}`,
-          },
+          `install -o 0 -g 0 -m ${mode.toString(8).padStart(4, "0")} -- ${sq(staged)} ${sq(remotePath)}`,
+          { sudo: true, what: `installing ${remotePath}`, timeoutMs: 120_000 },
         );
-      }
+      });
     },
     putHashed(localPath, remotePath, opts = {}) {
       const mode = (opts.mode ?? 0o600).toString(8).padStart(4, "0");
@@ -492,6 +487,66 @@ function wrap(client: Client, hop: Hop, jump?: Client): Remote {
     },
   };
   return remote;
+}
+
+/** Write content or a local file over SFTP with `mode`; `exclusive` refuses an existing file. */
+async function sftpWrite(
+  s: SFTPWrapper,
+  source: { path: string } | { content: string | Buffer },
+  remotePath: string,
+  mode: number,
+  exclusive = false,
+): Promise<void> {
+  const ws = s.createWriteStream(remotePath, { mode, flags: exclusive ? "wx" : "w" });
+  if ("path" in source) await pipeline(createReadStream(source.path), ws);
+  else
+    await pipeline(async function* () {
+      yield typeof source.content === "string" ? Buffer.from(source.content) : source.content;
+    }, ws);
+  // The open's mode is filtered by the server's umask, and an existing file keeps its own.
+  await new Promise<void>((res, rej) => s.chmod(remotePath, mode, (e) => (e ? rej(e) : res())));
+}
+
+/** Default name of staging directories: /tmp/kubeadm-ha-upload.XXXXXXXXXX on the node. */
+export const STAGING_NAME = "kubeadm-ha-upload";
+
+/**
+ * The one way files are staged on a node: `mktemp -d` run as the SSH user (an exclusive
+ * create, 0700, owned by that user, a name nobody can guess). Nothing of another user can
+ * be waiting inside it, so what root later installs or runs from there is exactly what was
+ * written. Pair with removeStagingDir in a `finally`, or use withStagingDir.
+ */
+export async function makeStagingDir(remote: Remote, opts: { parent?: string; name?: string } = {}): Promise<string> {
+  const prefix = `${opts.parent ?? "/tmp"}/${opts.name ?? STAGING_NAME}.`;
+  const dir = (
+    await remote.run(`umask 077 && mktemp -d ${sq(`${prefix}XXXXXXXXXX`)}`, {
+      what: "making a private staging directory (mktemp -d)",
+      timeoutMs: 30_000,
+    })
+  ).trim();
+  if (!dir.startsWith(prefix) || !/^[A-Za-z0-9]{10}$/.test(dir.slice(prefix.length)))
+    throw new UserError(`${remote.name}: mktemp -d printed ${JSON.stringify(dir)}, not a directory under ${prefix}*.`);
+  return dir;
+}
+
+/** Remove a directory made by makeStagingDir (as the SSH user, who owns it); never throws. */
+export async function removeStagingDir(remote: Remote, dir: string): Promise<void> {
+  if (!/\/[A-Za-z0-9_-]+\.[A-Za-z0-9]{10}$/.test(dir)) return;
+  await remote.exec(`rm -rf -- ${sq(dir)}`, { timeoutMs: 30_000 }).catch(() => undefined);
+}
+
+/** makeStagingDir, `fn` with it, and the directory removed afterwards, also when `fn` fails. */
+export async function withStagingDir<T>(
+  remote: Remote,
+  fn: (dir: string) => Promise<T>,
+  opts: { parent?: string; name?: string } = {},
+): Promise<T> {
+  const dir = await makeStagingDir(remote, opts);
+  try {
+    return await fn(dir);
+  } finally {
+    await removeStagingDir(remote, dir);
+  }
 }
 
 const sftpCall = <T>(f: (cb: (err: Error | null | undefined, v: T) => void) => void): Promise<T> =>

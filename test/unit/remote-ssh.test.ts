@@ -1,25 +1,45 @@
 // The SSH layer against real sshd processes on loopback: exec, root without sudo,
-// SFTP round trip with modes, host key checks, bastion hop.
+// SFTP round trip with modes, host key checks, bastion hop, and uploads as a sudo
+// user staged in a private directory (never at a path another user can predict).
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  lchownSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { UserError } from "../../lib/errors.ts";
-import { canRunSshd, type LoopbackSshd, startLoopbackSshd } from "../../lib/remote/loopback-sshd.ts";
-import { connectNode, localSha256 } from "../../lib/remote/ssh.ts";
+import {
+  canRunSshd,
+  canRunSudoUserSshd,
+  type LoopbackSshd,
+  startLoopbackSshd,
+} from "../../lib/remote/loopback-sshd.ts";
+import { connectNode, localSha256, withStagingDir } from "../../lib/remote/ssh.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec, NodeSpec } from "../../lib/spec/schema.ts";
 
 const missing = canRunSshd();
 if (missing && process.env.CI === "true") throw new Error(`remote-ssh tests need a real sshd: ${missing}`);
 const maybe = missing ? describe.skip : describe;
+const sudoMissing = canRunSudoUserSshd();
+if (sudoMissing && process.env.CI === "true") throw new Error(`sudo-user upload tests need sudo: ${sudoMissing}`);
 
-function specFor(port: number, keyPath: string, extra = ""): ClusterSpec {
+function specFor(port: number, keyPath: string, extra = "", user = "root"): ClusterSpec {
   return parseSpec(`
 name: t
 kubernetes: { version: "1.31.4", packages: { source: preinstalled } }
 allowNonHA: true
-ssh: { user: root, port: ${port}, privateKeyPath: ${keyPath} }
+ssh: { user: ${user}, port: ${port}, privateKeyPath: ${keyPath} }
 controlPlaneEndpoint: { vip: 127.0.0.100, interface: lo }
 nodes:
   - { name: cp-1, address: 127.0.0.1, role: control-plane }
@@ -233,6 +253,128 @@ maybe("ssh layer on a loopback sshd", () => {
       );
     } finally {
       await noFwd.stop();
+    }
+  });
+});
+
+describe.skipIf(Boolean(sudoMissing))("uploads as a sudo user on a loopback sshd", () => {
+  setDefaultTimeout(30_000);
+  let s: LoopbackSshd;
+  let work: string;
+  let spec: ClusterSpec;
+  const NOBODY = 65534;
+  beforeAll(async () => {
+    s = await startLoopbackSshd({ sudoUser: "kha-deploy" });
+    spec = specFor(s.port, s.clientKeyPath, "", "kha-deploy");
+    work = mkdtempSync(join(tmpdir(), "kubeadm-ha-sudo-test-"));
+  });
+  afterAll(async () => {
+    await s?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+  const tmpEntries = () => new Set(readdirSync("/tmp"));
+  /** What appeared in /tmp since `before` and belongs to the SSH user (other tests on this machine may add their own). */
+  const leftBehind = (before: Set<string>) =>
+    [...tmpEntries()].filter((e) => {
+      if (before.has(e)) return false;
+      try {
+        return lstatSync(join("/tmp", e)).uid === s.sudoUser!.uid;
+      } catch {
+        return false;
+      }
+    });
+
+  /**
+   * Another local user (nobody) fills the next seconds of the old staging name,
+   * /tmp/.kubeadm-ha-upload-<pid>-<ms>, with symlinks or world-writable files of its own.
+   */
+  function plant(kind: "symlink" | "file", target: string): string[] {
+    const t0 = Date.now();
+    const paths: string[] = [];
+    for (let ms = t0; ms < t0 + 2000; ms++) {
+      const p = `/tmp/.kubeadm-ha-upload-${process.pid}-${ms}`;
+      rmSync(p, { force: true });
+      if (kind === "symlink") symlinkSync(target, p);
+      else {
+        writeFileSync(p, "attacker\n");
+        chmodSync(p, 0o666);
+      }
+      lchownSync(p, NOBODY, NOBODY);
+      paths.push(p);
+    }
+    return paths;
+  }
+
+  test("put with sudo never uses a predictable /tmp name: planted symlinks and files are not followed or written, the file lands root-owned with its mode, nothing is left in /tmp", async () => {
+    const user = s.sudoUser!;
+    // A file of the SSH user that a followed symlink would overwrite.
+    const victim = join(user.home, "victim");
+    writeFileSync(victim, "victim\n", { mode: 0o644 });
+    chownSync(victim, user.uid, user.uid);
+    const r = await connectNode(spec, node(spec), { knownHostsText: s.knownHostsLine });
+    expect((await r.run("id -un")).trim()).toBe("kha-deploy");
+    const before = tmpEntries();
+    const planted: string[] = [];
+    try {
+      planted.push(...plant("symlink", victim));
+      const script = "#!/bin/sh\necho rolled back\n";
+      const dest = join(work, "rollback.sh");
+      await r.put({ content: script }, dest, { mode: 0o700, sudo: true });
+      expect(readFileSync(victim, "utf8")).toBe("victim\n");
+      expect(readFileSync(dest, "utf8")).toBe(script);
+      const st = statSync(dest);
+      expect([st.uid, st.gid, st.mode & 0o777]).toEqual([0, 0, 0o700]);
+
+      for (const p of planted.splice(0)) rmSync(p, { force: true });
+      planted.push(...plant("file", "/dev/null"));
+      const dest2 = join(work, "etcd.yaml");
+      await r.put({ content: "apiVersion: v1\n" }, dest2, { mode: 0o600, sudo: true });
+      expect(readFileSync(dest2, "utf8")).toBe("apiVersion: v1\n");
+      expect(statSync(dest2).mode & 0o777).toBe(0o600);
+      for (const p of planted) {
+        const st2 = lstatSync(p);
+        expect([st2.uid, st2.size]).toEqual([NOBODY, "attacker\n".length]);
+      }
+      for (const p of planted.splice(0)) rmSync(p, { force: true });
+      // No staging file or directory is left behind.
+      expect(leftBehind(before)).toEqual([]);
+    } finally {
+      for (const p of planted) rmSync(p, { force: true });
+      r.close();
+    }
+  });
+
+  test("withStagingDir: made by mktemp -d as the SSH user, 0700, and removed after success and after a failure", async () => {
+    const r = await connectNode(spec, node(spec), { knownHostsText: s.knownHostsLine });
+    const before = tmpEntries();
+    try {
+      let seen = "";
+      const got = await withStagingDir(r, async (dir) => {
+        seen = dir;
+        const st = lstatSync(dir);
+        expect(st.isDirectory()).toBe(true);
+        expect([st.uid, st.mode & 0o777]).toEqual([s.sudoUser!.uid, 0o700]);
+        await r.put({ content: "x" }, `${dir}/file`);
+        return "result";
+      });
+      expect(got).toBe("result");
+      expect(seen).toMatch(/^\/tmp\/kubeadm-ha-upload\.[A-Za-z0-9]{10}$/);
+      expect(() => lstatSync(seen)).toThrow(/ENOENT/);
+      await expect(
+        withStagingDir(r, async (dir) => {
+          seen = dir;
+          await r.put({ content: "x" }, `${dir}/file`);
+          throw new Error("step failed");
+        }),
+      ).rejects.toThrow("step failed");
+      expect(() => lstatSync(seen)).toThrow(/ENOENT/);
+      // An install that fails (no such directory) is an error and leaves no staging behind either.
+      await expect(
+        r.put({ content: "x" }, join(work, "no-such-dir", "f"), { mode: 0o600, sudo: true }),
+      ).rejects.toThrow(/installing .*no-such-dir/);
+      expect(leftBehind(before)).toEqual([]);
+    } finally {
+      r.close();
     }
   });
 });
