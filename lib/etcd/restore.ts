@@ -11,6 +11,7 @@ import { UserError } from "../errors.ts";
 import { type ConnectOptions, connectNode, type Remote, sq } from "../remote/ssh.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
+import { pointKubeadmConfigAtRestoredData, type RestoredMember, restartStateConsumers } from "./after-restore.ts";
 import { APISERVER_MANIFEST, ETCD_MANIFEST, patchEtcdManifest } from "./manifest.ts";
 import { type NodePorts, restoreLockSh, restoreStateDir, rollbackScript, waitPortsClosedSh } from "./node-state.ts";
 import {
@@ -29,9 +30,12 @@ export interface RestoreOptions {
   access: EtcdAccess;
   connect?: ConnectOptions;
   dryRun?: boolean;
-  /** --bump-revision N (with --mark-compacted): needs etcdutl 3.5.10+ / 3.6. */
-  bumpRevision?: number;
-  markCompacted?: boolean;
+  /**
+   * --bump-revision N --mark-compacted (etcdutl 3.5.10+ / 3.6): a number asks for it (refused where
+   * a member lacks it), false turns it off, undefined (the default) uses DEFAULT_BUMP_REVISION
+   * wherever every member supports it, as etcd's recovery guide recommends for Kubernetes.
+   */
+  bumpRevision?: number | false;
   /** Seconds to wait for etcd and the apiserver to come back. */
   waitSeconds?: number;
   /** Seconds after which a stopped node rolls itself back unless the restore was committed. */
@@ -43,6 +47,12 @@ export interface RestoreOptions {
   signal?: AbortSignal;
   now?: Date;
 }
+
+/**
+ * etcd's recovery guide: restoring for Kubernetes, bump revisions far past any a client has seen and
+ * mark them compacted, so watches (controllers, kubelets) start over instead of missing changes.
+ */
+export const DEFAULT_BUMP_REVISION = 1_000_000_000;
 
 export interface MemberPlan {
   node: string;
@@ -66,6 +76,10 @@ export interface RestorePlan {
   initialCluster: string;
   stateDir: string;
   oldClusterId?: string;
+  /** --bump-revision used with --mark-compacted, or null (not supported by every member, or turned off). */
+  bumpRevision: number | null;
+  /** Why bumpRevision is what it is, in one sentence (shown with the plan). */
+  bumpReason: string;
   members: MemberPlan[];
   steps: string[];
 }
@@ -84,6 +98,8 @@ export interface RestoreReport extends RestorePlan {
   warnings: string[];
   newClusterId?: string;
   apiserver?: string;
+  /** What happened to kube-system/kubeadm-config's etcd.local.dataDir (absent when it could not be updated: see warnings). */
+  kubeadmConfig?: string;
   seconds: number;
   /** The step that was running when the restore failed or was interrupted. */
   stage?: string;
@@ -259,18 +275,27 @@ async function prepare(
         "plan",
         `members run different etcd versions (${[...versions].join(", ")}); each restores with its own tools`,
       );
-    if (opts.bumpRevision !== undefined || opts.markCompacted) {
-      const lacking = members.filter((m) => !m.n.supportsBumpRevision);
-      if (lacking.length) {
+    const lacking = members.filter((m) => !m.n.supportsBumpRevision);
+    const lackingText = lacking.map((m) => `${m.plan.node} has ${m.plan.tool} ${m.plan.etcdVersion}`).join(", ");
+    let bumpRevision: number | null;
+    let bumpReason: string;
+    if (typeof opts.bumpRevision === "number") {
+      if (lacking.length)
         throw new UserError(
-          `--bump-revision/--mark-compacted need etcdutl with those flags (etcd 3.5.10+ or 3.6); ${lacking.map((m) => `${m.plan.node} has ${m.plan.tool} ${m.plan.etcdVersion}`).join(", ")} without them. Run without the flags, or upgrade etcd first. Nothing was changed.`,
+          `--bump-revision needs etcdutl with --bump-revision/--mark-compacted (etcd 3.5.10+ or 3.6); ${lackingText} without them. Run without the flag, or upgrade etcd first. Nothing was changed.`,
         );
-      }
-      if (!opts.bumpRevision || !opts.markCompacted) {
-        throw new UserError(
-          "--bump-revision N and --mark-compacted go together (etcdutl requires both). Pass both, e.g. --bump-revision 1000000000 --mark-compacted.",
-        );
-      }
+      bumpRevision = opts.bumpRevision;
+      bumpReason = `--bump-revision ${bumpRevision} --mark-compacted, as asked`;
+    } else if (opts.bumpRevision === false) {
+      bumpRevision = null;
+      bumpReason =
+        "revisions not bumped (--no-bump-revision): watchers that saw newer revisions may miss changes until they re-list";
+    } else if (lacking.length) {
+      bumpRevision = null;
+      bumpReason = `revisions not bumped: ${lackingText}, without etcdutl --bump-revision (etcd 3.5.10+); the restarts at the end make controllers and kubelets list again`;
+    } else {
+      bumpRevision = DEFAULT_BUMP_REVISION;
+      bumpReason = `--bump-revision ${DEFAULT_BUMP_REVISION} --mark-compacted (etcd's recovery guide for Kubernetes; --no-bump-revision turns it off)`;
     }
     const exists = await onAll(members, async (m) => {
       const r = await m.remote.exec(`test -e ${sq(m.plan.newDataDir)} || test -e ${sq(stateDir)}`, {
@@ -297,19 +322,23 @@ async function prepare(
       initialCluster,
       stateDir,
       oldClusterId,
+      bumpRevision,
+      bumpReason,
       members: members.map((m) => m.plan),
       steps: [
         `upload the snapshot to ${stateDir}/snapshot.db (0600) on ${members.map((m) => m.plan.node).join(", ")} and check its sha256 there`,
         `stop: copy etcd.yaml and kube-apiserver.yaml to ${stateDir}/orig, arm a ${opts.revertAfterSeconds ?? 900} s self-rollback, move both out of /etc/kubernetes/manifests, wait until etcd and the apiserver stopped listening`,
         ...members.map(
           (m) =>
-            `${m.plan.node}: ${m.plan.tool} snapshot restore --name ${m.plan.name} --initial-advertise-peer-urls ${m.plan.peerUrl} --data-dir ${m.plan.newDataDir}${opts.bumpRevision ? ` --bump-revision ${opts.bumpRevision} --mark-compacted` : ""}`,
+            `${m.plan.node}: ${m.plan.tool} snapshot restore --name ${m.plan.name} --initial-advertise-peer-urls ${m.plan.peerUrl} --data-dir ${m.plan.newDataDir}${bumpRevision ? ` --bump-revision ${bumpRevision} --mark-compacted` : ""}`,
         ),
         `all members: --initial-cluster ${initialCluster} --initial-cluster-token ${token}`,
         `patch etcd.yaml (--data-dir, etcd-data mount and hostPath -> the new dir; original kept in ${stateDir}/orig) and put it back; old data dirs stay untouched`,
         "wait until every member is healthy, the member list has every node and the cluster ID is new",
         `put kube-apiserver.yaml back and wait until https://${spec.controlPlaneEndpoint.vip}:${spec.controlPlaneEndpoint.port}/healthz answers`,
         "on any failure: every node back to its old manifests and data dir",
+        "once verified: commit, point kube-system/kubeadm-config etcd.local.dataDir at the restored dir, restart kube-controller-manager and kube-scheduler on every control plane and the kubelet on every node",
+        bumpReason,
       ],
     };
     return { plan, members };
@@ -469,7 +498,7 @@ wait_ports_closed ${wait} ${gone} || { echo "etcd or kube-apiserver still listen
     await step("restore", () =>
       onAll(members, async (m) => {
         const p = m.plan;
-        const bump = opts.bumpRevision ? ` --bump-revision ${opts.bumpRevision} --mark-compacted` : "";
+        const bump = plan.bumpRevision ? ` --bump-revision ${plan.bumpRevision} --mark-compacted` : "";
         progress(p.node, "restore", `${p.tool} snapshot restore -> ${p.newDataDir}`);
         await etcdScriptOk(
           m.remote,
@@ -606,6 +635,23 @@ rm -f ${sq(`${S}/snapshot.db`)}`,
       warnings.push(
         `${signalName(signal)} arrived after the restored cluster was verified; the restore was committed instead of rolled back.`,
       );
+
+    // 8. Committed: kubeadm's record and the state caches follow the restored cluster. Failures
+    // here are warnings with the fix; nothing is undone for them.
+    stage = "after restore";
+    const restored: RestoredMember[] = members.map((m) => ({
+      node: m.plan.node,
+      remote: m.remote,
+      oldDataDir: m.plan.oldDataDir,
+      newDataDir: m.plan.newDataDir,
+    }));
+    const kubeadmConfig = await pointKubeadmConfigAtRestoredData(restored, S).catch((e: Error) => {
+      warnings.push(
+        `kube-system/kubeadm-config still names the old etcd data dir, so the next kubeadm upgrade would bring etcd back on the pre-restore data: ${e.message}`,
+      );
+      return undefined;
+    });
+    warnings.push(...(await restartStateConsumers(spec, restored, S, wait)));
     const status: RestoreStatus = warnings.length ? "restored-with-warnings" : "restored";
     return {
       ...plan,
@@ -614,6 +660,7 @@ rm -f ${sq(`${S}/snapshot.db`)}`,
       warnings,
       newClusterId,
       apiserver: apiserver.text,
+      kubeadmConfig,
       seconds: (Date.now() - t0) / 1000,
     };
   } catch (e) {

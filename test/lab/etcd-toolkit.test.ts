@@ -97,6 +97,21 @@ describe.skipIf(guard.skip)("etcd toolkit in the lab", () => {
   });
 
   test("backup, more writes, restore: keys before the backup are back, keys after it gone, 3 healthy members, one new cluster ID", async () => {
+    // What kubeadm init leaves for kubeadm upgrade: its ClusterConfiguration in kube-system/kubeadm-config
+    // (kept in etcd by the apiserver stand-in, so it is in the snapshot too), read through admin.conf.
+    const kubectl = "kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system";
+    await labExec(
+      "cp-1",
+      `printf 'apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://127.0.0.1:6443\n  name: lab\n' > /etc/kubernetes/admin.conf
+printf 'apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\netcd:\n  local:\n    dataDir: /var/lib/etcd\n' > /root/cc.yaml
+${kubectl} create configmap kubeadm-config --from-file=ClusterConfiguration=/root/cc.yaml`,
+    );
+    const kubeletStarts = () =>
+      Promise.all(
+        [...CPS, "worker-1"].map(async (h) =>
+          (await labExec(h, "systemctl show -p ActiveEnterTimestampMonotonic --value kubelet")).stdout.trim(),
+        ),
+      );
     await put("before", 25);
     const backup = await runBackup(spec, { outDir: join(work, "backups"), access: KUBEADM_ETCD_ACCESS });
     snapshot = backup.file;
@@ -111,6 +126,7 @@ describe.skipIf(guard.skip)("etcd toolkit in the lab", () => {
     expect(await count("after")).toBe(25);
     const before = await clusterIds();
     expect(new Set(before).size).toBe(1);
+    const startsBefore = await kubeletStarts();
 
     const report = await runRestore(spec, snapshot, {
       access: KUBEADM_ETCD_ACCESS,
@@ -147,7 +163,24 @@ describe.skipIf(guard.skip)("etcd toolkit in the lab", () => {
       ).stdout;
       expect(mode).toBe("700\nold-kept\n");
     }
-    console.log(`restore took ${report.seconds.toFixed(1)} s (${report.apiserver})`);
+    // kubeadm's record follows the restored data dir, so kubeadm upgrade keeps it.
+    const cc = (
+      await labExec("cp-1", `${kubectl} get configmap kubeadm-config -o 'jsonpath={.data.ClusterConfiguration}'`)
+    ).stdout;
+    expect(cc).toContain(`dataDir: ${report.members[0]!.newDataDir}`);
+    expect(report.kubeadmConfig).toBe(
+      `kubeadm-config etcd.local.dataDir /var/lib/etcd -> ${report.members[0]!.newDataDir}`,
+    );
+    // Every kubelet (workers too) restarted after the restore, as the Kubernetes docs ask.
+    const starts = await kubeletStarts();
+    for (const [i, t] of starts.entries()) expect(t).not.toBe(startsBefore[i]);
+    // Revisions bumped past anything a watcher saw, where every member's etcdutl can (etcd 3.5.10+).
+    const revision = Number(
+      /"revision":"?(\d+)/.exec((await labEtcdctl(["endpoint", "status", "-w", "json"])).stdout)?.[1] ?? 0,
+    );
+    if (report.bumpRevision) expect(revision).toBeGreaterThanOrEqual(report.bumpRevision);
+    else expect(report.bumpReason).toContain("not bumped");
+    console.log(`restore took ${report.seconds.toFixed(1)} s (${report.apiserver}); ${report.bumpReason}`);
   });
 
   test("a corrupted snapshot is refused and nothing on any host is touched", async () => {

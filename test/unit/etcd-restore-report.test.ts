@@ -24,6 +24,8 @@ const plan = {
   stamp: "20250101T000000Z",
   token: "t",
   initialCluster: "cp-1=https://10.0.0.11:2380",
+  bumpRevision: 1_000_000_000,
+  bumpReason: "--bump-revision 1000000000 --mark-compacted (default)",
   stateDir: "/var/lib/kubeadm-ha/etcd-restore-20250101T000000Z",
   members: [
     {

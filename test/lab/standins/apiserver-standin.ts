@@ -80,6 +80,7 @@ const etcdDelete = async (key: string) =>
 
 const TOKENS = "kubeadm-ha-lab/bootstrap-tokens/";
 const CERTS = "kubeadm-ha-lab/kubeadm-certs";
+const CONFIGMAPS = "kubeadm-ha-lab/configmaps/";
 /** kubeadm deletes the kubeadm-certs Secret with its owner token, two hours after an upload. */
 const CERTS_TTL_SECONDS = 2 * 3600;
 interface StoredToken {
@@ -163,6 +164,26 @@ async function labApi(req: Request, path: string): Promise<Response> {
         "error downloading certs: error decoding secret data with provided key: cipher: message authentication failed",
       );
     return Response.json({ ok: true });
+  }
+  // ConfigMaps (kubeadm-config above all): GET, PUT (create or replace), PATCH (merge into .data).
+  const cm = /^\/kha-lab\/configmaps\/([a-z0-9-]+)\/([a-z0-9.-]+)$/.exec(path);
+  if (cm) {
+    const key = `${CONFIGMAPS}${cm[1]}/${cm[2]}`;
+    const raw = await etcdGet(key);
+    const current = raw ? (JSON.parse(raw) as { data: Record<string, string> }) : undefined;
+    const notFound = () => fail(404, `configmaps "${cm[2]}" not found`);
+    if (req.method === "GET") return current ? Response.json(current) : notFound();
+    const data = ((body as { data?: Record<string, string> }).data ?? {}) as Record<string, string>;
+    if (req.method === "PUT") {
+      await etcdPut(key, JSON.stringify({ data }));
+      return Response.json({ data });
+    }
+    if (req.method === "PATCH") {
+      if (!current) return notFound();
+      const merged = { data: { ...current.data, ...data } };
+      await etcdPut(key, JSON.stringify(merged));
+      return Response.json(merged);
+    }
   }
   return fail(404, `no lab API at ${req.method} ${path}`);
 }

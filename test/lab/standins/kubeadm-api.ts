@@ -14,8 +14,12 @@
 //   kubeadm-api.ts certs-delete SERVER
 //   kubeadm-api.ts join-check CONFIG             discovery with the token; certificates for a control plane
 //   kubeadm-api.ts join-check-flags ENDPOINT TOKEN [KEY]   the same for a join given by flags
+//   kubeadm-api.ts upload-config CONFIG SERVER   ConfigMap kube-system/kubeadm-config from the ClusterConfiguration
+//   kubeadm-api.ts configmap-get NS NAME KEY SERVER
+//   kubeadm-api.ts configmap-patch NS NAME PATCH_FILE SERVER   (a merge patch: {"data": {...}})
+//   kubeadm-api.ts configmap-create NS NAME KEY FILE SERVER
 import { readFileSync } from "node:fs";
-import { parseAllDocuments } from "yaml";
+import { parseAllDocuments, stringify } from "yaml";
 
 const die = (msg: string): never => {
   process.stderr.write(`${msg}\n`);
@@ -132,6 +136,33 @@ switch (cmd) {
   case "certs-delete":
     await call(a!, "DELETE", "/kha-lab/kubeadm-certs");
     break;
+  case "upload-config": {
+    // kubeadm init's upload-config phase: the ClusterConfiguration document, as YAML.
+    const cluster = byKind(a!, "ClusterConfiguration") ?? die(`${a}: no ClusterConfiguration`);
+    await call(b!, "PUT", "/kha-lab/configmaps/kube-system/kubeadm-config", {
+      data: { ClusterConfiguration: stringify(cluster) },
+    });
+    break;
+  }
+  case "configmap-get": {
+    const [ns, name, key, server] = process.argv.slice(3);
+    const cm = (await call(server!, "GET", `/kha-lab/configmaps/${ns}/${name}`)) as { data: Record<string, string> };
+    process.stdout.write(cm.data[key!] ?? "");
+    break;
+  }
+  case "configmap-patch": {
+    const [ns, name, file, server] = process.argv.slice(3);
+    const patch = JSON.parse(readFileSync(file!, "utf8"));
+    await call(server!, "PATCH", `/kha-lab/configmaps/${ns}/${name}`, patch);
+    process.stdout.write(`configmap/${name} patched\n`);
+    break;
+  }
+  case "configmap-create": {
+    const [ns, name, key, file, server] = process.argv.slice(3);
+    await call(server!, "PUT", `/kha-lab/configmaps/${ns}/${name}`, { data: { [key!]: readFileSync(file!, "utf8") } });
+    process.stdout.write(`configmap/${name} created\n`);
+    break;
+  }
   case "join-check":
     await joinCheckConfig(a!);
     break;
