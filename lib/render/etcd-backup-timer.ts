@@ -10,16 +10,25 @@ export const BACKUP_UNIT = "kubeadm-ha-etcd-backup";
 export const BACKUP_SCRIPT = "/usr/local/lib/kubeadm-ha/etcd-backup.sh";
 export const NODE_BACKUP_DIR = "/var/backups/kubeadm-ha/etcd";
 
+/**
+ * How each snapshot's JSON sidecar starts: the cluster and node that made it. Retention deletes
+ * only files whose sidecar starts with exactly this, since names alone are ambiguous in a shared
+ * directory (cluster prod's node eu-cp-1 and cluster prod-eu's node cp-1 write the same names).
+ */
+export const backupOwner = (spec: ClusterSpec, node: NodeSpec): string =>
+  `{"cluster":${JSON.stringify(spec.name)},"node":${JSON.stringify(node.name)},`;
+
 export function etcdBackupScript(spec: ClusterSpec, node: NodeSpec): string {
   const a = KUBEADM_ETCD_ACCESS;
   return `#!/usr/bin/env bash
 # kubeadm-ha scheduled etcd snapshot for ${node.name}. Generated: edit the spec, not this file.
-# Keeps the newest ${spec.etcd.backup.retention} verified snapshots; a failed run deletes nothing.
+# Keeps the newest ${spec.etcd.backup.retention} verified snapshots of this cluster and node; a failed run deletes nothing.
 set -euo pipefail
 umask 077
 DIR=${shq(NODE_BACKUP_DIR)}
 KEEP=${spec.etcd.backup.retention}
 PREFIX=${shq(`${spec.name}-${node.name}-`)}
+OWNER=${shq(backupOwner(spec, node))}
 ENDPOINT='https://127.0.0.1:2379'
 ${ETCD_TOOLS_SH}
 etcd_tools
@@ -27,21 +36,36 @@ install -d -m 0700 "$DIR"
 chmod 0700 "$DIR"
 ts="$(date -u +%Y%m%dT%H%M%SZ)"
 final="$DIR/$PREFIX$ts.db"
+[ ! -e "$final" ] || { echo "$final already exists; not overwriting a snapshot" >&2; exit 1; }
 tmp="$DIR/.partial-$ts.db"
 trap 'rm -f -- "$tmp" "$tmp.part"' EXIT
 "$ETCDCTL" --endpoints="$ENDPOINT" --cacert=${shq(a.cacert)} --cert=${shq(a.cert)} --key=${shq(a.key)} snapshot save "$tmp" >/dev/null
 # A snapshot the tools cannot read is not a backup: fail before retention runs.
-status="$(snaptool snapshot status "$tmp" -w json)"
+status="$(snaptool snapshot status "$tmp" -w json | tr -d '\\n')"
 chmod 0600 "$tmp"
 mv -- "$tmp" "$final"
-(cd "$DIR" && sha256sum -- "$(basename "$final")" >"$final.sha256")
-printf '%s\\n' "$status" >"$final.status.json"
-chmod 0600 "$final.sha256" "$final.status.json"
+sha="$(cd "$DIR" && sha256sum -- "$(basename "$final")" | tee "$final.sha256" | cut -d ' ' -f 1)"
+printf '%s"createdAt":"%s","sha256":"%s","status":%s}\\n' "$OWNER" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$sha" "$status" >"$final.json"
+chmod 0600 "$final.sha256" "$final.json"
 echo "snapshot $final (etcd $ETCD_VERSION, tools: $TOOLS_SOURCE): $status"
-# Retention: only complete snapshots (with a .sha256) count; the newest is the one just made.
-mapfile -t good < <(find "$DIR" -maxdepth 1 -type f -name "$PREFIX*.db" -exec test -e '{}.sha256' ';' -print | sort -r)
-for old in "\${good[@]:$KEEP}"; do
-  rm -f -- "$old" "$old.sha256" "$old.status.json"
+# Retention counts only complete snapshots (a .sha256) that are provably this node's: exact
+# name shape and a sidecar naming this cluster and node. The one just made always stays.
+ours() {
+  local f stamp
+  for f in "$DIR/$PREFIX"*.db; do
+    stamp="\${f##*/}"
+    stamp="\${stamp#"$PREFIX"}"
+    [[ "$stamp" =~ ^[0-9]{8}T[0-9]{6}Z\\.db$ ]] || continue
+    if [ "$f" != "$final" ] && [ -e "$f.sha256" ] && [ -f "$f.json" ] &&
+      [ "$(head -c "\${#OWNER}" -- "$f.json")" = "$OWNER" ]; then
+      printf '%s\\n' "$f"
+    fi
+  done
+  return 0
+}
+mapfile -t older < <(ours | sort -r)
+for old in "\${older[@]:$((KEEP - 1))}"; do
+  rm -f -- "$old" "$old.sha256" "$old.json"
   echo "retention: removed $old"
 done
 `;

@@ -2,7 +2,17 @@
 // retention that keeps the newest verified snapshots (run against a fake etcdctl).
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -95,60 +105,126 @@ describe("etcd backup timer step", () => {
     expect(s.script).toContain("systemctl disable --now kubeadm-ha-etcd-backup.timer");
   });
 
-  test("retention keeps the newest verified snapshots; a failed snapshot deletes nothing", () => {
-    const dir = mkdtempSync(join(tmpdir(), "kubeadm-ha-timer-run-"));
-    try {
-      const bin = join(dir, "bin");
-      const backups = join(dir, "backups");
-      mkdirSync(bin);
-      // A stand-in etcdctl: writes a file for `snapshot save`, JSON for `snapshot status`, fails when FAIL exists.
-      writeFileSync(
-        join(bin, "etcdctl"),
-        `#!/bin/sh
+  /**
+   * The rendered backup script, runnable here: backups in `backups`, a stand-in etcdctl that writes a
+   * file for `snapshot save` (and fails when `dir`/FAIL exists), and a date that prints $STAMP.
+   */
+  let scripts = 0;
+  function runnable(dir: string, backups: string, s = spec, node = cp1) {
+    const bin = join(dir, "bin");
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(
+      join(bin, "etcdctl"),
+      `#!/bin/sh
 case "$*" in
   version) echo "etcdctl version: 3.4.23"; exit 0;;
-  *"snapshot save"*) [ -e ${dir}/FAIL ] && exit 1; for last; do :; done; echo data > "$last"; exit 0;;
+  *"snapshot save"*) [ -e ${dir}/FAIL ] && exit 1; for last; do :; done; echo "data $STAMP" > "$last"; exit 0;;
   *"snapshot status"*) echo '{"hash":1,"revision":2,"totalKey":3,"totalSize":4}'; exit 0;;
 esac
 exit 2
 `,
-      );
-      chmodSync(join(bin, "etcdctl"), 0o755);
-      const script = join(dir, "backup.sh");
-      writeFileSync(
-        script,
-        etcdBackupScript(spec, cp1)
-          .replace(`DIR='${NODE_BACKUP_DIR}'`, `DIR='${backups}'`)
-          .replace("KHA_TOOLS='/var/lib/kubeadm-ha/bin'", `KHA_TOOLS='${dir}/none'`),
-        { mode: 0o700 },
-      );
-      const env = { ...process.env, PATH: `${bin}:/usr/bin:/bin` };
-      // Older snapshots from earlier days, plus an incomplete one (no .sha256) that must not count.
-      mkdirSync(backups, { mode: 0o755 });
-      for (const d of ["20250101", "20250102", "20250103", "20250104"]) {
-        writeFileSync(join(backups, `prod-cp-1-${d}T030000Z.db`), "old");
-        writeFileSync(join(backups, `prod-cp-1-${d}T030000Z.db.sha256`), "x");
+    );
+    writeFileSync(
+      join(bin, "date"),
+      `#!/bin/sh\nif [ "$2" = "+%Y%m%dT%H%M%SZ" ]; then echo "$STAMP"; else exec /bin/date "$@"; fi\n`,
+    );
+    chmodSync(join(bin, "etcdctl"), 0o755);
+    chmodSync(join(bin, "date"), 0o755);
+    // Not named after cluster and node: prod + eu-cp-1 and prod-eu + cp-1 would share a name.
+    const script = join(dir, `backup-${++scripts}.sh`);
+    writeFileSync(
+      script,
+      etcdBackupScript(s, node)
+        .replace(`DIR='${NODE_BACKUP_DIR}'`, `DIR='${backups}'`)
+        .replace("KHA_TOOLS='/var/lib/kubeadm-ha/bin'", `KHA_TOOLS='${dir}/none'`),
+      { mode: 0o700 },
+    );
+    return (stamp: string) =>
+      spawnSync("bash", [script], {
+        env: { ...process.env, PATH: `${bin}:/usr/bin:/bin`, STAMP: stamp },
+        encoding: "utf8",
+      });
+  }
+  const day = (d: number) => `202501${String(d).padStart(2, "0")}T030000Z`;
+  const complete = (backups: string) =>
+    readdirSync(backups)
+      .filter((f) => f.endsWith(".db") && existsSync(join(backups, `${f}.sha256`)))
+      .sort();
+
+  test("retention keeps the newest verified snapshots; a failed snapshot deletes nothing", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubeadm-ha-timer-run-"));
+    try {
+      const backups = join(dir, "backups");
+      const backup = runnable(dir, backups);
+      for (const d of [1, 2, 3, 4]) {
+        const r = backup(day(d));
+        expect(r.stderr).toBe("");
+        expect(r.status).toBe(0);
       }
-      writeFileSync(join(backups, "prod-cp-1-20250105T030000Z.db"), "incomplete");
-      const r = spawnSync("bash", [script], { env, encoding: "utf8" });
+      expect(complete(backups)).toEqual([2, 3, 4].map((d) => `prod-cp-1-${day(d)}.db`));
+      // An incomplete one (no .sha256) neither counts nor goes.
+      writeFileSync(join(backups, `prod-cp-1-${day(5)}.db`), "incomplete");
+      const r = backup(day(6));
       expect(r.stderr).toBe("");
       expect(r.status).toBe(0);
+      expect(r.stdout).toContain(`retention: removed ${backups}/prod-cp-1-${day(2)}.db`);
       expect(statSync(backups).mode & 0o777).toBe(0o700);
-      const good = readdirSync(backups)
-        .filter((f) => f.endsWith(".db") && existsSync(join(backups, `${f}.sha256`)))
-        .sort();
-      expect(good.length).toBe(3);
-      expect(good.slice(0, 2)).toEqual(["prod-cp-1-20250103T030000Z.db", "prod-cp-1-20250104T030000Z.db"]);
-      const newest = good[2]!;
-      expect(statSync(join(backups, newest)).mode & 0o777).toBe(0o600);
-      expect(statSync(join(backups, `${newest}.sha256`)).mode & 0o777).toBe(0o600);
-      expect(existsSync(join(backups, "prod-cp-1-20250105T030000Z.db"))).toBe(true);
+      expect(complete(backups)).toEqual([3, 4, 6].map((d) => `prod-cp-1-${day(d)}.db`));
+      const newest = join(backups, `prod-cp-1-${day(6)}.db`);
+      for (const f of [newest, `${newest}.sha256`, `${newest}.json`]) expect(statSync(f).mode & 0o777).toBe(0o600);
+      const sidecar = JSON.parse(readFileSync(`${newest}.json`, "utf8"));
+      expect(sidecar).toMatchObject({ cluster: "prod", node: "cp-1", status: { revision: 2 } });
+      expect(`${sidecar.sha256}  prod-cp-1-${day(6)}.db\n`).toBe(readFileSync(`${newest}.sha256`, "utf8"));
+      expect(existsSync(join(backups, `prod-cp-1-${day(5)}.db`))).toBe(true);
       // The next run fails: every snapshot stays.
       writeFileSync(join(dir, "FAIL"), "");
       const before = readdirSync(backups).sort();
-      const f = spawnSync("bash", [script], { env, encoding: "utf8" });
+      const f = backup(day(7));
       expect(f.status).not.toBe(0);
       expect(readdirSync(backups).sort()).toEqual(before);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a shared directory: prod's node eu-cp-1 and prod-eu's node cp-1 write the same names; each keeps its own", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubeadm-ha-timer-shared-"));
+    try {
+      const backups = join(dir, "backups");
+      const two = (name: string, node: string) =>
+        parseSpec(`
+name: ${name}
+kubernetes: { version: "1.31.4", packages: { source: preinstalled } }
+controlPlaneEndpoint: { vip: 10.0.0.10, interface: eth0, prefix: 24 }
+nodes:
+  - { name: ${node}, address: 10.0.0.11, role: control-plane }
+  - { name: cp-2, address: 10.0.0.12, role: control-plane }
+  - { name: cp-3, address: 10.0.0.13, role: control-plane }
+etcd: { backup: { retention: 2, schedule: "*-*-* 03:00:00" } }
+`);
+      const prod = two("prod", "eu-cp-1");
+      const eu = two("prod-eu", "cp-1");
+      const runProd = runnable(dir, backups, prod, prod.nodes[0]!);
+      const runEu = runnable(dir, backups, eu, eu.nodes[0]!);
+      // Interleaved days: prod on odd days, prod-eu on even ones, and prod-eu's are newer at the end.
+      for (const d of [1, 2, 3, 4, 5, 6, 8, 10]) {
+        const r = (d % 2 ? runProd : runEu)(day(d));
+        expect(r.stderr).toBe("");
+        expect(r.status).toBe(0);
+      }
+      const owner = (f: string) => JSON.parse(readFileSync(join(backups, `${f}.json`), "utf8")).cluster;
+      const left = complete(backups);
+      expect(left).toHaveLength(4);
+      expect(left.filter((f) => owner(f) === "prod")).toEqual([3, 5].map((d) => `prod-eu-cp-1-${day(d)}.db`));
+      expect(left.filter((f) => owner(f) === "prod-eu")).toEqual([8, 10].map((d) => `prod-eu-cp-1-${day(d)}.db`));
+      // A file with the same name shape but no sidecar proving it is ours is never touched.
+      writeFileSync(join(backups, `prod-eu-cp-1-${day(0)}.db`), "someone else's");
+      writeFileSync(join(backups, `prod-eu-cp-1-${day(0)}.db.sha256`), "x");
+      expect(runProd(day(11)).status).toBe(0);
+      expect(existsSync(join(backups, `prod-eu-cp-1-${day(0)}.db`))).toBe(true);
+      expect(complete(backups).filter((f) => f !== `prod-eu-cp-1-${day(0)}.db` && owner(f) === "prod")).toEqual(
+        [5, 11].map((d) => `prod-eu-cp-1-${day(d)}.db`),
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
