@@ -22,6 +22,7 @@ import {
   NODE_BACKUP_DIR,
 } from "../../lib/render/etcd-backup-timer.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
+import { requireTool } from "./tool-helpers.ts";
 
 const spec = parseSpec(`
 name: prod
@@ -34,9 +35,6 @@ nodes:
 etcd: { backup: { retention: 3, schedule: "*-*-* 03:00:00" } }
 `);
 const cp1 = spec.nodes[0]!;
-
-const tool = (name: string) => spawnSync("sh", ["-c", `command -v ${name}`]).status === 0;
-const inCI = process.env.CI === "true";
 
 describe("etcd backup timer step", () => {
   const step = etcdBackupTimerStep(spec, cp1);
@@ -53,11 +51,7 @@ describe("etcd backup timer step", () => {
     expect(step.secrets).toEqual([]);
   });
 
-  test("script and phase script are shellcheck-clean", () => {
-    if (!tool("shellcheck")) {
-      if (inCI) throw new Error("shellcheck is not installed");
-      return;
-    }
+  test.skipIf(!requireTool("shellcheck"))("script and phase script are shellcheck-clean", () => {
     for (const text of [file(".sh").content, step.script]) {
       const r = spawnSync("shellcheck", ["-s", "bash", "-"], { input: text, encoding: "utf8" });
       expect(r.stdout).toBe("");
@@ -65,11 +59,7 @@ describe("etcd backup timer step", () => {
     }
   });
 
-  test("systemd-analyze verify accepts the units", () => {
-    if (!tool("systemd-analyze")) {
-      if (inCI) throw new Error("systemd-analyze is not installed");
-      return;
-    }
+  test.skipIf(!requireTool("systemd-analyze"))("systemd-analyze verify accepts the units", () => {
     const dir = mkdtempSync(join(tmpdir(), "kubeadm-ha-timer-"));
     try {
       const script = join(dir, "etcd-backup.sh");

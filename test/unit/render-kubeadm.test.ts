@@ -25,7 +25,7 @@ import {
 import { COMMON_FUNCTIONS } from "../../lib/render/prepare.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
-import { requireTool, run } from "./tool-helpers.ts";
+import { requireIsolation, requireTool, run } from "./tool-helpers.ts";
 
 const exampleText = readFileSync(join(import.meta.dir, "../../cluster.example.yaml"), "utf8");
 function spec(mutate: (s: ClusterSpec) => void = () => {}): ClusterSpec {
@@ -238,8 +238,7 @@ describe("steps", () => {
     joinStep(s, s.nodes[3]!, ctx),
   ];
 
-  test("every script is shellcheck-clean", () => {
-    if (!requireTool("shellcheck")) return;
+  test.skipIf(!requireTool("shellcheck"))("every script is shellcheck-clean", () => {
     for (const step of all) {
       const r = run(["shellcheck", "-s", "bash", "-"], step.script);
       expect(`${step.phase} ${step.node.name}: ${r.out}${r.err}`).toBe(`${step.phase} ${step.node.name}: `);
@@ -475,13 +474,7 @@ ${KEY}`;
 });
 
 describe("whole scripts against stand-in kubeadm/kubectl/curl (private mount namespace, overlay on /etc)", () => {
-  function canIsolate(): boolean {
-    const ok = process.getuid?.() === 0 && Bun.which("unshare") !== null;
-    if (ok) return true;
-    if (process.env.CI === "true") throw new Error("these tests need root and unshare(1) in CI");
-    console.warn("skipping: needs root and unshare");
-    return false;
-  }
+  const isolated = requireIsolation();
 
   /** A host's /etc as an overlay upper dir that persists across runs of one test. */
   function host() {
@@ -547,8 +540,7 @@ echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-
     };
   }
 
-  test("init: CA installed first, secrets only in the config kubeadm read, output redacted, a re-run leaves it alone", () => {
-    if (!canIsolate()) return;
+  test.skipIf(!isolated)("init: CA first, secrets only in kubeadm's config, output redacted, re-run is a no-op", () => {
     const h = host();
     const step = initStep(spec(), ctx, { waitSeconds: 5 });
     const first = h.run(step);
@@ -588,8 +580,7 @@ echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-
     expect(upgraded.err).toContain("runs Kubernetes v1.30.5, but kubernetes.version is 1.31.4");
   });
 
-  test("worker join: CA-pinned config with the token, once; a second run skips", () => {
-    if (!canIsolate()) return;
+  test.skipIf(!isolated)("worker join: CA-pinned config with the token, once; a second run skips", () => {
     const h = host();
     const s = spec();
     const first = h.run(joinStep(s, s.nodes[3]!, ctx, { waitSeconds: 5 }));
