@@ -117,24 +117,31 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
     await labDown();
   });
 
-  /** verify until it passes (haproxy checks and keepalived settle within seconds). */
-  async function verifyUntilHealthy(): Promise<Report | undefined> {
-    let last: Report | undefined;
+  /**
+   * verify until it passes (haproxy checks and keepalived settle within seconds). Fails the test
+   * unless verify ends with exit 0 and a report of passing rows: a crash (no JSON report) or a
+   * run that never passes is not "healthy again".
+   */
+  async function expectHealthyAgain(): Promise<void> {
+    let last: Awaited<ReturnType<typeof cli>> | undefined;
     await waitFor(
       async () => {
-        const v = await cli("verify", ["--json"]);
-        last = v.report;
-        return v.code === 0;
+        last = await cli("verify", ["--json"]);
+        return last.code === 0;
       },
       60_000,
       1000,
     );
-    return last;
+    const seen = { code: last?.code, stderr: last?.stderr.slice(-2000) };
+    expect(last?.report, `verify printed no JSON report: ${JSON.stringify(seen)}`).toBeDefined();
+    expect(failing(last!.report)).toEqual([]);
+    expect(last!.report!.ok).toBe(true);
+    expect(last!.report!.rows.length).toBeGreaterThan(0);
+    expect(seen.code).toBe(0);
   }
 
   test("verify passes on a healthy lab, every check listed", async () => {
-    const rep = await verifyUntilHealthy();
-    expect(failing(rep)).toEqual([]);
+    await expectHealthyAgain();
     const v = await cli("verify", ["--json"]);
     expect(v.code).toBe(0);
     const checks = v.report!.rows.map((r) => `${r.host} ${r.check}`);
@@ -168,7 +175,7 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
     } finally {
       await sh("cp-2", "systemctl start haproxy");
     }
-    expect(failing(await verifyUntilHealthy())).toEqual([]);
+    await expectHealthyAgain();
   });
 
   test("verify names a missing VIP", async () => {
@@ -185,7 +192,7 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
     } finally {
       await Promise.all(CPS.map((h) => sh(h, "systemctl start keepalived")));
     }
-    expect(failing(await verifyUntilHealthy())).toEqual([]);
+    await expectHealthyAgain();
   });
 
   test("verify names an etcd member that is down", async () => {
@@ -210,7 +217,7 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
     } finally {
       await sh("cp-3", "mv /etc/kubernetes/etcd.yaml.stopped /etc/kubernetes/manifests/etcd.yaml");
     }
-    expect(failing(await verifyUntilHealthy())).toEqual([]);
+    await expectHealthyAgain();
   });
 
   test("drift: clean, then a hand edit and a deleted file are caught with their -replace addresses, clean after re-apply", async () => {
