@@ -4,6 +4,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { ensureSecrets, secretsPath } from "../../lib/secrets.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
+import type { ClusterSpec } from "../../lib/spec/schema.ts";
 import { dependsOn, EXAMPLE, steps, synthSpec, triggersOf } from "./stack-helpers.ts";
 
 const builtin = (spec: { terraform: { resources: string } }) => {
@@ -126,20 +127,33 @@ describe("back-ends", () => {
 });
 
 describe("secrets", () => {
-  test("no secret value appears in cdk.tf.json or the rendered tree; they arrive as sensitive variables", () => {
-    const syn = synthSpec(EXAMPLE, builtin);
-    const secrets = ensureSecrets(syn.spec);
-    const values = [secrets.vrrpPassword, secrets.statsPassword, secrets.bootstrapToken, secrets.certificateKey];
-    const keyBody = secrets.caKey.split("\n")[1]!;
-    for (const v of [...values, keyBody]) {
-      expect(syn.text.includes(v)).toBe(false);
-      expect(Bun.spawnSync(["grep", "-rqF", v, syn.renderDir]).exitCode).toBe(1);
-    }
-    for (const name of ["vrrp_password", "stats_password", "bootstrap_token", "certificate_key", "ca_key"]) {
-      expect(syn.json.variable[name].sensitive).toBe(true);
-      expect(syn.json.variable[name].default).toBeUndefined();
-    }
-  });
+  // With VRRP v2 the password reaches keepalived.conf's include (v3 has no authentication): check both.
+  const vrrp2 = (spec: ClusterSpec) => {
+    builtin(spec);
+    spec.loadBalancer.vrrp.version = 2;
+    spec.loadBalancer.vrrp.advertIntervalSeconds = 1;
+  };
+  test.each([
+    ["VRRP v3", builtin],
+    ["VRRP v2", vrrp2],
+  ] as const)(
+    "no secret value appears in cdk.tf.json or the rendered tree; they arrive as sensitive variables (%s)",
+    (_, mutate) => {
+      const syn = synthSpec(EXAMPLE, mutate);
+      expect(syn.spec.loadBalancer.haproxy.stats.enabled).toBe(true);
+      const secrets = ensureSecrets(syn.spec);
+      const values = [secrets.vrrpPassword, secrets.statsPassword, secrets.bootstrapToken, secrets.certificateKey];
+      const keyBody = secrets.caKey.split("\n")[1]!;
+      for (const v of [...values, keyBody]) {
+        expect(syn.text.includes(v)).toBe(false);
+        expect(Bun.spawnSync(["grep", "-rqF", v, syn.renderDir]).exitCode).toBe(1);
+      }
+      for (const name of ["vrrp_password", "stats_password", "bootstrap_token", "certificate_key", "ca_key"]) {
+        expect(syn.json.variable[name].sensitive).toBe(true);
+        expect(syn.json.variable[name].default).toBeUndefined();
+      }
+    },
+  );
 
   test("secrets file is 0600 in a 0700 directory and stable across synths", () => {
     const spec = parseSpec(EXAMPLE);
