@@ -71,6 +71,13 @@ done
 `;
 }
 
+const UNIT_DIR = "/etc/systemd/system";
+const SERVICE_PATH = `${UNIT_DIR}/${BACKUP_UNIT}.service`;
+const TIMER_PATH = `${UNIT_DIR}/${BACKUP_UNIT}.timer`;
+
+/** Every file the timer puts on a control plane: what removal deletes and drift looks for when unscheduled. */
+export const BACKUP_TIMER_PATHS = [BACKUP_SCRIPT, SERVICE_PATH, TIMER_PATH] as const;
+
 export function etcdBackupUnits(spec: ClusterSpec, node: NodeSpec): RenderedFile[] {
   const service = `[Unit]
 Description=kubeadm-ha: snapshot the local etcd member (${node.name})
@@ -98,37 +105,65 @@ WantedBy=timers.target
 `;
   return [
     { path: BACKUP_SCRIPT, content: etcdBackupScript(spec, node), mode: "0700" },
-    { path: `/etc/systemd/system/${BACKUP_UNIT}.service`, content: service, mode: "0644" },
-    { path: `/etc/systemd/system/${BACKUP_UNIT}.timer`, content: timer, mode: "0644" },
+    { path: SERVICE_PATH, content: service, mode: "0644" },
+    { path: TIMER_PATH, content: timer, mode: "0644" },
   ];
 }
 
-/** The timer on a control plane; with no schedule in the spec, a step that removes a timer left from before. */
+const INSTALL_BODY = `step "enable ${BACKUP_UNIT}.timer"
+install -d -m 0700 ${shq(NODE_BACKUP_DIR)}
+if changed ${SERVICE_PATH} || changed ${TIMER_PATH}; then
+  systemctl daemon-reload
+fi
+systemctl enable ${BACKUP_UNIT}.timer
+systemctl restart ${BACKUP_UNIT}.timer
+systemctl is-active --quiet ${BACKUP_UNIT}.timer || die "${BACKUP_UNIT}.timer is not active"`;
+
+// Disable while the unit file is still there (systemctl needs it), then delete the units, the
+// script, the enablement link and the Persistent= stamp. Snapshots already taken stay.
+const REMOVE_BODY = `step "no etcd.backup.schedule: remove ${BACKUP_UNIT}.timer"
+if [ -e ${TIMER_PATH} ]; then
+  systemctl disable --now ${BACKUP_UNIT}.timer
+elif systemctl is-active --quiet ${BACKUP_UNIT}.timer; then
+  systemctl stop ${BACKUP_UNIT}.timer
+fi
+removed=""
+for f in ${BACKUP_TIMER_PATHS.map(shq).join(" ")} ${UNIT_DIR}/timers.target.wants/${BACKUP_UNIT}.timer /var/lib/systemd/timers/stamp-${BACKUP_UNIT}.timer; do
+  if [ -e "$f" ] || [ -L "$f" ]; then
+    rm -f -- "$f"
+    removed="$removed $f"
+  fi
+done
+if [ -n "$removed" ]; then
+  systemctl daemon-reload
+  echo "removed:$removed (snapshots in ${NODE_BACKUP_DIR} are kept)"
+else
+  echo "no ${BACKUP_UNIT}.timer here: nothing to remove"
+fi
+if systemctl is-active --quiet ${BACKUP_UNIT}.timer; then die "${BACKUP_UNIT}.timer is still active after its removal"; fi`;
+
+/**
+ * The timer step of a control plane, always rendered: it installs the timer when the spec has a
+ * schedule and removes one left from before when it has none. (A step that only existed with a
+ * schedule would vanish with it, and Terraform would destroy the resource without touching the host.)
+ */
 export function etcdBackupTimerStep(spec: ClusterSpec, node: NodeSpec): Step {
   if (node.role !== "control-plane")
     throw new Error(`${node.name} is not a control plane; the etcd backup timer runs on control planes only`);
   const enabled = spec.etcd.backup.schedule.trim() !== "";
   const files = enabled ? etcdBackupUnits(spec, node) : [];
-  const body = enabled
-    ? `step "enable ${BACKUP_UNIT}.timer"
-install -d -m 0700 ${shq(NODE_BACKUP_DIR)}
-if changed /etc/systemd/system/${BACKUP_UNIT}.service || changed /etc/systemd/system/${BACKUP_UNIT}.timer; then
-  systemctl daemon-reload
-fi
-systemctl enable ${BACKUP_UNIT}.timer
-systemctl restart ${BACKUP_UNIT}.timer
-systemctl is-active --quiet ${BACKUP_UNIT}.timer || die "${BACKUP_UNIT}.timer is not active"`
-    : `step "no etcd.backup.schedule: remove ${BACKUP_UNIT}.timer if present"
-if [ -e /etc/systemd/system/${BACKUP_UNIT}.timer ]; then
-  systemctl disable --now ${BACKUP_UNIT}.timer || true
-  rm -f /etc/systemd/system/${BACKUP_UNIT}.timer /etc/systemd/system/${BACKUP_UNIT}.service ${shq(BACKUP_SCRIPT)}
-  systemctl daemon-reload
-fi`;
   return {
     phase: "etcd-backup-timer",
     node,
     files,
     secrets: [],
-    script: phaseScript({ phase: "etcd-backup-timer", node: node.name, files, secrets: [], body }),
+    ...(enabled ? {} : { absent: [...BACKUP_TIMER_PATHS] }),
+    script: phaseScript({
+      phase: "etcd-backup-timer",
+      node: node.name,
+      files,
+      secrets: [],
+      body: enabled ? INSTALL_BODY : REMOVE_BODY,
+    }),
   };
 }

@@ -1,5 +1,6 @@
-// The scheduled-backup step: units systemd accepts, a shellcheck-clean script, and
-// retention that keeps the newest verified snapshots (run against a fake etcdctl).
+// The scheduled-backup step: units systemd accepts, a shellcheck-clean script, retention
+// that keeps the newest verified snapshots (run against a fake etcdctl), and its removal
+// when the spec drops the schedule (run as root against a systemctl stand-in).
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import {
@@ -17,12 +18,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   BACKUP_SCRIPT,
+  BACKUP_TIMER_PATHS,
   etcdBackupScript,
   etcdBackupTimerStep,
   NODE_BACKUP_DIR,
 } from "../../lib/render/etcd-backup-timer.ts";
+import { renderCluster } from "../../lib/render/index.ts";
+import { caCertHash, generateSecrets } from "../../lib/secrets.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
-import { requireTool } from "./tool-helpers.ts";
+import type { ClusterSpec } from "../../lib/spec/schema.ts";
+import { requireIsolation, requireTool } from "./tool-helpers.ts";
 
 const spec = parseSpec(`
 name: prod
@@ -35,6 +40,93 @@ nodes:
 etcd: { backup: { retention: 3, schedule: "*-*-* 03:00:00" } }
 `);
 const cp1 = spec.nodes[0]!;
+const unscheduled = structuredClone(spec);
+unscheduled.etcd.backup.schedule = "";
+
+/**
+ * A control plane for whole phase scripts: /etc, /usr/local and /var overlaid in a private mount
+ * namespace (root), and a systemctl stand-in that keeps unit state in the sandbox. It is strict
+ * where systemctl is: enable/disable need the unit file, start needs a daemon-reload after the
+ * file appeared, enablement is the [Install] symlink.
+ */
+function sandbox() {
+  const dir = mkdtempSync(join(tmpdir(), "kubeadm-ha-timer-host-"));
+  const mounts = ["/etc", "/usr/local", "/var"];
+  for (const m of mounts) for (const d of ["upper", "work"]) mkdirSync(join(dir, d, m), { recursive: true });
+  for (const d of ["bin", "state"]) mkdirSync(join(dir, d));
+  writeFileSync(
+    join(dir, "bin", "systemctl"),
+    `#!/bin/bash
+set -u
+echo "$*" >>"$SYSTEMD_STATE/log"
+quiet=0 now=0 args=()
+for a in "$@"; do
+  case "$a" in --quiet | -q) quiet=1 ;; --now) now=1 ;; -*) echo "systemctl stand-in: unsupported $a" >&2; exit 2 ;; *) args+=("$a") ;; esac
+done
+cmd="\${args[0]:-}" unit="\${args[1]:-}"
+file="/etc/systemd/system/$unit"
+case "$cmd" in
+  daemon-reload) ls /etc/systemd/system >"$SYSTEMD_STATE/loaded" ;;
+  enable | disable)
+    [ -f "$file" ] || { echo "Failed to $cmd unit: Unit file $unit does not exist." >&2; exit 1; }
+    want="$(sed -n 's/^WantedBy=//p' "$file")"
+    [ -n "$want" ] || { echo "The unit files have no installation config (WantedBy=...)" >&2; exit 1; }
+    if [ "$cmd" = enable ]; then
+      mkdir -p "/etc/systemd/system/$want.wants" && ln -sf "$file" "/etc/systemd/system/$want.wants/$unit"
+      [ "$now" = 0 ] || touch "$SYSTEMD_STATE/active-$unit"
+    else
+      rm -f "/etc/systemd/system/$want.wants/$unit"
+      [ "$now" = 0 ] || rm -f "$SYSTEMD_STATE/active-$unit"
+    fi ;;
+  start | restart)
+    [ -f "$file" ] && grep -qxF "$unit" "$SYSTEMD_STATE/loaded" 2>/dev/null || { echo "Failed to $cmd $unit: Unit $unit not found." >&2; exit 5; }
+    touch "$SYSTEMD_STATE/active-$unit" ;;
+  stop) rm -f "$SYSTEMD_STATE/active-$unit" ;;
+  is-active)
+    if [ -e "$SYSTEMD_STATE/active-$unit" ]; then [ "$quiet" = 1 ] || echo active; exit 0; fi
+    [ "$quiet" = 1 ] || echo inactive; exit 3 ;;
+  *) echo "systemctl stand-in: unsupported: $*" >&2; exit 2 ;;
+esac
+`,
+  );
+  chmodSync(join(dir, "bin", "systemctl"), 0o755);
+  const upper = (p: string) => join(dir, "upper", p);
+  return {
+    /** Where a host path ended up, if the scripts wrote it (the overlay's upper dir). */
+    path: upper,
+    state() {
+      const files = readdirSync(join(dir, "state"));
+      const wants = upper("/etc/systemd/system/timers.target.wants");
+      return {
+        active: files.filter((f) => f.startsWith("active-")).map((f) => f.slice("active-".length)),
+        enabled: existsSync(wants) ? readdirSync(wants) : [],
+      };
+    },
+    systemctl: () => readFileSync(join(dir, "state", "log"), "utf8"),
+    /** Stage a step as the constructs upload it and run it as root inside the overlays. */
+    run(step: { files: { path: string; content: string }[]; script: string }) {
+      const stage = mkdtempSync(join(dir, "stage-"));
+      for (const f of step.files) {
+        mkdirSync(join(stage, "root", f.path, ".."), { recursive: true });
+        writeFileSync(join(stage, "root", f.path), f.content);
+      }
+      writeFileSync(join(stage, "run.sh"), step.script);
+      const overlays = mounts
+        .map((m) => `mount -t overlay overlay -o lowerdir=${m},upperdir=${dir}/upper${m},workdir=${dir}/work${m} ${m}`)
+        .join(" && ");
+      const r = spawnSync(
+        "unshare",
+        ["-m", "--propagation", "private", "bash", "-c", `${overlays} && exec bash ${stage}/run.sh`],
+        {
+          encoding: "utf8",
+          env: { ...process.env, PATH: `${dir}/bin:${process.env.PATH}`, SYSTEMD_STATE: join(dir, "state") },
+        },
+      );
+      expect(existsSync(stage)).toBe(false);
+      return { code: r.status, out: r.stdout, err: r.stderr };
+    },
+  };
+}
 
 describe("etcd backup timer step", () => {
   const step = etcdBackupTimerStep(spec, cp1);
@@ -87,14 +179,69 @@ describe("etcd backup timer step", () => {
     }
   });
 
-  test("no schedule: the step removes a timer instead of installing one", () => {
-    const off = structuredClone(spec);
-    off.etcd.backup.schedule = "";
-    const s = etcdBackupTimerStep(off, cp1);
-    expect(s.files).toEqual([]);
-    expect(s.script).toContain("systemctl disable --now kubeadm-ha-etcd-backup.timer");
+  test("no schedule: every control plane still gets the step, and it removes the timer instead of installing one", () => {
+    const ca = generateSecrets().caCert;
+    const ctx = { caCertPem: ca, caCertHash: caCertHash(ca) };
+    const timerSteps = (sp: ClusterSpec) => renderCluster(sp, ctx).filter((st) => st.phase === "etcd-backup-timer");
+    expect(timerSteps(spec).map((st) => [st.node.name, st.files.length, st.absent])).toEqual([
+      ["cp-1", 3, undefined],
+      ["cp-2", 3, undefined],
+      ["cp-3", 3, undefined],
+    ]);
+    const steps = timerSteps(unscheduled);
+    expect(steps.map((st) => st.node.name)).toEqual(["cp-1", "cp-2", "cp-3"]);
+    for (const st of steps) {
+      expect(st.files).toEqual([]);
+      expect(st.absent).toEqual([...BACKUP_TIMER_PATHS]);
+      expect(st.script).toContain("systemctl disable --now kubeadm-ha-etcd-backup.timer");
+    }
+    // The files the removal deletes are exactly those the scheduled step installs.
+    expect(etcdBackupTimerStep(spec, cp1).files.map((f) => f.path)).toEqual([...BACKUP_TIMER_PATHS]);
   });
 
+  test.skipIf(!requireTool("shellcheck"))("the removal script is shellcheck-clean", () => {
+    const r = spawnSync("shellcheck", ["-s", "bash", "-"], {
+      input: etcdBackupTimerStep(unscheduled, cp1).script,
+      encoding: "utf8",
+    });
+    expect(r.stdout).toBe("");
+    expect(r.status).toBe(0);
+  });
+
+  test.skipIf(!requireIsolation())(
+    "install, then remove after the schedule is dropped, then remove again: run as root with /etc, /usr/local and /var overlaid",
+    () => {
+      const h = sandbox();
+      const install = h.run(etcdBackupTimerStep(spec, cp1));
+      expect(install.err).toBe("");
+      expect(install.code).toBe(0);
+      for (const p of BACKUP_TIMER_PATHS) expect(existsSync(h.path(p))).toBe(true);
+      expect(h.state()).toEqual({
+        active: ["kubeadm-ha-etcd-backup.timer"],
+        enabled: ["kubeadm-ha-etcd-backup.timer"],
+      });
+      // A snapshot the timer took, and the stamp Persistent= keeps: the snapshot stays, the stamp goes.
+      mkdirSync(h.path(NODE_BACKUP_DIR), { recursive: true });
+      writeFileSync(h.path(`${NODE_BACKUP_DIR}/prod-cp-1-20250101T030000Z.db`), "snapshot");
+      mkdirSync(h.path("/var/lib/systemd/timers"), { recursive: true });
+      writeFileSync(h.path("/var/lib/systemd/timers/stamp-kubeadm-ha-etcd-backup.timer"), "");
+
+      const remove = h.run(etcdBackupTimerStep(unscheduled, cp1));
+      expect(remove.err).toBe("");
+      expect(remove.code).toBe(0);
+      for (const p of BACKUP_TIMER_PATHS) expect(existsSync(h.path(p))).toBe(false);
+      expect(existsSync(h.path("/var/lib/systemd/timers/stamp-kubeadm-ha-etcd-backup.timer"))).toBe(false);
+      expect(h.state()).toEqual({ active: [], enabled: [] });
+      expect(existsSync(h.path(`${NODE_BACKUP_DIR}/prod-cp-1-20250101T030000Z.db`))).toBe(true);
+      expect(remove.out).toContain("snapshots in /var/backups/kubeadm-ha/etcd are kept");
+      const log = h.systemctl();
+      expect(log.slice(log.indexOf("disable --now kubeadm-ha-etcd-backup.timer"))).toContain("daemon-reload");
+
+      const again = h.run(etcdBackupTimerStep(unscheduled, cp1));
+      expect(again.code).toBe(0);
+      expect(again.out).toContain("nothing to remove");
+    },
+  );
   /**
    * The rendered backup script, runnable here: backups in `backups`, a stand-in etcdctl that writes a
    * file for `snapshot save` (and fails when `dir`/FAIL exists), and a date that prints $STAMP.

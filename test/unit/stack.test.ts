@@ -77,6 +77,23 @@ describe("triggers", () => {
     expect(differing.sort()).toEqual(["loadbalancer_cp_1", "loadbalancer_cp_2", "loadbalancer_cp_3"]);
   });
 
+  test("dropping etcd.backup.schedule keeps the timer steps, same order, new triggers: deploy runs their removal", () => {
+    const off = steps(synthSpec(EXAMPLE, (spec) => (spec.etcd.backup.schedule = "")).json);
+    expect(Object.keys(off).sort()).toEqual(Object.keys(base).sort());
+    const differing = Object.keys(base).filter(
+      (id) => JSON.stringify(triggersOf(base[id])) !== JSON.stringify(triggersOf(off[id])),
+    );
+    const timers = ["etcd_backup_timer_cp_1", "etcd_backup_timer_cp_2", "etcd_backup_timer_cp_3"];
+    expect(differing.sort()).toEqual(timers);
+    expect(dependsOn(off.etcd_backup_timer_cp_1)).toEqual(["init_cp_1"]);
+    expect(dependsOn(off.etcd_backup_timer_cp_2)).toEqual(["join_cp_2"]);
+    for (const id of timers) {
+      expect(dependsOn(off[id])).toEqual(dependsOn(base[id]));
+      const uploaded = (off[id].provisioner as any[]).map((p) => p.file?.content ?? "").join("\n");
+      expect(uploaded).toContain("systemctl disable --now kubeadm-ha-etcd-backup.timer");
+    }
+  });
+
   test("triggers are stable across synths (nothing random or time-based)", () => {
     const again = steps(synthSpec(EXAMPLE).json);
     for (const id of Object.keys(base)) expect(triggersOf(again[id])).toEqual(triggersOf(base[id]));
