@@ -3,7 +3,8 @@
 // down); drift catches a hand edit and a deleted file and is clean after re-applying
 // the step; preflight names a port held by a listener started on a lab host and
 // leaves no listener of its own behind; kubeconfig comes from the first control plane
-// that has admin.conf, pointed at the VIP.
+// that has admin.conf, pointed at the VIP; a backup timer the spec no longer schedules
+// is drift, and its removal step deletes it (real systemd on the lab host).
 //
 // The load-balancer step is applied here over SSH with its rendered script (as the
 // stack's provisioners do: files and secrets staged, then run.sh); the other steps'
@@ -13,6 +14,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectNode, type Remote } from "../../lib/remote/ssh.ts";
+import { BACKUP_TIMER_PATHS, BACKUP_UNIT, etcdBackupTimerStep } from "../../lib/render/etcd-backup-timer.ts";
 import { renderCluster } from "../../lib/render/index.ts";
 import { stageDir } from "../../lib/render/paths.ts";
 import type { Step } from "../../lib/render/types.ts";
@@ -257,6 +259,41 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
     expect(after.code).toBe(0);
     expect(after.report!.drift).toEqual([]);
     times.push(`drift over 4 hosts: ${after.seconds.toFixed(1)} s`);
+  });
+
+  test("etcd backup timer on real systemd: a schedule installs it, drift names it once the spec drops the schedule, the removal step deletes it", async () => {
+    const cp1 = spec.nodes.find((n) => n.name === "cp-1")!;
+    const scheduled = structuredClone(spec);
+    scheduled.etcd.backup.schedule = "*-*-* 03:00:00";
+    expect(spec.etcd.backup.schedule).toBe("");
+    const state = async () =>
+      (
+        await labExec(
+          "cp-1",
+          `systemctl is-enabled ${BACKUP_UNIT}.timer 2>&1; systemctl is-active ${BACKUP_UNIT}.timer; ls ${BACKUP_TIMER_PATHS.join(" ")} 2>/dev/null; true`,
+        )
+      ).stdout.trim();
+    await applyStep(remotes.get("cp-1")!, etcdBackupTimerStep(scheduled, cp1), secrets, true);
+    expect(await state()).toBe(["enabled", "active", ...[...BACKUP_TIMER_PATHS].sort()].join("\n"));
+
+    // The lab spec has no schedule: what the earlier "deploy" left is drift, fixed by the timer step.
+    const d = await cli("drift", ["--json"]);
+    expect(d.code).toBe(2);
+    expect(d.report!.drift!.map((x) => `${x.host} ${x.path} ${x.kind}`).sort()).toEqual(
+      BACKUP_TIMER_PATHS.map((p) => `cp-1 ${p} unwanted`).sort(),
+    );
+    expect(d.report!.replace).toEqual(["terraform_data.etcd_backup_timer_cp_1"]);
+
+    const removal = steps.find((st) => st.phase === "etcd-backup-timer" && st.node.name === "cp-1")!;
+    await applyStep(remotes.get("cp-1")!, removal, secrets, true);
+    const after = await state();
+    expect(after).not.toContain("enabled");
+    expect(after.split("\n").at(-1)).toBe("inactive");
+    expect((await labExec("cp-1", "systemctl list-timers --all --no-legend")).stdout).not.toContain(BACKUP_UNIT);
+    const clean = await cli("drift", ["--json"]);
+    expect(clean.code).toBe(0);
+    // Running it again is a no-op.
+    await applyStep(remotes.get("cp-1")!, removal, secrets, true);
   });
 
   test("preflight names a port held by a foreign listener and leaves no listener of its own", async () => {
