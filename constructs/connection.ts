@@ -1,10 +1,11 @@
 // SSH connection blocks for every step, from the spec. Host keys come from the
 // spec's known_hosts; a host without a known key gets a required Terraform
-// variable instead, so Terraform stops and asks rather than trusting blindly.
+// variable instead, so Terraform stops and asks rather than trusting blindly; the
+// variable refuses an empty or malformed key, which Terraform would take as "no check".
 import { existsSync, readFileSync } from "node:fs";
 import { Fn, type SSHProvisionerConnection, TerraformVariable } from "cdktf";
 import type { Construct } from "constructs";
-import { hostKeyFor } from "../lib/remote/known-hosts.ts";
+import { HOST_KEY_PATTERN, hostKeyFor } from "../lib/remote/known-hosts.ts";
 import { resolveSpecPath } from "../lib/spec/load.ts";
 import type { ClusterSpec, NodeSpec } from "../lib/spec/schema.ts";
 
@@ -53,6 +54,11 @@ export class Connections {
       });
       // Plain names, so TF_VAR_host_key_<node> and workspace variables find them.
       v.overrideLogicalId(id);
+      // Terraform's SSH communicator skips host-key verification when host_key is empty: refuse that at plan.
+      v.addValidation({
+        condition: Fn.can(Fn.regex(HOST_KEY_PATTERN, v.stringValue)),
+        errorMessage: `The host key of ${label} (${host}:${port}) is empty or not "type base64" (for example "ssh-ed25519 AAAAC3Nza..."), and an empty host key would let Terraform connect to ${label} without checking it. Run \`bun run trust-hosts\` to record the keys in known_hosts after checking the fingerprints, or set ${id} to the key from /etc/ssh/ssh_host_ed25519_key.pub on ${label}.`,
+      });
       this.hostKeyVariables.set(id, v);
     }
     return v.stringValue;

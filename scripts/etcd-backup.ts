@@ -7,7 +7,7 @@ await runCommand(async () => {
   const { values } = parseCommand({
     name: "etcd:backup",
     usage: "bun run etcd:backup [--node NAME] [--out DIR] [--json]",
-    description: `Takes an etcd snapshot on a healthy control plane (the first healthy one, or --node), downloads it over SFTP as <cluster>-<node>-<UTC time>.db (mode 0600) into --out or etcd.backup.directory, writes <file>.sha256 and <file>.json (revision, keys, size, hash, etcd version, members), checks the download against the remote checksum, removes the remote copy and keeps the newest etcd.backup.retention snapshots. Never overwrites a file. ${COMMON_HELP}`,
+    description: `Takes an etcd snapshot on a healthy control plane (the first healthy one, or --node), downloads it over SFTP as <cluster>-<node>-<UTC time>.db (mode 0600) into --out or etcd.backup.directory, writes <file>.sha256 and <file>.json (revision, keys, size, hash, etcd version, members), checks the download against the remote checksum, removes the remote copy and keeps the newest etcd.backup.retention snapshots of this cluster (the one just taken always among them); retention deletes only snapshots whose JSON sidecar names this cluster, so clusters can share a directory. Never overwrites a file. ${COMMON_HELP}`,
     options: { ...commonEtcdFlags, node: { type: "string" }, out: { type: "string" }, json: { type: "boolean" } },
   });
   const { spec, access } = specAndAccess(values);

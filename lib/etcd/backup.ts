@@ -164,7 +164,7 @@ echo "SIZE=$(stat -c %s "$d/snapshot.db")"`,
       members: members.members.map((m) => ({ id: m.id, name: m.name, peerUrls: m.peerUrls })),
     };
     writeSidecars(file, sha, facts);
-    const removed = applyRetention(dir, spec.name, opts.retention ?? spec.etcd.backup.retention);
+    const removed = applyRetention(dir, spec.name, opts.retention ?? spec.etcd.backup.retention, file);
     for (const r of removed) progress("local", "retention", `removed ${r}`);
     progress(n.node.name, "done", `${file} (sha256 ${sha.slice(0, 16)}...)`);
     return {

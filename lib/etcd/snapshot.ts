@@ -242,20 +242,51 @@ export async function verifySnapshotFile(file: string): Promise<Verified> {
   return { file, sha256: sha, sidecarChecked: expected !== undefined, status, tool: tool?.kind };
 }
 
-/** Snapshots of `cluster` in `dir` that have a sha256 sidecar (complete downloads), newest first. */
+const SNAPSHOT_NAME = /^(.+)-(\d{8}T\d{6}Z)\.db$/;
+
+/**
+ * Whether `file` is provably a complete snapshot of `cluster`: its JSON sidecar names the
+ * cluster, its node and name agree with the file name, and both sidecars carry the same sha256.
+ * File names alone cannot tell (prod's node eu-cp-1 and prod-eu's node cp-1 give the same
+ * name), so a file without such sidecars is someone else's as far as retention goes.
+ */
+function provablyOurs(file: string, cluster: string): boolean {
+  const m = SNAPSHOT_NAME.exec(basename(file));
+  if (!m) return false;
+  let facts: Partial<SnapshotSidecar>;
+  let sha: string | undefined;
+  try {
+    facts = JSON.parse(readFileSync(jsonSidecar(file), "utf8")) as Partial<SnapshotSidecar>;
+    sha = readSha256Sidecar(file);
+  } catch {
+    return false;
+  }
+  return (
+    facts?.cluster === cluster &&
+    typeof facts.node === "string" &&
+    m[1] === `${cluster}-${facts.node}` &&
+    sha !== undefined &&
+    facts.sha256 === sha
+  );
+}
+
+/** Complete snapshots of `cluster` in `dir`, proven by their sidecars, newest first. */
 export function listGoodSnapshots(dir: string, cluster: string): string[] {
   if (!existsSync(dir)) return [];
-  const re = new RegExp(`^${cluster.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}-.+-(\\d{8}T\\d{6}Z)\\.db$`);
+  const stampOf = (f: string) => SNAPSHOT_NAME.exec(f)![2]!;
   return readdirSync(dir)
-    .filter((f) => re.test(f) && existsSync(join(dir, `${f}.sha256`)))
-    .sort((a, b) => re.exec(b)![1]!.localeCompare(re.exec(a)![1]!))
+    .filter((f) => SNAPSHOT_NAME.test(f) && provablyOurs(join(dir, f), cluster))
+    .sort((a, b) => stampOf(b).localeCompare(stampOf(a)) || b.localeCompare(a))
     .map((f) => join(dir, f));
 }
 
-/** Keep the newest `keep` good snapshots (never fewer than one), delete older ones with their sidecars. */
-export function applyRetention(dir: string, cluster: string, keep: number): string[] {
-  const good = listGoodSnapshots(dir, cluster);
-  const doomed = good.slice(Math.max(1, keep));
+/**
+ * Keep `justTaken` and the newest other good snapshots of `cluster`, `keep` in all (never fewer
+ * than one); delete the older ones with their sidecars. Files not proven to be this cluster's stay.
+ */
+export function applyRetention(dir: string, cluster: string, keep: number, justTaken: string): string[] {
+  const others = listGoodSnapshots(dir, cluster).filter((f) => f !== justTaken);
+  const doomed = others.slice(Math.max(1, keep) - 1);
   for (const f of doomed) for (const p of [f, sha256Sidecar(f), jsonSidecar(f)]) rmSync(p, { force: true });
   return doomed;
 }

@@ -18,17 +18,17 @@ import type { ClusterSpec } from "../spec/schema.ts";
 import { type Session, sshRow } from "./connect.ts";
 import type { CheckRow } from "./report.ts";
 
-export type DriftKind = "changed" | "missing" | "mode";
+export type DriftKind = "changed" | "missing" | "mode" | "unwanted";
 
 export interface DriftItem {
   host: string;
   path: string;
   phase: Step["phase"];
   kind: DriftKind;
-  /** Expected vs found: sha256 prefixes for changed, octal modes for mode. */
+  /** Expected vs found: sha256 prefixes for changed, octal modes for mode, absent/present for unwanted. */
   expected: string;
   actual: string;
-  /** Terraform address of the step that installs the file. */
+  /** Terraform address of the step that installs (or, for unwanted, removes) the file. */
   address: string;
 }
 
@@ -98,7 +98,7 @@ export interface NodeDrift {
   error?: string;
 }
 
-/** Hash every file the steps put on this node and compare. */
+/** Hash every file the steps put on this node and compare; report files the steps remove that are still there. */
 export async function nodeDrift(
   spec: ClusterSpec,
   remote: Remote,
@@ -107,8 +107,10 @@ export async function nodeDrift(
 ): Promise<NodeDrift> {
   const host = nodeSteps[0]?.node.name ?? remote.name;
   const files = nodeSteps.flatMap((step) => step.files.map((file) => ({ step, file })));
-  if (files.length === 0) return { host, checked: 0, items: [] };
-  const paths = [...new Set(files.map((f) => f.file.path))];
+  const absent = nodeSteps.flatMap((step) => (step.absent ?? []).map((path) => ({ step, path })));
+  const checked = files.length + absent.length;
+  if (checked === 0) return { host, checked: 0, items: [] };
+  const paths = [...new Set([...files.map((f) => f.file.path), ...absent.map((a) => a.path)])];
   const r = await remote.exec("bash -s", { sudo: true, stdin: statScript(paths, opts.root), timeoutMs: 60_000 });
   if (r.code !== 0) return { host, checked: 0, items: [], error: r.stderr.trim() || `exit ${r.code}` };
   const found = parseStat(r.stdout);
@@ -117,7 +119,19 @@ export async function nodeDrift(
     const d = compareFile(file, found.get(file.path));
     if (d) items.push({ host, path: file.path, phase: step.phase, ...d, address: stepAddress(spec, step) });
   }
-  return { host, checked: files.length, items };
+  for (const { step, path } of absent) {
+    if (found.get(path)?.sha256 === undefined) continue;
+    items.push({
+      host,
+      path,
+      phase: step.phase,
+      kind: "unwanted",
+      expected: "absent",
+      actual: "present",
+      address: stepAddress(spec, step),
+    });
+  }
+  return { host, checked, items };
 }
 
 export async function runDrift(spec: ClusterSpec, steps: Step[], sessions: Session[]): Promise<NodeDrift[]> {
@@ -125,7 +139,11 @@ export async function runDrift(spec: ClusterSpec, steps: Step[], sessions: Sessi
     sessions.map(async (s): Promise<NodeDrift> => {
       if (!s.remote) return { host: s.node.name, checked: 0, items: [], error: s.error ?? "not connected" };
       const mine = steps.filter((st) => st.node.name === s.node.name);
-      progress(s.node.name, "drift", `hashing ${mine.reduce((n, st) => n + st.files.length, 0)} files`);
+      progress(
+        s.node.name,
+        "drift",
+        `hashing ${mine.reduce((n, st) => n + st.files.length + (st.absent?.length ?? 0), 0)} files`,
+      );
       return nodeDrift(spec, s.remote, mine);
     }),
   );
@@ -141,6 +159,7 @@ const WORDS: Record<DriftKind, string> = {
   changed: "content differs from the rendered file",
   missing: "missing on the host",
   mode: "mode differs",
+  unwanted: "still on the host, but the spec no longer asks for it",
 };
 
 export function driftRows(results: NodeDrift[], sessions: Session[]): CheckRow[] {

@@ -94,3 +94,47 @@ export const fingerprint = (keyBase64: string): string =>
 /** A known_hosts line for host:port. */
 export const knownHostsLine = (host: string, port: number, keyType: string, keyBase64: string): string =>
   `${knownHostsName(host, port)} ${keyType} ${keyBase64}`;
+
+/**
+ * Host key types Terraform's SSH communicator can pin through connection.host_key, with the
+ * size of their key blob where it is fixed (type name, curve name and point, or the 32-byte key).
+ */
+export const PINNABLE_HOST_KEY_TYPES: Readonly<Record<string, number | undefined>> = {
+  "ssh-ed25519": 51,
+  "ecdsa-sha2-nistp256": 104,
+  "ecdsa-sha2-nistp384": 136,
+  "ecdsa-sha2-nistp521": 172,
+  "ssh-rsa": undefined,
+  "sk-ssh-ed25519@openssh.com": undefined,
+  "sk-ecdsa-sha2-nistp256@openssh.com": undefined,
+};
+
+const B64 = "[A-Za-z0-9+/]";
+
+/**
+ * The base64 of a key blob of `type`: it starts with the blob's uint32 length and its own type
+ * name (the whole characters of that are fixed), then the key, exactly as long as the type's
+ * blob when that is fixed.
+ */
+function blobPattern(type: string, bytes: number | undefined): string {
+  const head = Buffer.concat([Buffer.alloc(4), Buffer.from(type)]);
+  head.writeUInt32BE(type.length);
+  const fixedGroups = Math.floor(head.length / 3);
+  const prefix = head.subarray(0, fixedGroups * 3).toString("base64");
+  const padding = ["", `${B64}{3}=`, `${B64}{2}==`];
+  if (bytes === undefined) return `${prefix}(?:${B64}{4}){8,}(?:${padding[1]}|${padding[2]})?`;
+  const rest = bytes % 3 === 0 ? "" : bytes % 3 === 2 ? padding[1] : padding[2];
+  return `${prefix}(?:${B64}{4}){${Math.floor(bytes / 3) - fixedGroups}}${rest}`;
+}
+
+/**
+ * "type base64" as host_key wants it, in syntax both JavaScript and Terraform (RE2) read: a
+ * known type, one space, and base64 whose blob names the same type. An empty value (which
+ * makes Terraform skip the host-key check), a placeholder, a known_hosts line with its host
+ * name, a truncated key or a type that does not match the key all fail.
+ */
+export const HOST_KEY_PATTERN = `^(?:${Object.entries(PINNABLE_HOST_KEY_TYPES)
+  .map(([t, bytes]) => `${t.replace(/\./g, "[.]")} ${blobPattern(t, bytes)}`)
+  .join("|")})$`;
+
+export const isPinnableHostKey = (value: string): boolean => new RegExp(HOST_KEY_PATTERN).test(value);

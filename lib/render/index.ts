@@ -25,7 +25,8 @@ export function renderCluster(spec: ClusterSpec, ctx: RenderContext): Step[] {
     cniStep(spec),
     ...cps.filter((n) => n.name !== first.name).map((n) => joinStep(spec, n, ctx)),
     ...workers(spec).map((n) => joinStep(spec, n, ctx)),
+    // With or without a schedule: without one, the step removes a timer an earlier spec installed.
+    ...cps.map((n) => etcdBackupTimerStep(spec, n)),
   ];
-  if (spec.etcd.backup.schedule) steps.push(...cps.map((n) => etcdBackupTimerStep(spec, n)));
   return steps;
 }

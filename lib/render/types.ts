@@ -42,6 +42,8 @@ export interface NodeRun {
   secrets: SecretName[];
   /** Complete bash script (see phase-script.ts); run as root from the staging directory. */
   script: string;
+  /** Paths the step removes (left by an earlier spec); drift reports them when they are on the host. */
+  absent?: string[];
 }
 
 /**

@@ -3,7 +3,8 @@
 // down); drift catches a hand edit and a deleted file and is clean after re-applying
 // the step; preflight names a port held by a listener started on a lab host and
 // leaves no listener of its own behind; kubeconfig comes from the first control plane
-// that has admin.conf, pointed at the VIP.
+// that has admin.conf, pointed at the VIP; a backup timer the spec no longer schedules
+// is drift, and its removal step deletes it (real systemd on the lab host).
 //
 // The load-balancer step is applied here over SSH with its rendered script (as the
 // stack's provisioners do: files and secrets staged, then run.sh); the other steps'
@@ -15,6 +16,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectNode, type Remote } from "../../lib/remote/ssh.ts";
+import { BACKUP_TIMER_PATHS, BACKUP_UNIT, etcdBackupTimerStep } from "../../lib/render/etcd-backup-timer.ts";
 import { renderCluster } from "../../lib/render/index.ts";
 import { stageDir } from "../../lib/render/paths.ts";
 import type { Step } from "../../lib/render/types.ts";
@@ -120,24 +122,31 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
     await labDown();
   });
 
-  /** verify until it passes (haproxy checks and keepalived settle within seconds). */
-  async function verifyUntilHealthy(): Promise<Report | undefined> {
-    let last: Report | undefined;
+  /**
+   * verify until it passes (haproxy checks and keepalived settle within seconds). Fails the test
+   * unless verify ends with exit 0 and a report of passing rows: a crash (no JSON report) or a
+   * run that never passes is not "healthy again".
+   */
+  async function expectHealthyAgain(): Promise<void> {
+    let last: Awaited<ReturnType<typeof cli>> | undefined;
     await waitFor(
       async () => {
-        const v = await cli("verify", ["--json"]);
-        last = v.report;
-        return v.code === 0;
+        last = await cli("verify", ["--json"]);
+        return last.code === 0;
       },
       60_000,
       1000,
     );
-    return last;
+    const seen = { code: last?.code, stderr: last?.stderr.slice(-2000) };
+    expect(last?.report, `verify printed no JSON report: ${JSON.stringify(seen)}`).toBeDefined();
+    expect(failing(last!.report)).toEqual([]);
+    expect(last!.report!.ok).toBe(true);
+    expect(last!.report!.rows.length).toBeGreaterThan(0);
+    expect(seen.code).toBe(0);
   }
 
   test("verify passes on a healthy lab, every check listed", async () => {
-    const rep = await verifyUntilHealthy();
-    expect(failing(rep)).toEqual([]);
+    await expectHealthyAgain();
     const v = await cli("verify", ["--json"]);
     expect(v.code).toBe(0);
     const checks = v.report!.rows.map((r) => `${r.host} ${r.check}`);
@@ -171,7 +180,7 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
     } finally {
       await sh("cp-2", "systemctl start haproxy");
     }
-    expect(failing(await verifyUntilHealthy())).toEqual([]);
+    await expectHealthyAgain();
   });
 
   test("verify names a missing VIP", async () => {
@@ -188,7 +197,7 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
     } finally {
       await Promise.all(CPS.map((h) => sh(h, "systemctl start keepalived")));
     }
-    expect(failing(await verifyUntilHealthy())).toEqual([]);
+    await expectHealthyAgain();
   });
 
   test("verify names an etcd member that is down", async () => {
@@ -213,7 +222,7 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
     } finally {
       await sh("cp-3", "mv /etc/kubernetes/etcd.yaml.stopped /etc/kubernetes/manifests/etcd.yaml");
     }
-    expect(failing(await verifyUntilHealthy())).toEqual([]);
+    await expectHealthyAgain();
   });
 
   test("drift: clean, then a hand edit and a deleted file are caught with their -replace addresses, clean after re-apply", async () => {
@@ -253,6 +262,41 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
     expect(after.code).toBe(0);
     expect(after.report!.drift).toEqual([]);
     times.push(`drift over 4 hosts: ${after.seconds.toFixed(1)} s`);
+  });
+
+  test("etcd backup timer on real systemd: a schedule installs it, drift names it once the spec drops the schedule, the removal step deletes it", async () => {
+    const cp1 = spec.nodes.find((n) => n.name === "cp-1")!;
+    const scheduled = structuredClone(spec);
+    scheduled.etcd.backup.schedule = "*-*-* 03:00:00";
+    expect(spec.etcd.backup.schedule).toBe("");
+    const state = async () =>
+      (
+        await labExec(
+          "cp-1",
+          `systemctl is-enabled ${BACKUP_UNIT}.timer 2>&1; systemctl is-active ${BACKUP_UNIT}.timer; ls ${BACKUP_TIMER_PATHS.join(" ")} 2>/dev/null; true`,
+        )
+      ).stdout.trim();
+    await applyStep(remotes.get("cp-1")!, etcdBackupTimerStep(scheduled, cp1), secrets, true);
+    expect(await state()).toBe(["enabled", "active", ...[...BACKUP_TIMER_PATHS].sort()].join("\n"));
+
+    // The lab spec has no schedule: what the earlier "deploy" left is drift, fixed by the timer step.
+    const d = await cli("drift", ["--json"]);
+    expect(d.code).toBe(2);
+    expect(d.report!.drift!.map((x) => `${x.host} ${x.path} ${x.kind}`).sort()).toEqual(
+      BACKUP_TIMER_PATHS.map((p) => `cp-1 ${p} unwanted`).sort(),
+    );
+    expect(d.report!.replace).toEqual(["terraform_data.etcd_backup_timer_cp_1"]);
+
+    const removal = steps.find((st) => st.phase === "etcd-backup-timer" && st.node.name === "cp-1")!;
+    await applyStep(remotes.get("cp-1")!, removal, secrets, true);
+    const after = await state();
+    expect(after).not.toContain("enabled");
+    expect(after.split("\n").at(-1)).toBe("inactive");
+    expect((await labExec("cp-1", "systemctl list-timers --all --no-legend")).stdout).not.toContain(BACKUP_UNIT);
+    const clean = await cli("drift", ["--json"]);
+    expect(clean.code).toBe(0);
+    // Running it again is a no-op.
+    await applyStep(remotes.get("cp-1")!, removal, secrets, true);
   });
 
   test("preflight names a port held by a foreign listener and leaves no listener of its own", async () => {

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fingerprint, hostKeyFor, knownHostsMatches } from "../../lib/remote/known-hosts.ts";
+import { fingerprint, hostKeyFor, isPinnableHostKey, knownHostsMatches } from "../../lib/remote/known-hosts.ts";
 
 let dir: string;
 let key1: string[]; // [type, base64]
@@ -60,5 +60,33 @@ describe("known_hosts", () => {
   test("fingerprint equals ssh-keygen -l", () => {
     const out = sh(["ssh-keygen", "-lf", join(dir, "k1.pub")]);
     expect(out).toContain(fingerprint(key1[1] as string));
+  });
+
+  test("host_key values: every key type ssh-keygen makes passes; empty and malformed ones fail", () => {
+    for (const [type, bits] of [
+      ["ed25519", ""],
+      ["ecdsa", "256"],
+      ["ecdsa", "384"],
+      ["ecdsa", "521"],
+      ["rsa", "2048"],
+    ]) {
+      const f = join(dir, `t-${type}${bits}`);
+      sh(["ssh-keygen", "-q", "-t", type!, ...(bits ? ["-b", bits] : []), "-N", "", "-f", f]);
+      const key = readFileSync(`${f}.pub`, "utf8").split(" ").slice(0, 2).join(" ");
+      expect(isPinnableHostKey(key)).toBe(true);
+    }
+    const [t1, b1] = key1 as [string, string];
+    for (const bad of [
+      "",
+      " ",
+      t1,
+      `${t1} AAAAtest`,
+      `${t1}  ${b1}`,
+      `cp-1 ${t1} ${b1}`,
+      `ssh-rsa ${b1}`,
+      `${t1} ${b1.slice(0, -4)}`,
+      `${t1} ${b1}\n${t1} ${b1}`,
+    ])
+      expect([bad, isPinnableHostKey(bad)]).toEqual([bad, false]);
   });
 });

@@ -119,7 +119,7 @@ maybe("ops commands on a loopback sshd", () => {
     }
     const clean = await nodeDrift(spec, remote, steps, { root });
     expect(clean.items).toEqual([]);
-    expect(clean.checked).toBe(steps.reduce((n, st) => n + st.files.length, 0));
+    expect(clean.checked).toBe(steps.reduce((n, st) => n + st.files.length + (st.absent?.length ?? 0), 0));
 
     writeFileSync(
       join(root, "/etc/haproxy/haproxy.cfg"),
@@ -133,6 +133,39 @@ maybe("ops commands on a loopback sshd", () => {
       ["/etc/keepalived/check_apiserver.sh", "missing", "null_resource.loadbalancer_cp_1"],
       ["/etc/haproxy/haproxy.cfg", "changed", "null_resource.loadbalancer_cp_1"],
     ]);
+  });
+
+  test("drift: a backup timer the spec no longer schedules is reported with the step that removes it", async () => {
+    const s = generateSecrets();
+    const ctx = { caCertPem: s.caCert, caCertHash: caCertHash(s.caCert) };
+    const scheduled = structuredClone(spec);
+    scheduled.etcd.backup.schedule = "*-*-* 03:00:00";
+    // What an earlier deploy with a schedule left on cp-1.
+    const root = join(work, "root-timer");
+    const old = renderCluster(scheduled, ctx).filter((st) => st.node.name === "cp-1");
+    for (const f of old.flatMap((st) => st.files)) {
+      mkdirSync(dirname(join(root, f.path)), { recursive: true });
+      writeFileSync(join(root, f.path), f.content);
+      chmodSync(join(root, f.path), Number.parseInt(f.mode, 8));
+    }
+    expect(spec.etcd.backup.schedule).toBe("");
+    const now = renderCluster(spec, ctx).filter((st) => st.node.name === "cp-1");
+    const d = await nodeDrift(spec, remote, now, { root });
+    expect(d.items.map((i) => [i.path, i.kind, i.address])).toEqual(
+      [
+        "/usr/local/lib/kubeadm-ha/etcd-backup.sh",
+        "/etc/systemd/system/kubeadm-ha-etcd-backup.service",
+        "/etc/systemd/system/kubeadm-ha-etcd-backup.timer",
+      ].map((p) => [p, "unwanted", "null_resource.etcd_backup_timer_cp_1"]),
+    );
+    // Once the removal ran, drift is clean.
+    for (const p of [
+      "/usr/local/lib/kubeadm-ha/etcd-backup.sh",
+      "/etc/systemd/system/kubeadm-ha-etcd-backup.service",
+      "/etc/systemd/system/kubeadm-ha-etcd-backup.timer",
+    ])
+      unlinkSync(join(root, p));
+    expect((await nodeDrift(spec, remote, now, { root })).items).toEqual([]);
   });
 
   test("kubeconfig: fetched from the first control plane that has it, pointed at the VIP, 0600, never overwritten silently", async () => {

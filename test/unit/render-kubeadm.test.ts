@@ -18,7 +18,7 @@ import {
 import { COMMON_FUNCTIONS } from "../../lib/render/prepare.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
-import { requireTool, run } from "./tool-helpers.ts";
+import { requireIsolation, requireTool, run } from "./tool-helpers.ts";
 
 const exampleText = readFileSync(join(import.meta.dir, "../../cluster.example.yaml"), "utf8");
 function spec(mutate: (s: ClusterSpec) => void = () => {}): ClusterSpec {
@@ -232,8 +232,7 @@ describe("steps", () => {
   ];
   const runs = all.flatMap((st) => [st.before, st, st.after].filter((r) => r !== undefined));
 
-  test("every script is shellcheck-clean", () => {
-    if (!requireTool("shellcheck")) return;
+  test.skipIf(!requireTool("shellcheck"))("every script is shellcheck-clean", () => {
     for (const r of runs) {
       const out = run(["shellcheck", "-s", "bash", "-"], r.script);
       expect(`${r.node.name}: ${out.out}${out.err}`).toBe(`${r.node.name}: `);
@@ -484,13 +483,7 @@ ${KEY}`;
 });
 
 describe("whole scripts against stand-in kubeadm/kubectl/curl (private mount namespace, overlay on /etc)", () => {
-  function canIsolate(): boolean {
-    const ok = process.getuid?.() === 0 && Bun.which("unshare") !== null;
-    if (ok) return true;
-    if (process.env.CI === "true") throw new Error("these tests need root and unshare(1) in CI");
-    console.warn("skipping: needs root and unshare");
-    return false;
-  }
+  const isolated = requireIsolation();
 
   /** A host's /etc as an overlay upper dir that persists across runs of one test. */
   function host() {
@@ -559,48 +552,49 @@ echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-
     };
   }
 
-  test("init: CA installed first, secrets only in the config kubeadm read and gone from the host after, output redacted, a re-run leaves it alone", () => {
-    if (!canIsolate()) return;
-    const h = host();
-    const step = initStep(spec(), ctx, { waitSeconds: 5 });
-    const first = h.run(step);
-    expect(first.err).toBe("");
-    expect(first.code).toBe(0);
-    expect(first.out + first.err).not.toContain(TOKEN);
-    expect(first.out + first.err).not.toContain(KEY);
-    expect(first.out).toContain("--token <bootstrap-token> --control-plane");
-    const log = readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n");
-    expect(log).toHaveLength(3);
-    // kubeadm checks the filled config before init changes anything
-    expect(log[0]).toMatch(/^config validate --config \S+$/);
-    expect(log[1]).toMatch(/^init --config \S+ --skip-token-print$/);
-    // init's own token is deleted once the API answers: every join mints its own
-    expect(log[2]).toBe(`token delete ${TOKEN.split(".")[0]} --kubeconfig /etc/kubernetes/admin.conf`);
-    const seen = docs(readFileSync(join(h.capture, "init.yaml"), "utf8"));
-    expect(byKind(seen, "InitConfiguration").bootstrapTokens[0].token).toBe(TOKEN);
-    expect(byKind(seen, "InitConfiguration").certificateKey).toBeUndefined();
-    expect(existsSync(readFileSync(join(h.capture, "init.path"), "utf8").trim())).toBe(false);
-    expect(readFileSync(join(h.upper, "kubernetes/pki/ca.crt"), "utf8").trim()).toBe(caCertPem.trim());
-    expect(run(["stat", "-c", "%a", join(h.upper, "kubernetes/pki/ca.key")]).out).toBe("600\n");
-    // Join secrets and the CA key leave the host with the stage: the only CA key is kubeadm's.
-    for (const name of ["bootstrap-token", "certificate-key", "ca-key"])
-      expect(existsSync(join(h.upper, "kubeadm-ha/secrets", name))).toBe(false);
-    // The installed config keeps its placeholders: the drift checker compares it with the rendered one.
-    expect(readFileSync(join(h.upper, "kubeadm-ha/kubeadm-init.yaml"), "utf8")).toBe(step.files[0]!.content);
+  test.skipIf(!isolated)(
+    "init: CA first, secrets only in kubeadm's config and gone from the host after, output redacted, re-run is a no-op",
+    () => {
+      const h = host();
+      const step = initStep(spec(), ctx, { waitSeconds: 5 });
+      const first = h.run(step);
+      expect(first.err).toBe("");
+      expect(first.code).toBe(0);
+      expect(first.out + first.err).not.toContain(TOKEN);
+      expect(first.out + first.err).not.toContain(KEY);
+      expect(first.out).toContain("--token <bootstrap-token> --control-plane");
+      const log = readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n");
+      expect(log).toHaveLength(3);
+      // kubeadm checks the filled config before init changes anything
+      expect(log[0]).toMatch(/^config validate --config \S+$/);
+      expect(log[1]).toMatch(/^init --config \S+ --skip-token-print$/);
+      // init's own token is deleted once the API answers: every join mints its own
+      expect(log[2]).toBe(`token delete ${TOKEN.split(".")[0]} --kubeconfig /etc/kubernetes/admin.conf`);
+      const seen = docs(readFileSync(join(h.capture, "init.yaml"), "utf8"));
+      expect(byKind(seen, "InitConfiguration").bootstrapTokens[0].token).toBe(TOKEN);
+      expect(byKind(seen, "InitConfiguration").certificateKey).toBeUndefined();
+      expect(existsSync(readFileSync(join(h.capture, "init.path"), "utf8").trim())).toBe(false);
+      expect(readFileSync(join(h.upper, "kubernetes/pki/ca.crt"), "utf8").trim()).toBe(caCertPem.trim());
+      expect(run(["stat", "-c", "%a", join(h.upper, "kubernetes/pki/ca.key")]).out).toBe("600\n");
+      // Join secrets and the CA key leave the host with the stage: the only CA key is kubeadm's.
+      for (const name of ["bootstrap-token", "certificate-key", "ca-key"])
+        expect(existsSync(join(h.upper, "kubeadm-ha/secrets", name))).toBe(false);
+      // The installed config keeps its placeholders: the drift checker compares it with the rendered one.
+      expect(readFileSync(join(h.upper, "kubeadm-ha/kubeadm-init.yaml"), "utf8")).toBe(step.files[0]!.content);
 
-    const second = h.run(initStep(spec(), ctx, { waitSeconds: 5 }));
-    expect(second.code).toBe(0);
-    expect(second.out).toContain("already initialized, kubeadm settings are not re-applied to a running cluster");
-    expect(second.out).not.toContain("installed /etc/");
-    expect(readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n")).toHaveLength(3);
+      const second = h.run(initStep(spec(), ctx, { waitSeconds: 5 }));
+      expect(second.code).toBe(0);
+      expect(second.out).toContain("already initialized, kubeadm settings are not re-applied to a running cluster");
+      expect(second.out).not.toContain("installed /etc/");
+      expect(readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n")).toHaveLength(3);
 
-    const upgraded = h.run(initStep(spec(), ctx, { waitSeconds: 5 }), "v1.30.5");
-    expect(upgraded.code).toBe(1);
-    expect(upgraded.err).toContain("runs Kubernetes v1.30.5, but kubernetes.version is 1.31.4");
-  });
+      const upgraded = h.run(initStep(spec(), ctx, { waitSeconds: 5 }), "v1.30.5");
+      expect(upgraded.code).toBe(1);
+      expect(upgraded.err).toContain("runs Kubernetes v1.30.5, but kubernetes.version is 1.31.4");
+    },
+  );
 
-  test("worker join: CA-pinned config with the token, once; a second run skips", () => {
-    if (!canIsolate()) return;
+  test.skipIf(!isolated)("worker join: CA-pinned config with the token, once; a second run skips", () => {
     const h = host();
     const s = spec();
     const first = h.run(joinStep(s, s.nodes[3]!, ctx, { waitSeconds: 5 }));
@@ -623,56 +617,62 @@ echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-
     expect(readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n")).toHaveLength(2);
   });
 
-  test("a config kubeadm refuses stops init and join before anything changes, with kubeadm's message", () => {
-    if (!canIsolate()) return;
-    const s = spec();
-    for (const step of [initStep(s, ctx, { waitSeconds: 5 }), joinStep(s, s.nodes[3]!, ctx, { waitSeconds: 5 })]) {
+  test.skipIf(!isolated)(
+    "a config kubeadm refuses stops init and join before anything changes, with kubeadm's message",
+    () => {
+      const s = spec();
+      for (const step of [initStep(s, ctx, { waitSeconds: 5 }), joinStep(s, s.nodes[3]!, ctx, { waitSeconds: 5 })]) {
+        const h = host();
+        const r = h.run(step, "v1.31.4", { REFUSE_CONFIG: "1" });
+        expect(r.code).toBe(1);
+        expect(r.out + r.err).toContain('strict decoding error: unknown field "foo"');
+        expect(r.err).toContain("kubeadm refused the configuration");
+        const log = readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n");
+        expect(log).toHaveLength(1);
+        expect(log[0]).toStartWith("config validate ");
+        expect(existsSync(join(h.upper, "kubernetes/admin.conf"))).toBe(false);
+      }
+    },
+  );
+
+  test.skipIf(!isolated)(
+    "a secret an earlier version left in the secrets directory is removed by the next step",
+    () => {
       const h = host();
-      const r = h.run(step, "v1.31.4", { REFUSE_CONFIG: "1" });
-      expect(r.code).toBe(1);
-      expect(r.out + r.err).toContain('strict decoding error: unknown field "foo"');
-      expect(r.err).toContain("kubeadm refused the configuration");
+      run(["mkdir", "-p", join(h.upper, "kubeadm-ha/secrets")]);
+      for (const name of ["bootstrap-token", "certificate-key", "ca-key"])
+        writeFileSync(join(h.upper, "kubeadm-ha/secrets", name), "old\n", { mode: 0o600 });
+      const s = spec();
+      const r = h.run(joinStep(s, s.nodes[3]!, ctx, { waitSeconds: 5 }));
+      expect(r.code).toBe(0);
+      for (const name of ["bootstrap-token", "certificate-key", "ca-key"])
+        expect(existsSync(join(h.upper, "kubeadm-ha/secrets", name))).toBe(false);
+    },
+  );
+
+  test.skipIf(!isolated)(
+    "the token run and the cleanup run on the first control plane: create with the config, then delete by id",
+    () => {
+      const h = host();
+      run(["mkdir", "-p", join(h.upper, "kubernetes")]);
+      writeFileSync(join(h.upper, "kubernetes/admin.conf"), "");
+      const s = spec();
+      const cp2 = joinStep(s, s.nodes[1]!, ctx, { waitSeconds: 5 });
+      const before = h.run(cp2.before!);
+      expect(before.err).toBe("");
+      expect(before.code).toBe(0);
+      expect(before.out + before.err).not.toContain(TOKEN);
+      expect(before.out + before.err).not.toContain(KEY);
+      const after = h.run(cp2.after!);
+      expect(after.code).toBe(0);
       const log = readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n");
-      expect(log).toHaveLength(1);
-      expect(log[0]).toStartWith("config validate ");
-      expect(existsSync(join(h.upper, "kubernetes/admin.conf"))).toBe(false);
-    }
-  });
-
-  test("a secret an earlier version left in the secrets directory is removed by the next step", () => {
-    if (!canIsolate()) return;
-    const h = host();
-    run(["mkdir", "-p", join(h.upper, "kubeadm-ha/secrets")]);
-    for (const name of ["bootstrap-token", "certificate-key", "ca-key"])
-      writeFileSync(join(h.upper, "kubeadm-ha/secrets", name), "old\n", { mode: 0o600 });
-    const s = spec();
-    const r = h.run(joinStep(s, s.nodes[3]!, ctx, { waitSeconds: 5 }));
-    expect(r.code).toBe(0);
-    for (const name of ["bootstrap-token", "certificate-key", "ca-key"])
-      expect(existsSync(join(h.upper, "kubeadm-ha/secrets", name))).toBe(false);
-  });
-
-  test("the token run and the cleanup run on the first control plane: create with the config, then delete by id", () => {
-    if (!canIsolate()) return;
-    const h = host();
-    run(["mkdir", "-p", join(h.upper, "kubernetes")]);
-    writeFileSync(join(h.upper, "kubernetes/admin.conf"), "");
-    const s = spec();
-    const cp2 = joinStep(s, s.nodes[1]!, ctx, { waitSeconds: 5 });
-    const before = h.run(cp2.before!);
-    expect(before.err).toBe("");
-    expect(before.code).toBe(0);
-    expect(before.out + before.err).not.toContain(TOKEN);
-    expect(before.out + before.err).not.toContain(KEY);
-    const after = h.run(cp2.after!);
-    expect(after.code).toBe(0);
-    const log = readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim().split("\n");
-    expect(log[0]).toMatch(/^token create --config \S+ --kubeconfig \/etc\/kubernetes\/admin.conf$/);
-    expect(log[1]).toMatch(/^init phase upload-certs --upload-certs --config \S+$/);
-    expect(log[2]).toBe(`token delete ${TOKEN.split(".")[0]} --kubeconfig /etc/kubernetes/admin.conf`);
-    const seen = docs(readFileSync(join(h.capture, "token.yaml"), "utf8"));
-    expect(byKind(seen, "InitConfiguration").bootstrapTokens[0].token).toBe(TOKEN);
-    expect(byKind(seen, "InitConfiguration").certificateKey).toBe(KEY);
-    expect(existsSync(join(h.upper, "kubeadm-ha/secrets/bootstrap-token"))).toBe(false);
-  });
+      expect(log[0]).toMatch(/^token create --config \S+ --kubeconfig \/etc\/kubernetes\/admin.conf$/);
+      expect(log[1]).toMatch(/^init phase upload-certs --upload-certs --config \S+$/);
+      expect(log[2]).toBe(`token delete ${TOKEN.split(".")[0]} --kubeconfig /etc/kubernetes/admin.conf`);
+      const seen = docs(readFileSync(join(h.capture, "token.yaml"), "utf8"));
+      expect(byKind(seen, "InitConfiguration").bootstrapTokens[0].token).toBe(TOKEN);
+      expect(byKind(seen, "InitConfiguration").certificateKey).toBe(KEY);
+      expect(existsSync(join(h.upper, "kubeadm-ha/secrets/bootstrap-token"))).toBe(false);
+    },
+  );
 });

@@ -59,8 +59,7 @@ describe("containerd config", () => {
     expect(cri.cni.bin_dir).toBe("/opt/cni/bin");
   });
 
-  test("containerd itself reads it with SystemdCgroup on for runc", () => {
-    if (!requireTool("containerd")) return;
+  test.skipIf(!requireTool("containerd"))("containerd itself reads it with SystemdCgroup on for runc", () => {
     const dir = mkdtempSync(join(tmpdir(), "kha-ctd-"));
     const file = join(dir, "config.toml");
     writeFileSync(file, renderContainerdConfig(spec()));
@@ -120,8 +119,7 @@ describe("prepareStep", () => {
     );
   });
 
-  test("both package sources give shellcheck-clean scripts", () => {
-    if (!requireTool("shellcheck")) return;
+  test.skipIf(!requireTool("shellcheck"))("both package sources give shellcheck-clean scripts", () => {
     for (const source of ["apt", "preinstalled"] as const) {
       const script = prepareStep(
         spec((x) => (x.kubernetes.packages.source = source)),

@@ -4,6 +4,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { ensureSecrets, secretsPath } from "../../lib/secrets.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
+import type { ClusterSpec } from "../../lib/spec/schema.ts";
 import { dependsOn, EXAMPLE, steps, synthSpec, triggersOf } from "./stack-helpers.ts";
 
 const builtin = (spec: { terraform: { resources: string } }) => {
@@ -74,6 +75,23 @@ describe("triggers", () => {
     expect(differing.sort()).toEqual(["loadbalancer_cp_1", "loadbalancer_cp_2", "loadbalancer_cp_3"]);
   });
 
+  test("dropping etcd.backup.schedule keeps the timer steps, same order, new triggers: deploy runs their removal", () => {
+    const off = steps(synthSpec(EXAMPLE, (spec) => (spec.etcd.backup.schedule = "")).json);
+    expect(Object.keys(off).sort()).toEqual(Object.keys(base).sort());
+    const differing = Object.keys(base).filter(
+      (id) => JSON.stringify(triggersOf(base[id])) !== JSON.stringify(triggersOf(off[id])),
+    );
+    const timers = ["etcd_backup_timer_cp_1", "etcd_backup_timer_cp_2", "etcd_backup_timer_cp_3"];
+    expect(differing.sort()).toEqual(timers);
+    expect(dependsOn(off.etcd_backup_timer_cp_1)).toEqual(["init_cp_1"]);
+    expect(dependsOn(off.etcd_backup_timer_cp_2)).toEqual(["join_cp_2"]);
+    for (const id of timers) {
+      expect(dependsOn(off[id])).toEqual(dependsOn(base[id]));
+      const uploaded = (off[id].provisioner as any[]).map((p) => p.file?.content ?? "").join("\n");
+      expect(uploaded).toContain("systemctl disable --now kubeadm-ha-etcd-backup.timer");
+    }
+  });
+
   test("triggers are stable across synths (nothing random or time-based)", () => {
     const again = steps(synthSpec(EXAMPLE).json);
     for (const id of Object.keys(base)) expect(triggersOf(again[id])).toEqual(triggersOf(base[id]));
@@ -124,20 +142,33 @@ describe("back-ends", () => {
 });
 
 describe("secrets", () => {
-  test("no secret value appears in cdk.tf.json or the rendered tree; they arrive as sensitive variables", () => {
-    const syn = synthSpec(EXAMPLE, builtin);
-    const secrets = ensureSecrets(syn.spec);
-    const values = [secrets.vrrpPassword, secrets.statsPassword, secrets.joinSeed];
-    const keyBody = secrets.caKey.split("\n")[1]!;
-    for (const v of [...values, keyBody]) {
-      expect(syn.text.includes(v)).toBe(false);
-      expect(Bun.spawnSync(["grep", "-rqF", v, syn.renderDir]).exitCode).toBe(1);
-    }
-    for (const name of ["vrrp_password", "stats_password", "join_seed", "ca_key"]) {
-      expect(syn.json.variable[name].sensitive).toBe(true);
-      expect(syn.json.variable[name].default).toBeUndefined();
-    }
-  });
+  // With VRRP v2 the password reaches keepalived.conf's include (v3 has no authentication): check both.
+  const vrrp2 = (spec: ClusterSpec) => {
+    builtin(spec);
+    spec.loadBalancer.vrrp.version = 2;
+    spec.loadBalancer.vrrp.advertIntervalSeconds = 1;
+  };
+  test.each([
+    ["VRRP v3", builtin],
+    ["VRRP v2", vrrp2],
+  ] as const)(
+    "no secret value appears in cdk.tf.json or the rendered tree; they arrive as sensitive variables (%s)",
+    (_, mutate) => {
+      const syn = synthSpec(EXAMPLE, mutate);
+      expect(syn.spec.loadBalancer.haproxy.stats.enabled).toBe(true);
+      const secrets = ensureSecrets(syn.spec);
+      const values = [secrets.vrrpPassword, secrets.statsPassword, secrets.joinSeed];
+      const keyBody = secrets.caKey.split("\n")[1]!;
+      for (const v of [...values, keyBody]) {
+        expect(syn.text.includes(v)).toBe(false);
+        expect(Bun.spawnSync(["grep", "-rqF", v, syn.renderDir]).exitCode).toBe(1);
+      }
+      for (const name of ["vrrp_password", "stats_password", "join_seed", "ca_key"]) {
+        expect(syn.json.variable[name].sensitive).toBe(true);
+        expect(syn.json.variable[name].default).toBeUndefined();
+      }
+    },
+  );
 
   test("secrets file is 0600 in a 0700 directory and stable across synths", () => {
     const spec = parseSpec(EXAMPLE);
@@ -150,13 +181,13 @@ describe("secrets", () => {
 
   test("remote-exec commands carry no secret, so their output stays visible", () => {
     const s = steps(synthSpec(EXAMPLE).json);
-    for (const r of Object.values(s)) {
-      for (const p of r.provisioner ?? []) {
-        const body = p["remote-exec"];
-        // (a run on another node carries its connection, whose host key is not a secret)
-        if (body) expect(JSON.stringify(body.inline)).not.toContain("var.");
-      }
-    }
+    const bodies = Object.values(s).flatMap((r) => (r.provisioner ?? []).map((p: any) => p["remote-exec"]));
+    const remoteExecs = bodies.filter((b) => b !== undefined);
+    // Two per run (make the stage, run the script), three runs per join: an empty list would pass vacuously.
+    const joins = Object.keys(s).filter((id) => id.startsWith("join_")).length;
+    expect(remoteExecs).toHaveLength(2 * Object.keys(s).length + 4 * joins);
+    // (a run on another node carries its connection, whose host key is not a secret)
+    for (const body of remoteExecs) expect(JSON.stringify(body.inline)).not.toContain("var.");
   });
 });
 
