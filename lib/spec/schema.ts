@@ -77,8 +77,11 @@ export const VrrpSchema = z.strictObject({
   version: z.union([z.literal(2), z.literal(3)]).default(3),
   /** 0.1 s with version 3 (a dead holder is noticed after ~3 adverts); version 2 needs whole seconds. */
   advertIntervalSeconds: z.number().positive().max(255).default(0.1),
-  /** Highest priority, given to the first control plane; the next get 10 less each. Below 255 on purpose. */
-  basePriority: z.number().int().min(2).max(254).default(150),
+  /**
+   * Highest priority, given to the first control plane; the next get 10 less each. Below 255 on purpose.
+   * Unset: 150, or the nearest value that leaves room for the health-check weights (topology.ts: basePriority).
+   */
+  basePriority: z.number().int().min(2).max(254).optional(),
   /**
    * The node holding the VIP gets a priority bonus while it is healthy, so a node that comes back
    * (reboot, restarted apiserver) does not take the VIP back and cut every open API stream again.

@@ -3,7 +3,14 @@
 // as a path (into the spec) and a message that names the bad value and the fix.
 import { isIPv4, isIPv6 } from "node:net";
 import type { ClusterSpec, NodeSpec } from "./schema.ts";
-import { controlPlanes } from "./topology.ts";
+import {
+  basePriority,
+  basePriorityRange,
+  controlPlanes,
+  DEFAULT_BASE_PRIORITY,
+  PRIORITY_STEP,
+  vrrpWeightsFor,
+} from "./topology.ts";
 
 /** Kubernetes minors this version of kubeadm-ha is built and tested for (1.MIN .. 1.MAX, inclusive). */
 export const KUBERNETES_MINOR_MIN = 30;
@@ -445,19 +452,30 @@ function vrrpAdvertInterval(spec: ClusterSpec): Finding[] {
   return [];
 }
 
-function vrrpLowestPriority(spec: ClusterSpec): Finding[] {
+function vrrpPriorityRoom(spec: ClusterSpec): Finding[] {
   const cps = controlPlanes(spec);
-  const base = spec.loadBalancer.vrrp.basePriority;
-  const lowest = base - 10 * (cps.length - 1);
-  if (cps.length === 0 || lowest >= 1) return [];
-  const last = cps[cps.length - 1];
+  const n = cps.length;
+  // A count the count rule refuses gets that advice, not advice for priorities it will never use.
+  if (controlPlaneCount(spec).length > 0) return [];
+  const sticky = spec.loadBalancer.vrrp.stickyVip;
+  const { min, max } = basePriorityRange(n, sticky);
+  const base = basePriority(spec);
+  if (base >= min && base <= max) return [];
+  const { checkWeight, holderBonus } = vrrpWeightsFor(n, sticky);
+  const lowest = base - PRIORITY_STEP * (n - 1);
+  const why =
+    `each control plane gets ${PRIORITY_STEP} less than the one before (${base} down to ${lowest} for the ${ordinal(n)}, ` +
+    `${cps[n - 1]?.name}), a failing node loses ${-checkWeight}${sticky ? ` and the VIP holder gains ${holderBonus}` : ""}, ` +
+    "and every effective priority must stay within VRRP's 1-254 or keepalived clamps it and nodes tie";
+  const fix =
+    min <= max
+      ? `Set basePriority between ${min} and ${max}, or remove it to get ${DEFAULT_BASE_PRIORITY} or the nearest value that fits`
+      : "Set stickyVip: false or use fewer control planes";
+  const too = base < min ? "too low" : "too high";
   return [
     {
       path: ["loadBalancer", "vrrp", "basePriority"],
-      message:
-        `${base} is too low for ${cps.length} control planes: each one gets 10 less than the one before, so the ` +
-        `${ordinal(cps.length)} (${last?.name}) would get ${lowest}, below VRRP's minimum of 1. ` +
-        `Set basePriority to at least ${10 * (cps.length - 1) + 1} (the default 150 fits up to 15 control planes).`,
+      message: `${base} is ${too} for ${n} control plane${n === 1 ? "" : "s"}: ${why}. ${fix}.`,
     },
   ];
 }
@@ -519,7 +537,7 @@ export const RULES: Readonly<Record<string, Rule>> = {
   aptRepository: { needs: ["kubernetes"], check: aptRepository },
   loadBalancerMode: { needs: ["loadBalancer"], check: loadBalancerMode },
   vrrpAdvertInterval: { needs: ["loadBalancer"], check: vrrpAdvertInterval },
-  vrrpLowestPriority: { needs: ["loadBalancer", "nodes"], check: vrrpLowestPriority },
+  vrrpPriorityRoom: { needs: ["loadBalancer", "nodes"], check: vrrpPriorityRoom },
   sshAuthentication: { needs: ["ssh"], check: sshAuthentication },
   bastionHost: { needs: ["ssh"], check: bastionHost },
 };
