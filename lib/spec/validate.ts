@@ -2,6 +2,7 @@
 // versions, VRRP timing. One small function per rule; each returns the problems it finds
 // as a path (into the spec) and a message that names the bad value and the fix.
 import { isIPv4, isIPv6 } from "node:net";
+import { chosenCniManifest, FLANNEL_DEFAULT_POD_SUBNET } from "./cni.ts";
 import type { ClusterSpec, NodeSpec } from "./schema.ts";
 import {
   basePriority,
@@ -336,6 +337,33 @@ function cniManifest(spec: ClusterSpec): Finding[] {
   ];
 }
 
+/** The CNI step needs a manifest: cilium has no built-in one, flannel's hard-codes its pod network. */
+function cniChoice(spec: ClusterSpec): Finding[] {
+  const { cni, podSubnet } = spec.networking;
+  if (cni.manifest !== undefined) return [];
+  if (chosenCniManifest(spec) === undefined)
+    return [
+      {
+        path: ["networking", "cni", "name"],
+        message:
+          `"${cni.name}" has no built-in manifest in kubeadm-ha (cilium is installed with its own CLI or Helm chart). ` +
+          "Render one (for example `helm template cilium cilium/cilium`) and put its https URL or a path on the first " +
+          "control plane in networking.cni.manifest, or choose calico or flannel.",
+      },
+    ];
+  if (cni.name === "flannel" && podSubnet !== FLANNEL_DEFAULT_POD_SUBNET)
+    return [
+      {
+        path: ["networking", "podSubnet"],
+        message:
+          `"${podSubnet}" is not ${FLANNEL_DEFAULT_POD_SUBNET}, the pod network flannel's stock manifest (networking.cni.name flannel) ` +
+          `hard-codes, so pods would get addresses outside the cluster's pod network. Set podSubnet: ${FLANNEL_DEFAULT_POD_SUBNET}, ` +
+          "or give networking.cni.manifest a flannel manifest edited for your subnet.",
+      },
+    ];
+  return [];
+}
+
 // ---- kubernetes ----------------------------------------------------------------------------
 
 function kubernetesVersion(spec: ClusterSpec): Finding[] {
@@ -533,6 +561,7 @@ export const RULES: Readonly<Record<string, Rule>> = {
   podServiceOverlap: { needs: ["networking", "nodes", "controlPlaneEndpoint"], check: podServiceOverlap },
   subnetsAvoidHosts: { needs: ["networking", "nodes", "controlPlaneEndpoint"], check: subnetsAvoidHosts },
   cniManifest: { needs: ["networking"], check: cniManifest },
+  cniChoice: { needs: ["networking"], check: cniChoice },
   kubernetesVersion: { needs: ["kubernetes"], check: kubernetesVersion },
   aptRepository: { needs: ["kubernetes"], check: aptRepository },
   loadBalancerMode: { needs: ["loadBalancer"], check: loadBalancerMode },
