@@ -1,8 +1,9 @@
 // Cross-field rules the schema cannot express: control-plane count, address plans, ports,
 // versions, VRRP timing. One small function per rule; each returns the problems it finds
 // as a path (into the spec) and a message that names the bad value and the fix.
-import { isIPv4, isIPv6 } from "node:net";
+import { isIPv4 } from "node:net";
 import { chosenCniManifest, FLANNEL_DEFAULT_POD_SUBNET } from "./cni.ts";
+import { absolutePathProblem, httpsUrlProblem, isHostName } from "./formats.ts";
 import type { ClusterSpec, NodeSpec } from "./schema.ts";
 import {
   basePriority,
@@ -321,17 +322,20 @@ function subnetsAvoidHosts(spec: ClusterSpec): Finding[] {
   });
 }
 
+const show = (value: string): string => JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
+
 function cniManifest(spec: ClusterSpec): Finding[] {
   const manifest = spec.networking.cni.manifest;
-  if (manifest === undefined || manifest.startsWith("/")) return [];
-  const path = ["networking", "cni", "manifest"];
-  const problem = httpsUrlProblem(manifest, "https://example.com/calico.yaml");
+  if (manifest === undefined) return [];
+  const problem = manifest.startsWith("/")
+    ? absolutePathProblem(manifest, "/root/calico.yaml")
+    : httpsUrlProblem(manifest, "https://example.com/calico.yaml");
   if (!problem) return [];
   return [
     {
-      path,
+      path: ["networking", "cni", "manifest"],
       message:
-        `${problem}. A manifest is an https URL or an absolute path on the first control plane, ` +
+        `${show(manifest)} ${problem}. A manifest is an https URL or an absolute path on the first control plane, ` +
         "e.g. https://example.com/calico.yaml or /root/calico.yaml.",
     },
   ];
@@ -397,20 +401,16 @@ function kubernetesVersion(spec: ClusterSpec): Finding[] {
   ];
 }
 
-/** undefined when `value` is an https URL once {minor} is filled in; otherwise what is wrong with it. */
-function httpsUrlProblem(value: string, example: string): string | undefined {
-  const filled = value.replaceAll("{minor}", "v1.31");
-  const placeholder = /\{[^}]*\}/.exec(filled);
-  if (placeholder) return `"${value}" contains ${placeholder[0]}; the only placeholder is {minor} (e.g. v1.31)`;
-  let url: URL;
-  try {
-    url = new URL(filled);
-  } catch {
-    return `"${value}" is not a URL; write a full https URL such as ${example}`;
-  }
-  if (url.protocol === "http:")
-    return `"${value}" uses plain http, so anyone on the path could swap what is downloaded; write https://${value.slice("http://".length)}`;
-  if (url.protocol !== "https:") return `"${value}" must be an https URL such as ${example}`;
+/** The apt source: an https URL, optionally followed by a suite and components (a flat repository without). */
+function aptRepositoryProblem(value: string, example: string): string | undefined {
+  const [uri = "", ...rest] = value.split(" ");
+  if (uri === "deb")
+    return `starts with "deb"; write only the URL (and an optional suite and components), e.g. ${example}`;
+  const problem = httpsUrlProblem(uri, example, true);
+  if (problem) return problem;
+  const bad = rest.find((word) => !/^[A-Za-z0-9_./-]+$/.test(word));
+  if (bad !== undefined)
+    return `has the suite or component ${JSON.stringify(bad)}; after the URL come single-space separated words of letters, digits and . _ - /`;
   return undefined;
 }
 
@@ -434,8 +434,11 @@ function aptRepository(spec: ClusterSpec): Finding[] {
         },
       ];
     }
-    const problem = httpsUrlProblem(value, examples[field]);
-    return problem ? [{ path, message: `${problem}.` }] : [];
+    const problem =
+      field === "aptRepository"
+        ? aptRepositoryProblem(value, examples[field])
+        : httpsUrlProblem(value, examples[field], true);
+    return problem ? [{ path, message: `${show(value)} ${problem}.` }] : [];
   });
 }
 
@@ -510,21 +513,18 @@ function vrrpPriorityRoom(spec: ClusterSpec): Finding[] {
 
 // ---- ssh --------------------------------------------------------------------------------------
 
-const HOST_NAME =
-  /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-
 /** undefined when `host` is an IP address or a host name; otherwise the problem and its fix. */
 function hostProblem(host: string, block: string): string | undefined {
-  if (isIPv4(host) || isIPv6(host)) return undefined;
-  if (/^[\d.]+$/.test(host)) return `"${host}" is not a valid IPv4 address (four numbers 0-255, e.g. 10.0.0.5)`;
-  if (HOST_NAME.test(host)) return undefined;
+  if (/^[\d.]+$/.test(host) && !isIPv4(host))
+    return `${JSON.stringify(host)} is not a valid IPv4 address (four numbers 0-255, e.g. 10.0.0.5)`;
+  if (isHostName(host)) return undefined;
   const at = /^([^@]+)@(.+)$/.exec(host);
   if (at)
-    return `"${host}" must be an address or host name only; write host: ${at[2]} and put the user in ${block}.user: ${at[1]}`;
+    return `${JSON.stringify(host)} must be an address or host name only; write host: ${at[2]} and put the user in ${block}.user: ${at[1]}`;
   const colon = /^([^:]+):(\d+)$/.exec(host);
   if (colon)
-    return `"${host}" must be an address or host name only; write host: ${colon[1]} and ${block}.port: ${colon[2]}`;
-  return `"${host}" is not an address or host name; write e.g. 10.0.0.5 or bastion.example.com`;
+    return `${JSON.stringify(host)} must be an address or host name only; write host: ${colon[1]} and ${block}.port: ${colon[2]}`;
+  return `${JSON.stringify(host)} is not an address or host name; write e.g. 10.0.0.5 or bastion.example.com`;
 }
 
 function sshAuthentication(spec: ClusterSpec): Finding[] {
