@@ -6,7 +6,6 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
-import { UserError } from "../../lib/errors.ts";
 import {
   cniStep,
   DEFAULT_CNI_MANIFESTS,
@@ -186,12 +185,6 @@ describe("init configuration", () => {
         ),
       )[0].apiVersion,
     ).toBe("kubeadm.k8s.io/v1beta4");
-    expect(() =>
-      renderInitConfig(
-        spec((x) => (x.kubernetes.version = "1.21.0")),
-        ctx,
-      ),
-    ).toThrow(UserError);
   });
 });
 

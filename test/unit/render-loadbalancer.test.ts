@@ -368,11 +368,6 @@ describe("haproxy.cfg", () => {
     const off = makeSpec({ stats: false });
     expect(renderHaproxyCfg(off, controlPlanes(off)[0]!)).not.toContain("stats auth");
   });
-
-  test("an LB port equal to the apiserver port is refused", () => {
-    const spec = makeSpec({ port: 6443 });
-    expect(() => renderHaproxyCfg(spec, controlPlanes(spec)[0]!)).toThrow(/controlPlaneEndpoint\.port 6443/);
-  });
 });
 
 // ---- the phase step -------------------------------------------------------------------------
