@@ -546,6 +546,23 @@ function bastionHost(spec: ClusterSpec): Finding[] {
   return problem ? [{ path: ["ssh", "bastion", "host"], message: `${problem}.` }] : [];
 }
 
+// ---- terraform --------------------------------------------------------------------------------
+
+/** Destroy-time steps cannot read Terraform variables, so a reset on destroy needs a key file or the agent. */
+function resetOnDestroyKeys(spec: ClusterSpec): Finding[] {
+  if (!spec.terraform.resetOnDestroy || spec.ssh.agent || spec.ssh.privateKeyPath !== undefined) return [];
+  const keyless = spec.nodes.filter((n) => n.ssh?.privateKeyPath === undefined).map((n) => n.name);
+  if (keyless.length === 0) return [];
+  return [
+    {
+      path: ["terraform", "resetOnDestroy"],
+      message:
+        `true, but destroy-time steps cannot read Terraform variables, and ${keyless.join(", ")} would use the ` +
+        "ssh_private_key variable (no key file, no agent). Set ssh.privateKeyPath (or ssh.agent: true), or turn resetOnDestroy off.",
+    },
+  ];
+}
+
 // ---- the rule table ---------------------------------------------------------------------------
 
 export const RULES: Readonly<Record<string, Rule>> = {
@@ -569,6 +586,7 @@ export const RULES: Readonly<Record<string, Rule>> = {
   vrrpPriorityRoom: { needs: ["loadBalancer", "nodes"], check: vrrpPriorityRoom },
   sshAuthentication: { needs: ["ssh"], check: sshAuthentication },
   bastionHost: { needs: ["ssh"], check: bastionHost },
+  resetOnDestroyKeys: { needs: ["terraform", "ssh", "nodes"], check: resetOnDestroyKeys },
 };
 
 /**
