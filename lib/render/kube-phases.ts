@@ -249,10 +249,11 @@ export function cniStep(spec: ClusterSpec): Step {
     manifest === null
       ? `step "CNI: networking.cni.name is none, nothing applied (install a pod network yourself; nodes stay NotReady until then)"`
       : `
-step "CNI: apply ${spec.networking.cni.name} from ${manifest}"
+MANIFEST=${shq(manifest)}
+step "CNI: apply ${spec.networking.cni.name} from $MANIFEST"
 [ -f "$ADMIN_CONF" ] || die "$ADMIN_CONF is missing: the init step has not completed on this node"
-kubectl --kubeconfig "$ADMIN_CONF" apply --server-side --force-conflicts -f ${shq(manifest)} \\
-  || die "kubectl apply of the CNI manifest ${manifest} failed (networking.cni)"
+kubectl --kubeconfig "$ADMIN_CONF" apply --server-side --force-conflicts -f "$MANIFEST" \\
+  || die "kubectl apply of the CNI manifest $MANIFEST failed (networking.cni)"
 `;
   return { phase: "cni", node, files: [], secrets: [], script: kubeScript("cni", node, [], [], spec, body) };
 }

@@ -295,10 +295,11 @@ describe("steps", () => {
   });
 
   test("CNI: pinned default, user manifest and none (validation refuses what a default cannot serve)", () => {
-    expect(cniStep(s).script).toContain(`apply --server-side --force-conflicts -f '${DEFAULT_CNI_MANIFESTS.calico}'`);
+    expect(cniStep(s).script).toContain(`MANIFEST='${DEFAULT_CNI_MANIFESTS.calico}'`);
+    expect(cniStep(s).script).toContain('apply --server-side --force-conflicts -f "$MANIFEST"');
     expect(DEFAULT_CNI_MANIFESTS.calico).toMatch(/\/v\d+\.\d+\.\d+\//);
     const custom = cniStep(spec((x) => (x.networking.cni = { name: "cilium", manifest: "/root/cilium.yaml" })));
-    expect(custom.script).toContain("-f '/root/cilium.yaml'");
+    expect(custom.script).toContain("MANIFEST='/root/cilium.yaml'");
     const none = cniStep(spec((x) => (x.networking.cni = { name: "none" })));
     expect(none.script).not.toContain("apply --server-side");
     expect(none.script).toContain("networking.cni.name is none");
