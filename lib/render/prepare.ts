@@ -187,7 +187,7 @@ PACKAGES_SUMMARY="kubeadm/kubelet/kubectl $pin (apt, held)"
 `;
 
   const packagesPreinstalled = `
-step "packages: check the preinstalled kubeadm, kubelet and kubectl are v${version}"
+step ${shq(`packages: check the preinstalled kubeadm, kubelet and kubectl are v${version}`)}
 command -v kubeadm >/dev/null || die "kubernetes.packages.source is preinstalled but kubeadm is not installed; install kubeadm v$KUBE_VERSION on this node or set the source to apt"
 have="$(kubeadm version -o short 2>/dev/null || true)"
 [ "$have" = "v$KUBE_VERSION" ] || die "kubeadm here reports version '\${have:-unknown}' but kubernetes.version is $KUBE_VERSION; install kubeadm v$KUBE_VERSION or change kubernetes.version"
