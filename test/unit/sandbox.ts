@@ -6,7 +6,7 @@
 // plus a fixed list of harmless real tools. A command a script runs that is neither fails
 // with "command not found", so nothing reaches the host by accident.
 import { createHash } from "node:crypto";
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { Step } from "../../lib/render/types.ts";
@@ -391,24 +391,22 @@ export function runJob(job: Job, timeoutMs = 120_000): JobResult {
   return collect(job, p.exitCode, p.stderr.toString());
 }
 
-/** Run jobs a few at a time. */
-export async function runJobs(jobs: Job[], parallel = 4, timeoutMs = 180_000): Promise<JobResult[]> {
-  const results: JobResult[] = new Array(jobs.length);
+export async function runJobAsync(job: Job, timeoutMs = 180_000): Promise<JobResult> {
+  job.writePlan();
+  const p = Bun.spawn(unshare(job), { stdout: "pipe", stderr: "pipe", timeout: timeoutMs });
+  const [stderr, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+  return collect(job, code, stderr);
+}
+
+/** Run tasks a few at a time (sandboxes and commands are CPU-bound). */
+export async function inParallel<T, R>(items: T[], run: (item: T) => Promise<R>, parallel = 4): Promise<R[]> {
+  const results: R[] = new Array(items.length);
   let next = 0;
   const worker = async () => {
-    for (let i = next++; i < jobs.length; i = next++) {
-      const job = jobs[i]!;
-      job.writePlan();
-      const p = Bun.spawn(unshare(job), { stdout: "pipe", stderr: "pipe", timeout: timeoutMs });
-      const [stderr, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
-      results[i] = collect(job, code, stderr);
-    }
+    for (let i = next++; i < items.length; i = next++) results[i] = await run(items[i]!);
   };
   await Promise.all(Array.from({ length: parallel }, worker));
   return results;
 }
 
-/** Copy a job directory for a failing case, so it can be re-run by hand. */
-export function keepJob(job: Job, to: string): void {
-  cpSync(job.dir, to, { recursive: true });
-}
+export const runJobs = (jobs: Job[]): Promise<JobResult[]> => inParallel(jobs, (job) => runJobAsync(job));

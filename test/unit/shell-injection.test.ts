@@ -235,7 +235,12 @@ describe("spec fields", () => {
         ...accepted,
       ];
       // Something must get through validation, or the sandbox proves nothing about quoting.
-      expect(accepted.map((v) => v.field)).toContain("networking.cni.manifest");
+      for (const field of [
+        "networking.cni.manifest",
+        "kubernetes.packages.aptRepository",
+        "kubernetes.packages.aptKeyUrl",
+      ])
+        expect(accepted.map((v) => v.field)).toContain(field);
       const jobs: { job: Job; variant: Variant }[] = [];
       const seen = new Set<string>();
       for (const variant of variants)
