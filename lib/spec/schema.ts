@@ -33,14 +33,18 @@ const text = (problem: (value: string) => string | undefined) =>
     if (p) ctx.addIssue({ code: "custom", message: p });
   });
 const loginName = text(loginNameProblem);
-const keyPath = text((v) => localPathProblem(v, "~/.ssh/id_ed25519"));
+const keyPath = text((v) =>
+  v === ""
+    ? "is empty; remove privateKeyPath to use ssh.agent or the ssh_private_key variable, or write e.g. ~/.ssh/id_ed25519"
+    : localPathProblem(v, "~/.ssh/id_ed25519"),
+);
 /** Go-style durations as haproxy and kubeadm accept them: 500ms, 5s, 1h. */
 const duration = z.string().regex(/^\d+(ms|s|m|h)$/, { error: "must be a duration such as 500ms, 5s, 10m or 1h" });
 
 export const SshSchema = z.strictObject({
   user: loginName.default("root"),
   port: port.default(22),
-  /** Private key file on the machine that runs the tool; ~ is expanded. Empty = use the agent. */
+  /** Private key file on the machine that runs the tool; ~/ is expanded. Unset: the agent, or the ssh_private_key variable. */
   privateKeyPath: keyPath.optional(),
   /** Use $SSH_AUTH_SOCK instead of a key file. */
   agent: z.boolean().default(false),

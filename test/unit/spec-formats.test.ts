@@ -1,6 +1,8 @@
 // The free-text formats of the spec: OnCalendar expressions checked against the real
 // `systemd-analyze calendar`, image references, paths, DNS names and URLs.
 import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { onCalendarProblem } from "../../lib/spec/calendar.ts";
 import {
   absolutePathProblem,
@@ -10,6 +12,7 @@ import {
   localPathProblem,
   loginNameProblem,
 } from "../../lib/spec/formats.ts";
+import { checkSpecText } from "../../lib/spec/load.ts";
 import { requireTool, run } from "./tool-helpers.ts";
 
 /** [expression, accepted by us]; `stricter` marks what systemd takes and we refuse on purpose. */
@@ -186,6 +189,13 @@ describe("paths, names and URLs", () => {
       expect(localPathProblem(v, "x")).toBeUndefined();
     for (const v of ["", "~", "a b", "keys//id", "keys/", "~user/id", "a$(id)", "x;y"])
       expect(localPathProblem(v, "x")).toBeDefined();
+  });
+
+  test("an empty privateKeyPath is refused with the way to use the agent instead", () => {
+    const text = readFileSync(join(import.meta.dir, "../fixtures/specs/valid/minimal.yaml"), "utf8");
+    const r = checkSpecText(`${text}ssh: { privateKeyPath: "" }\n`);
+    expect(r.problems.map((p) => p.path)).toEqual(["ssh.privateKeyPath"]);
+    expect(r.problems[0]?.message).toContain("remove privateKeyPath to use ssh.agent");
   });
 
   test("DNS names and user names", () => {
