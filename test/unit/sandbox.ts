@@ -6,7 +6,7 @@
 // plus a fixed list of harmless real tools. A command a script runs that is neither fails
 // with "command not found", so nothing reaches the host by accident.
 import { createHash } from "node:crypto";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { Step } from "../../lib/render/types.ts";
@@ -263,6 +263,12 @@ export interface JobResult {
 let root: string | undefined;
 let seq = 0;
 
+/** Remove the (by then empty) directory that held the jobs; for a test file's afterAll. */
+export function removeSandboxDir(): void {
+  if (root && !process.env.KHA_KEEP_SANDBOX) rmSync(root, { recursive: true, force: true });
+  root = undefined;
+}
+
 /** One sandbox run: a plan of phase steps, stdin scripts and files, executed in order. */
 export class Job {
   readonly dir: string;
@@ -341,12 +347,26 @@ export class Job {
     return h.update(this.plan.join("\n")).digest("hex");
   }
 
+  /** Remove a job that will not run (a duplicate of one that does). */
+  discard(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
   writePlan(): void {
     writeFileSync(join(this.dir, "plan"), `${this.plan.join("\n")}\n`);
   }
 }
 
 function collect(job: Job, code: number | null, stderr: string): JobResult {
+  try {
+    return read(job, code, stderr);
+  } finally {
+    // KHA_KEEP_SANDBOX=1 keeps the job directories, to re-run one by hand: unshare ... bash DIR/driver DIR.
+    if (!process.env.KHA_KEEP_SANDBOX) rmSync(job.dir, { recursive: true, force: true });
+  }
+}
+
+function read(job: Job, code: number | null, stderr: string): JobResult {
   const read = (f: string) => {
     try {
       return readFileSync(join(job.dir, "results", f), "utf8");

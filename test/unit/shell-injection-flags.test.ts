@@ -2,7 +2,7 @@
 // --help, so a new flag is covered): a flag that reaches a remote script refuses shell syntax
 // naming the flag, and the scripts built from it quote it anyway — executed in the sandbox
 // (sandbox.ts) with the payloads, no canary. See shell-injection.test.ts for the spec fields.
-import { beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
@@ -16,10 +16,11 @@ import { RESTORE_STOPPED, stopScript } from "../../lib/ops/chaos-fault.ts";
 import { workloadScript } from "../../lib/ops/verify.ts";
 import type { ExecResult, Remote } from "../../lib/remote/ssh.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
-import { inParallel, Job, type JobResult, payloads, requireSandbox, runJobAsync } from "./sandbox.ts";
+import { inParallel, Job, type JobResult, payloads, removeSandboxDir, requireSandbox, runJobAsync } from "./sandbox.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const haveSandbox = requireSandbox();
+afterAll(removeSandboxDir);
 const SPEC_FILE = join(ROOT, "test/fixtures/specs/valid/minimal.yaml");
 
 /** Commands not run here, and why. */

@@ -5,7 +5,7 @@
 // either validation refuses it naming the field/flag, or the scripts built from it are
 // EXECUTED in a sandbox (sandbox.ts) against recording stand-ins, and no payload ran (none of
 // the canary files the payloads would create exists).
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { stringify } from "yaml";
 import { etcdCheckScript, statsScript, workloadScript } from "../../lib/ops/verify.ts";
 import { renderCluster } from "../../lib/render/index.ts";
@@ -15,9 +15,10 @@ import { checkSpecText, machinePath } from "../../lib/spec/load.ts";
 import { type ClusterSpec, ClusterSpecSchema } from "../../lib/spec/schema.ts";
 import { controlPlanes } from "../../lib/spec/topology.ts";
 import type { SpecPath } from "../../lib/spec/validate.ts";
-import { Job, type JobResult, payloads, requireSandbox, runJobs, type Secrets } from "./sandbox.ts";
+import { Job, type JobResult, payloads, removeSandboxDir, requireSandbox, runJobs, type Secrets } from "./sandbox.ts";
 
 const haveSandbox = requireSandbox();
+afterAll(removeSandboxDir);
 
 // ---- the spec: every string field --------------------------------------------------------------
 
@@ -246,7 +247,10 @@ describe("spec fields", () => {
       for (const variant of variants)
         for (const job of nodeJobs(variant.spec)) {
           const key = job.key();
-          if (seen.has(key)) continue;
+          if (seen.has(key)) {
+            job.discard();
+            continue;
+          }
           seen.add(key);
           jobs.push({ job, variant });
         }
