@@ -6,8 +6,8 @@ import type { Construct } from "constructs";
 import { HaCluster } from "./constructs/ha-cluster.ts";
 import { builtinBackend, hashicorpBackend } from "./constructs/step-backend.ts";
 import { runCommand } from "./lib/cli.ts";
-import { UserError } from "./lib/errors.ts";
 import { renderCluster } from "./lib/render/index.ts";
+import { shq } from "./lib/render/phase-script.ts";
 import { caCertHash, ensureSecrets } from "./lib/secrets.ts";
 import { loadSpec, specPath } from "./lib/spec/load.ts";
 import type { ClusterSpec } from "./lib/spec/schema.ts";
@@ -31,17 +31,12 @@ function localCommands(spec: ClusterSpec, specFile: string | undefined) {
   const environment: Record<string, string> = {};
   if (process.env.KUBEADM_HA_SECRETS_DIR)
     environment.KUBEADM_HA_SECRETS_DIR = resolve(process.env.KUBEADM_HA_SECRETS_DIR);
-  const cmd = (script: string, args: string) => ({
-    command: `${bun} ${script} ${args}`,
-    workingDir: root,
-    environment,
-  });
+  // local-exec runs the command through sh: every path is quoted, whatever it holds.
+  const cmd = (...args: string[]) => ({ command: [bun, ...args].map(shq).join(" "), workingDir: root, environment });
   const file = resolve(specFile);
-  if (file.includes("'"))
-    throw new UserError(`the spec file path ${file} contains a quote; move the spec to a path without one.`);
   return {
-    preflight: cmd("scripts/preflight.ts", `'${file}'`),
-    kubeconfig: cmd("scripts/kubeconfig.ts", `--force '${file}'`),
+    preflight: cmd("scripts/preflight.ts", file),
+    kubeconfig: cmd("scripts/kubeconfig.ts", "--force", file),
   };
 }
 

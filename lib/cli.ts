@@ -37,6 +37,13 @@ export function parseCommand<O extends Options>(def: CommandDef<O>, argv = proce
   return parsed;
 }
 
+/** A flag value that must pass a format check (lib/spec/formats.ts): a UserError naming the flag otherwise. */
+export function checkedFlag(flag: string, value: string, problem: (value: string) => string | undefined): string {
+  const p = problem(value);
+  if (p) throw new UserError(`--${flag} ${JSON.stringify(value)} ${p}.`);
+  return value;
+}
+
 /** Run a command's main: UserError -> its message and exit code, anything else -> exit 1 without a stack unless KUBEADM_HA_DEBUG is set. */
 export async function runCommand(
   // biome-ignore lint/suspicious/noConfusingVoidType: commands may return nothing (exit 0) or an exit code

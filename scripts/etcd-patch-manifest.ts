@@ -1,7 +1,8 @@
 // bun run etcd:patch-manifest --data-dir DIR [--node NAME] [--dry-run] [--json]
-import { parseCommand, runCommand } from "../lib/cli.ts";
+import { checkedFlag, parseCommand, runCommand } from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
 import { patchManifests } from "../lib/etcd/patch-remote.ts";
+import { absolutePathProblem } from "../lib/spec/formats.ts";
 import { loadSpec, specPath } from "../lib/spec/load.ts";
 
 await runCommand(async () => {
@@ -23,6 +24,7 @@ await runCommand(async () => {
     throw new UserError(
       "etcd:patch-manifest needs --data-dir DIR, the restored data directory, e.g. --data-dir /var/lib/etcd-restore-20250101T030000Z.",
     );
+  checkedFlag("data-dir", dir, (v) => absolutePathProblem(v, "/var/lib/etcd-restore-20250101T030000Z"));
   const spec = loadSpec(specPath(values.spec));
   const results = await patchManifests(spec, dir, { node: values.node, dryRun: values["dry-run"] });
   if (values.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);

@@ -1,8 +1,9 @@
 // bun run verify: the post-install checks as a table; see lib/ops/verify.ts.
-import { parseCommand, progress, runCommand } from "../lib/cli.ts";
+import { checkedFlag, parseCommand, progress, runCommand } from "../lib/cli.ts";
 import { closeAll, connectAll } from "../lib/ops/connect.ts";
 import { type CheckRow, formatTable, jsonReport, sortRows } from "../lib/ops/report.ts";
 import { runVerify } from "../lib/ops/verify.ts";
+import { imageReferenceProblem } from "../lib/spec/formats.ts";
 import { loadSpec, specPath } from "../lib/spec/load.ts";
 
 await runCommand(async () => {
@@ -14,11 +15,13 @@ await runCommand(async () => {
     options: { json: { type: "boolean" }, workload: { type: "boolean" }, image: { type: "string" } },
     allowPositionals: true,
   });
+  // The image goes into a root script on a control plane: an image reference, nothing else.
+  const image = checkedFlag("image", values.image ?? "nginx", (v) => imageReferenceProblem(v, "nginx:1.27"));
   const spec = loadSpec(specPath(positionals[0]));
   const sessions = await connectAll(spec, spec.nodes, { phase: "verify" });
   let rows: CheckRow[];
   try {
-    rows = await runVerify(spec, sessions, { workload: values.workload, image: values.image });
+    rows = await runVerify(spec, sessions, { workload: values.workload, image });
   } finally {
     closeAll(sessions);
   }

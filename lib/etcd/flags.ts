@@ -1,4 +1,6 @@
 // Flags every etcd command shares: which spec, and which client certificate etcdctl uses.
+import { checkedFlag } from "../cli.ts";
+import { absolutePathProblem } from "../spec/formats.ts";
 import { loadSpec, specPath } from "../spec/load.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
 import { type EtcdAccess, KUBEADM_ETCD_ACCESS } from "./remote.ts";
@@ -17,13 +19,11 @@ export function specAndAccess(values: { spec?: string; cacert?: string; cert?: s
   spec: ClusterSpec;
   access: EtcdAccess;
 } {
-  const spec = loadSpec(specPath(values.spec));
-  return {
-    spec,
-    access: {
-      cacert: values.cacert ?? KUBEADM_ETCD_ACCESS.cacert,
-      cert: values.cert ?? KUBEADM_ETCD_ACCESS.cert,
-      key: values.key ?? KUBEADM_ETCD_ACCESS.key,
-    },
-  };
+  // The paths go into root scripts on the control planes: absolute, plain paths only.
+  const path = (flag: "cacert" | "cert" | "key") =>
+    checkedFlag(flag, values[flag] ?? KUBEADM_ETCD_ACCESS[flag], (v) =>
+      absolutePathProblem(v, KUBEADM_ETCD_ACCESS[flag]),
+    );
+  const access = { cacert: path("cacert"), cert: path("cert"), key: path("key") };
+  return { spec: loadSpec(specPath(values.spec)), access };
 }

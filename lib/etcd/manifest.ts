@@ -2,6 +2,7 @@
 // Document API, so comments, key order and every field we do not touch survive.
 import { type Document, isMap, isScalar, isSeq, parseDocument, type YAMLMap, type YAMLSeq } from "yaml";
 import { UserError } from "../errors.ts";
+import { absolutePathProblem } from "../spec/formats.ts";
 
 export const ETCD_MANIFEST = "/etc/kubernetes/manifests/etcd.yaml";
 export const APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml";
@@ -108,11 +109,8 @@ export function readEtcdManifest(text: string, where = ETCD_MANIFEST): EtcdManif
  * reading a directory that is not the restored one). Everything else is kept.
  */
 export function patchEtcdManifest(text: string, dataDir: string, where = ETCD_MANIFEST): string {
-  if (!dataDir.startsWith("/") || /\s/.test(dataDir)) {
-    throw new UserError(
-      `--data-dir ${JSON.stringify(dataDir)} must be an absolute path without spaces, such as /var/lib/etcd-restore-20250101T000000Z.`,
-    );
-  }
+  const problem = absolutePathProblem(dataDir, "/var/lib/etcd-restore-20250101T000000Z");
+  if (problem) throw new UserError(`--data-dir ${JSON.stringify(dataDir)} ${problem}.`);
   const doc = load(text, where);
   const c = etcdContainer(doc, where);
   const cmd = command(c, where);

@@ -156,7 +156,7 @@ cleanup() {
 trap cleanup EXIT
 if ! out=$("\${K[@]}" create namespace "$NS" 2>&1); then report deploy fail "$out"; exit 1; fi
 if ! out=$("\${K[@]}" -n "$NS" create deployment web --image=${sq(image)} --port=80 2>&1); then report deploy fail "$out"; exit 1; fi
-report deploy ok "deployment web (${image})"
+report deploy ok ${sq(`deployment web (${image})`)}
 if ! out=$("\${K[@]}" -n "$NS" scale deployment web --replicas=4 2>&1) ||
   ! out=$("\${K[@]}" -n "$NS" rollout status deployment web --timeout=180s 2>&1); then report scale fail "$out"; exit 1; fi
 report scale ok "4 replicas available"

@@ -20,6 +20,7 @@ import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import { UserError } from "../errors.ts";
+import { shq } from "../render/phase-script.ts";
 import { resolveSpecPath } from "../spec/load.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { fingerprint, hostKeyFor, knownHostsMatches } from "./known-hosts.ts";
@@ -113,8 +114,8 @@ export interface Remote {
   close(): void;
 }
 
-/** Quote for a POSIX shell. */
-export const sq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+/** Quote for a POSIX shell: the renderers' shq, the one helper every script builder uses. */
+export const sq = shq;
 
 /** A spec path made absolute: against `baseDir` when the caller gives one, else against the spec file. */
 function resolvePath(spec: ClusterSpec, p: string, baseDir?: string): string {

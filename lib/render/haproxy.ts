@@ -1,6 +1,5 @@
 // haproxy.cfg for one control plane: a TCP proxy on the load-balancer port that
 // spreads connections over every apiserver and stops using a sick one within a second.
-import { UserError } from "../errors.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
 import { STATE_DIR } from "./paths.ts";
@@ -46,19 +45,9 @@ ExecStopPost=/bin/sh -c 'mkdir -p ${STATE_FILE_DIR} && echo 1 > ${HAPROXY_STATE_
 }
 
 export function renderHaproxyCfg(spec: ClusterSpec, node: NodeSpec): string {
+  // The port rules (not 6443, not the stats port) are validate.ts's.
   const lbPort = spec.controlPlaneEndpoint.port;
-  if (lbPort === APISERVER_PORT) {
-    throw new UserError(
-      `controlPlaneEndpoint.port ${lbPort} is the port every kube-apiserver already listens on, so haproxy on ${node.name} could not bind it. ` +
-        "Use another port for the load balancer, e.g. 8443.",
-    );
-  }
   const { stats, timeouts: t, healthCheck: hc } = spec.loadBalancer.haproxy;
-  if (stats.enabled && stats.port === lbPort) {
-    throw new UserError(
-      `loadBalancer.haproxy.stats.port ${stats.port} is also controlPlaneEndpoint.port. Give the stats page another port, e.g. 8404.`,
-    );
-  }
   const servers = controlPlanes(spec)
     .map((n) => `  server ${n.name} ${n.address}:${APISERVER_PORT}`)
     .join("\n");

@@ -1,9 +1,8 @@
 // keepalived.conf for one control plane: keepalived moves the VIP to a healthy node;
 // haproxy on that node (haproxy.ts) spreads the connections over every apiserver.
 
-import { UserError } from "../errors.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
-import { controlPlanes, vrrpPriority } from "../spec/topology.ts";
+import { controlPlanes, vrrpPriority, vrrpWeights } from "../spec/topology.ts";
 import { HAPROXY_STATE_FILE } from "./haproxy.ts";
 
 export const KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf";
@@ -25,49 +24,6 @@ export const DEFAULT_KEEPALIVED_PATHS: KeepalivedPaths = {
   checkVipHeld: CHECK_VIP_HELD_SCRIPT,
   haproxyState: HAPROXY_STATE_FILE,
 };
-
-export interface VrrpWeights {
-  /** Subtracted from a node's priority while its apiserver check fails (negative). */
-  checkWeight: number;
-  /** Added to the holder's priority while it holds the VIP (0 when stickyVip is off). */
-  holderBonus: number;
-}
-
-/**
- * Weights derived from the spread of the priorities (highest - lowest = s), margin 1:
- * - holderBonus = s + 1: a healthy holder outranks every other node, so a node that
- *   comes back does not take the VIP back (one move per failure, not two).
- * - checkWeight = -(holderBonus + s + 1): a failing holder drops below every healthy
- *   peer even with its bonus, so the VIP leaves it.
- * - When ALL checks fail, every node loses the same amount and the holder keeps its
- *   bonus, so the VIP stays where it is instead of vanishing (during bootstrap no
- *   apiserver exists yet, and kubeadm init needs the VIP to reach the first one).
- * Effective priorities must stay in 1..254, or keepalived clamps them and ties appear.
- */
-export function vrrpWeights(spec: ClusterSpec): VrrpWeights {
-  const priorities = controlPlanes(spec).map((n) => vrrpPriority(spec, n));
-  const highest = Math.max(...priorities);
-  const lowest = Math.min(...priorities);
-  const spread = highest - lowest;
-  const holderBonus = spec.loadBalancer.vrrp.stickyVip ? spread + 1 : 0;
-  const checkWeight = -(holderBonus + spread + 1);
-  const base = spec.loadBalancer.vrrp.basePriority;
-  if (highest + holderBonus > 254 || lowest + checkWeight < 1) {
-    const n = priorities.length;
-    const minBase = 1 - checkWeight + spread; // so that lowest + checkWeight >= 1
-    const maxBase = 254 - holderBonus;
-    const fit =
-      minBase <= maxBase
-        ? `Set loadBalancer.vrrp.basePriority between ${minBase} and ${maxBase}`
-        : "Set loadBalancer.vrrp.stickyVip: false (or use fewer control planes)";
-    throw new UserError(
-      `loadBalancer.vrrp.basePriority ${base} does not leave room for the health-check weights with ${n} control planes: ` +
-        `priorities run ${highest} down to ${lowest}, a failing node loses ${-checkWeight} and the VIP holder gains ${holderBonus}, ` +
-        `so an effective priority would leave VRRP's range 1-254 and nodes would tie. ${fit}.`,
-    );
-  }
-  return { checkWeight, holderBonus };
-}
 
 /** keepalived reads `#` and `!` anywhere on a line as the start of a comment. */
 function noCommentChars(field: string, value: string): string {

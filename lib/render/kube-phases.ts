@@ -5,7 +5,8 @@
 // the script fills them into a 0600 temporary copy (removed at exit), kubeadm reads
 // the token and certificate key from that file (kubeadm refuses --certificate-key
 // or --ttl together with --config anyway), and output that may echo them is redacted.
-import { UserError } from "../errors.ts";
+
+import { chosenCniManifest } from "../spec/cni.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { firstControlPlane } from "../spec/topology.ts";
 import {
@@ -32,13 +33,7 @@ export const JOIN_CONFIG_PATH = `${STATE_DIR}/kubeadm-join.yaml`;
  */
 export const STAGED_CA_PATH = `${STATE_DIR}/pki/ca.crt`;
 
-/** Pinned defaults for `networking.cni.name` when no manifest is given. */
-export const DEFAULT_CNI_MANIFESTS: Readonly<Record<string, string>> = {
-  calico: "https://raw.githubusercontent.com/projectcalico/calico/v3.28.2/manifests/calico.yaml",
-  flannel: "https://github.com/flannel-io/flannel/releases/download/v0.26.1/kube-flannel.yml",
-};
-/** The pod network flannel's stock manifest hard-codes. */
-export const FLANNEL_DEFAULT_POD_SUBNET = "10.244.0.0/16";
+export { DEFAULT_CNI_MANIFESTS, FLANNEL_DEFAULT_POD_SUBNET } from "../spec/cni.ts";
 
 export interface WaitOptions {
   /** Upper bound for each wait on an API server's /healthz (default 300 s). */
@@ -243,24 +238,12 @@ delete_round_token
   return { phase: "init", node, files, secrets, script: kubeScript("init", node, files, secrets, spec, body) };
 }
 
-/** Which manifest the CNI step applies, or null for "none". */
+/** Which manifest the CNI step applies, or null for "none" (the rules are validate.ts's). */
 export function cniManifest(spec: ClusterSpec): string | null {
-  const { name, manifest } = spec.networking.cni;
-  if (name === "none") return null;
-  if (manifest) return manifest;
-  if (name === "cilium") {
-    throw new UserError(
-      "networking.cni.name is cilium, but kubeadm-ha has no built-in cilium manifest (cilium is installed with its own CLI or Helm chart). Render one (for example `helm template cilium cilium/cilium`), put its URL or a path on the first control plane in networking.cni.manifest, or choose calico or flannel.",
-    );
-  }
-  if (name === "flannel" && spec.networking.podSubnet !== FLANNEL_DEFAULT_POD_SUBNET) {
-    throw new UserError(
-      `networking.cni.name is flannel with networking.podSubnet ${spec.networking.podSubnet}, but flannel's stock manifest hard-codes ${FLANNEL_DEFAULT_POD_SUBNET}, so pods would get addresses outside the cluster's pod network. Set networking.podSubnet to ${FLANNEL_DEFAULT_POD_SUBNET}, or give networking.cni.manifest a flannel manifest edited for your subnet.`,
-    );
-  }
-  const url = DEFAULT_CNI_MANIFESTS[name];
-  if (!url) throw new Error(`no default manifest for CNI ${name}`);
-  return url;
+  const manifest = chosenCniManifest(spec);
+  if (manifest === undefined)
+    throw new Error(`no manifest for CNI ${spec.networking.cni.name} (validation should have refused this spec)`);
+  return manifest;
 }
 
 /** Apply the pod network on the first control plane. Server-side apply: idempotent, and calico's CRDs exceed client-side apply's annotation limit. */
@@ -271,10 +254,11 @@ export function cniStep(spec: ClusterSpec): Step {
     manifest === null
       ? `step "CNI: networking.cni.name is none, nothing applied (install a pod network yourself; nodes stay NotReady until then)"`
       : `
-step "CNI: apply ${spec.networking.cni.name} from ${manifest}"
+MANIFEST=${shq(manifest)}
+step "CNI: apply ${spec.networking.cni.name} from $MANIFEST"
 [ -f "$ADMIN_CONF" ] || die "$ADMIN_CONF is missing: the init step has not completed on this node"
-kubectl --kubeconfig "$ADMIN_CONF" apply --server-side --force-conflicts -f ${shq(manifest)} \\
-  || die "kubectl apply of the CNI manifest ${manifest} failed (networking.cni)"
+kubectl --kubeconfig "$ADMIN_CONF" apply --server-side --force-conflicts -f "$MANIFEST" \\
+  || die "kubectl apply of the CNI manifest $MANIFEST failed (networking.cni)"
 `;
   return { phase: "cni", node, files: [], secrets: [], script: kubeScript("cni", node, [], [], spec, body) };
 }

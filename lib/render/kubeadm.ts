@@ -4,7 +4,6 @@
 // phase script fills into a 0600 temporary copy on the host.
 import { createHash, X509Certificate } from "node:crypto";
 import { stringify } from "yaml";
-import { UserError } from "../errors.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { controlPlanes, endpoint, firstControlPlane } from "../spec/topology.ts";
 import { CONTAINERD_SOCKET } from "./containerd.ts";
@@ -50,15 +49,10 @@ export function checkContext(ctx: KubeadmContext): void {
 
 /**
  * v1beta4 from Kubernetes 1.31 (structured extraArgs lists, a timeouts block);
- * v1beta3 before, back to 1.22 where it appeared.
+ * v1beta3 before (validate.ts allows 1.30 and later only).
  */
 export function kubeadmApiVersion(spec: ClusterSpec): "kubeadm.k8s.io/v1beta4" | "kubeadm.k8s.io/v1beta3" {
-  const [major, minor] = parseKubernetesVersion(spec);
-  if (major !== 1 || minor < 22) {
-    throw new UserError(
-      `kubernetes.version is ${spec.kubernetes.version}, which kubeadm-ha cannot configure: it writes kubeadm configuration v1beta3 (Kubernetes 1.22-1.30) and v1beta4 (1.31 and later). Choose a supported release such as 1.31.4.`,
-    );
-  }
+  const [, minor] = parseKubernetesVersion(spec);
   return minor >= 31 ? "kubeadm.k8s.io/v1beta4" : "kubeadm.k8s.io/v1beta3";
 }
 

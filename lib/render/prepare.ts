@@ -1,7 +1,6 @@
 // Host preparation (runbook section 2) on every node: swap off, kernel modules,
 // sysctl, containerd with the systemd cgroup driver, pinned and held kubeadm,
 // kubelet and kubectl. Pure: spec in, Step out.
-import { UserError } from "../errors.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { kubernetesMinor } from "../spec/topology.ts";
 import { CONTAINERD_CONFIG_PATH, containerdFiles } from "./containerd.ts";
@@ -34,43 +33,24 @@ export const SYSCTL_SETTINGS: Readonly<Record<string, string>> = {
   "net.ipv4.ip_nonlocal_bind": "1",
 };
 
-/** "1.31.4" -> [1, 31, 4]; a UserError naming kubernetes.version for anything else. */
+/** "1.31.4" -> [1, 31, 4]. validate.ts has already refused any other form. */
 export function parseKubernetesVersion(spec: ClusterSpec): [number, number, number] {
-  const m = /^(\d+)\.(\d+)\.(\d+)$/.exec(spec.kubernetes.version);
-  if (!m) {
-    throw new UserError(
-      `kubernetes.version is "${spec.kubernetes.version}", which is not a release number. Write it as MAJOR.MINOR.PATCH without a leading v, for example "1.31.4".`,
-    );
-  }
-  return [Number(m[1]), Number(m[2]), Number(m[3])];
+  const [major = NaN, minor = NaN, patch = NaN] = spec.kubernetes.version.split(".").map(Number);
+  return [major, minor, patch];
 }
-
-const httpUrl = /^https?:\/\/[^\s'"`$\\]+$/;
 
 /** The one-line apt source: a bare URL means a flat repository ("/" suite), as the community repository is. */
 export function aptSourceLine(spec: ClusterSpec): string {
-  const minor = kubernetesMinor(spec);
-  const raw = (spec.kubernetes.packages.aptRepository ?? "").replaceAll("{minor}", minor).trim();
-  const parts = raw.replace(/^deb\s+/, "").split(/\s+/);
-  const uri = parts[0] ?? "";
-  if (!httpUrl.test(uri) || parts.slice(1).some((p) => !/^[A-Za-z0-9_./:-]+$/.test(p))) {
-    throw new UserError(
-      `kubernetes.packages.aptRepository is "${spec.kubernetes.packages.aptRepository}", which is not a repository URL. Give an http(s) URL such as ${EXAMPLE_APT_REPOSITORY} (optionally followed by a suite and components): the Kubernetes community repository or your mirror.`,
-    );
-  }
-  const rest = parts.length > 1 ? parts.slice(1).join(" ") : "/";
-  return `deb [signed-by=${APT_KEYRING_PATH}] ${uri} ${rest}`;
+  const [uri = "", ...rest] = aptRepositoryUrl(spec).split(" ");
+  return `deb [signed-by=${APT_KEYRING_PATH}] ${uri} ${rest.length > 0 ? rest.join(" ") : "/"}`;
 }
 
-export function aptKeyUrl(spec: ClusterSpec): string {
-  const url = (spec.kubernetes.packages.aptKeyUrl ?? "").replaceAll("{minor}", kubernetesMinor(spec)).trim();
-  if (!httpUrl.test(url)) {
-    throw new UserError(
-      `kubernetes.packages.aptKeyUrl is "${spec.kubernetes.packages.aptKeyUrl}", which is not an http(s) URL. Give the repository's signing key URL, such as ${EXAMPLE_APT_KEY_URL}.`,
-    );
-  }
-  return url;
-}
+/** kubernetes.packages.aptRepository with {minor} filled in (its format is validate.ts's). */
+const aptRepositoryUrl = (spec: ClusterSpec): string =>
+  (spec.kubernetes.packages.aptRepository ?? "").replaceAll("{minor}", kubernetesMinor(spec));
+
+export const aptKeyUrl = (spec: ClusterSpec): string =>
+  (spec.kubernetes.packages.aptKeyUrl ?? "").replaceAll("{minor}", kubernetesMinor(spec));
 
 export function renderSysctl(): string {
   const lines = Object.entries(SYSCTL_SETTINGS).map(([k, v]) => `${k} = ${v}`);
@@ -165,7 +145,7 @@ export function prepareStep(spec: ClusterSpec, node: NodeSpec): Step {
     .join("\n");
 
   const packagesApt = () => `
-step "packages: kubeadm, kubelet, kubectl ${version} from ${aptSourceLine(spec).split(" ")[2]}"
+step ${shq(`packages: kubeadm, kubelet, kubectl ${version} from ${aptRepositoryUrl(spec).split(" ")[0]}`)}
 install -d -m 0755 /etc/apt/keyrings
 if [ ! -s "$KEYRING" ] || changed ${shq(APT_SOURCES_PATH)}; then
   key_tmp="$(mktemp)"
@@ -207,7 +187,7 @@ PACKAGES_SUMMARY="kubeadm/kubelet/kubectl $pin (apt, held)"
 `;
 
   const packagesPreinstalled = `
-step "packages: check the preinstalled kubeadm, kubelet and kubectl are v${version}"
+step ${shq(`packages: check the preinstalled kubeadm, kubelet and kubectl are v${version}`)}
 command -v kubeadm >/dev/null || die "kubernetes.packages.source is preinstalled but kubeadm is not installed; install kubeadm v$KUBE_VERSION on this node or set the source to apt"
 have="$(kubeadm version -o short 2>/dev/null || true)"
 [ "$have" = "v$KUBE_VERSION" ] || die "kubeadm here reports version '\${have:-unknown}' but kubernetes.version is $KUBE_VERSION; install kubeadm v$KUBE_VERSION or change kubernetes.version"

@@ -2,6 +2,16 @@
 // sensible one exists, so the example spec stays short. Cross-field rules (odd
 // control-plane count, CIDR overlaps, VIP placement ...) live in validate.ts.
 import { z } from "zod";
+import { onCalendarProblem } from "./calendar.ts";
+import {
+  absolutePathProblem,
+  dnsNameProblem,
+  imageReferenceProblem,
+  isHostName,
+  localPathProblem,
+  loginNameProblem,
+  terraformNameProblem,
+} from "./formats.ts";
 
 const ipv4 = z.ipv4({ error: "must be an IPv4 address such as 10.0.0.10" });
 const cidr4 = z.cidrv4({ error: "must be an IPv4 CIDR such as 10.244.0.0/16" });
@@ -13,24 +23,39 @@ const port = z
 const dnsLabel = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, {
   error: "must be a lowercase DNS label: letters, digits and '-', at most 63 characters",
 });
+/**
+ * Free text whose format formats.ts checks: these values reach shell scripts, configs, units
+ * and Terraform on the hosts, so a value outside its plain form is refused here, naming the field.
+ */
+const text = (problem: (value: string) => string | undefined) =>
+  z.string().superRefine((value, ctx) => {
+    const p = problem(value);
+    if (p) ctx.addIssue({ code: "custom", message: p });
+  });
+const loginName = text(loginNameProblem);
+const keyPath = text((v) =>
+  v === ""
+    ? "is empty; remove privateKeyPath to use ssh.agent or the ssh_private_key variable, or write e.g. ~/.ssh/id_ed25519"
+    : localPathProblem(v, "~/.ssh/id_ed25519"),
+);
 /** Go-style durations as haproxy and kubeadm accept them: 500ms, 5s, 1h. */
 const duration = z.string().regex(/^\d+(ms|s|m|h)$/, { error: "must be a duration such as 500ms, 5s, 10m or 1h" });
 
 export const SshSchema = z.strictObject({
-  user: z.string().min(1).default("root"),
+  user: loginName.default("root"),
   port: port.default(22),
-  /** Private key file on the machine that runs the tool; ~ is expanded. Empty = use the agent. */
-  privateKeyPath: z.string().optional(),
+  /** Private key file on the machine that runs the tool; ~/ is expanded. Unset: the agent, or the ssh_private_key variable. */
+  privateKeyPath: keyPath.optional(),
   /** Use $SSH_AUTH_SOCK instead of a key file. */
   agent: z.boolean().default(false),
   /** known_hosts used to verify every host key; relative paths are relative to the spec file. */
-  knownHostsPath: z.string().default(".kubeadm-ha/known_hosts"),
+  knownHostsPath: text((v) => localPathProblem(v, ".kubeadm-ha/known_hosts")).default(".kubeadm-ha/known_hosts"),
   bastion: z
     .strictObject({
       host: z.string().min(1),
       port: port.default(22),
-      user: z.string().min(1).optional(),
-      privateKeyPath: z.string().optional(),
+      user: loginName.optional(),
+      privateKeyPath: keyPath.optional(),
     })
     .optional(),
 });
@@ -38,9 +63,9 @@ export const SshSchema = z.strictObject({
 export const NodeSshSchema = z.strictObject({
   /** Address used for SSH when it differs from the cluster address (NAT, management network). */
   host: z.string().min(1).optional(),
-  user: z.string().min(1).optional(),
+  user: loginName.optional(),
   port: port.optional(),
-  privateKeyPath: z.string().optional(),
+  privateKeyPath: keyPath.optional(),
 });
 
 export const NodeSchema = z.strictObject({
@@ -77,8 +102,11 @@ export const VrrpSchema = z.strictObject({
   version: z.union([z.literal(2), z.literal(3)]).default(3),
   /** 0.1 s with version 3 (a dead holder is noticed after ~3 adverts); version 2 needs whole seconds. */
   advertIntervalSeconds: z.number().positive().max(255).default(0.1),
-  /** Highest priority, given to the first control plane; the next get 10 less each. Below 255 on purpose. */
-  basePriority: z.number().int().min(2).max(254).default(150),
+  /**
+   * Highest priority, given to the first control plane; the next get 10 less each. Below 255 on purpose.
+   * Unset: 150, or the nearest value that leaves room for the health-check weights (topology.ts: basePriority).
+   */
+  basePriority: z.number().int().min(2).max(254).optional(),
   /**
    * The node holding the VIP gets a priority bonus while it is healthy, so a node that comes back
    * (reboot, restarted apiserver) does not take the VIP back and cut every open API stream again.
@@ -94,7 +122,7 @@ export const HaproxySchema = z.strictObject({
       bindAddress: ipv4.default("127.0.0.1"),
       user: z
         .string()
-        .regex(/^[A-Za-z0-9_.-]+$/)
+        .regex(/^[A-Za-z0-9_.-]+$/, { error: "must be letters, digits, '.', '_' or '-', e.g. admin" })
         .default("admin"),
     })
     .prefault({}),
@@ -134,7 +162,7 @@ export const LoadBalancerSchema = z.strictObject({
 export const NetworkingSchema = z.strictObject({
   podSubnet: cidr4.default("10.244.0.0/16"),
   serviceSubnet: cidr4.default("10.96.0.0/12"),
-  dnsDomain: z.string().default("cluster.local"),
+  dnsDomain: text((v) => dnsNameProblem(v, "cluster.local")).default("cluster.local"),
   cni: z
     .strictObject({
       name: z
@@ -166,19 +194,22 @@ export const ContainerRuntimeSchema = z.strictObject({
     .default("containerd"),
   cgroupDriver: z.literal("systemd", { error: "must be systemd (kubeadm's default since 1.22)" }).default("systemd"),
   /** The pause image containerd's CRI uses; match kubeadm's for your version. */
-  sandboxImage: z.string().default("registry.k8s.io/pause:3.10"),
+  sandboxImage: text((v) => imageReferenceProblem(v, "registry.k8s.io/pause:3.10")).default(
+    "registry.k8s.io/pause:3.10",
+  ),
 });
 
 export const EtcdSchema = z.strictObject({
-  dataDir: z.string().default("/var/lib/etcd"),
+  /** etcd's data directory on every control plane (kubeadm's etcd.local.dataDir). */
+  dataDir: text((v) => absolutePathProblem(v, "/var/lib/etcd")).default("/var/lib/etcd"),
   backup: z
     .strictObject({
       /** Local directory (on the machine running the tool) where snapshots are downloaded. */
-      directory: z.string().default("backups"),
+      directory: text((v) => localPathProblem(v, "backups")).default("backups"),
       /** Snapshots kept locally and by the scheduled timer on each control plane. */
       retention: z.number().int().min(1).max(1000).default(7),
       /** systemd OnCalendar expression for scheduled snapshots on the control planes; empty = no timer. */
-      schedule: z.string().default(""),
+      schedule: text((v) => (v === "" ? undefined : onCalendarProblem(v))).default(""),
     })
     .prefault({}),
 });
@@ -189,9 +220,15 @@ export const TerraformSchema = z.strictObject({
   /** Terraform Cloud / Enterprise; local state when absent. */
   cloud: z
     .strictObject({
-      organization: z.string().min(1),
-      workspace: z.string().min(1),
-      hostname: z.string().optional(),
+      organization: z
+        .string()
+        .min(1)
+        .pipe(text((v) => terraformNameProblem(v, "my-org"))),
+      workspace: z
+        .string()
+        .min(1)
+        .pipe(text((v) => terraformNameProblem(v, "my-cluster"))),
+      hostname: text((v) => (isHostName(v) ? undefined : "is not a host name; write e.g. tfe.example.com")).optional(),
     })
     .optional(),
   /**

@@ -1,9 +1,18 @@
 // Cross-field rules the schema cannot express: control-plane count, address plans, ports,
 // versions, VRRP timing. One small function per rule; each returns the problems it finds
 // as a path (into the spec) and a message that names the bad value and the fix.
-import { isIPv4, isIPv6 } from "node:net";
+import { isIPv4 } from "node:net";
+import { chosenCniManifest, FLANNEL_DEFAULT_POD_SUBNET } from "./cni.ts";
+import { absolutePathProblem, httpsUrlProblem, isHostName } from "./formats.ts";
 import type { ClusterSpec, NodeSpec } from "./schema.ts";
-import { controlPlanes } from "./topology.ts";
+import {
+  basePriority,
+  basePriorityRange,
+  controlPlanes,
+  DEFAULT_BASE_PRIORITY,
+  PRIORITY_STEP,
+  vrrpWeightsFor,
+} from "./topology.ts";
 
 /** Kubernetes minors this version of kubeadm-ha is built and tested for (1.MIN .. 1.MAX, inclusive). */
 export const KUBERNETES_MINOR_MIN = 30;
@@ -313,20 +322,50 @@ function subnetsAvoidHosts(spec: ClusterSpec): Finding[] {
   });
 }
 
+const show = (value: string): string => JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
+
 function cniManifest(spec: ClusterSpec): Finding[] {
   const manifest = spec.networking.cni.manifest;
-  if (manifest === undefined || manifest.startsWith("/")) return [];
-  const path = ["networking", "cni", "manifest"];
-  const problem = httpsUrlProblem(manifest, "https://example.com/calico.yaml");
+  if (manifest === undefined) return [];
+  const problem = manifest.startsWith("/")
+    ? absolutePathProblem(manifest, "/root/calico.yaml")
+    : httpsUrlProblem(manifest, "https://example.com/calico.yaml");
   if (!problem) return [];
   return [
     {
-      path,
+      path: ["networking", "cni", "manifest"],
       message:
-        `${problem}. A manifest is an https URL or an absolute path on the first control plane, ` +
+        `${show(manifest)} ${problem}. A manifest is an https URL or an absolute path on the first control plane, ` +
         "e.g. https://example.com/calico.yaml or /root/calico.yaml.",
     },
   ];
+}
+
+/** The CNI step needs a manifest: cilium has no built-in one, flannel's hard-codes its pod network. */
+function cniChoice(spec: ClusterSpec): Finding[] {
+  const { cni, podSubnet } = spec.networking;
+  if (cni.manifest !== undefined) return [];
+  if (chosenCniManifest(spec) === undefined)
+    return [
+      {
+        path: ["networking", "cni", "name"],
+        message:
+          `"${cni.name}" has no built-in manifest in kubeadm-ha (cilium is installed with its own CLI or Helm chart). ` +
+          "Render one (for example `helm template cilium cilium/cilium`) and put its https URL or a path on the first " +
+          "control plane in networking.cni.manifest, or choose calico or flannel.",
+      },
+    ];
+  if (cni.name === "flannel" && podSubnet !== FLANNEL_DEFAULT_POD_SUBNET)
+    return [
+      {
+        path: ["networking", "podSubnet"],
+        message:
+          `"${podSubnet}" is not ${FLANNEL_DEFAULT_POD_SUBNET}, the pod network flannel's stock manifest (networking.cni.name flannel) ` +
+          `hard-codes, so pods would get addresses outside the cluster's pod network. Set podSubnet: ${FLANNEL_DEFAULT_POD_SUBNET}, ` +
+          "or give networking.cni.manifest a flannel manifest edited for your subnet.",
+      },
+    ];
+  return [];
 }
 
 // ---- kubernetes ----------------------------------------------------------------------------
@@ -362,20 +401,16 @@ function kubernetesVersion(spec: ClusterSpec): Finding[] {
   ];
 }
 
-/** undefined when `value` is an https URL once {minor} is filled in; otherwise what is wrong with it. */
-function httpsUrlProblem(value: string, example: string): string | undefined {
-  const filled = value.replaceAll("{minor}", "v1.31");
-  const placeholder = /\{[^}]*\}/.exec(filled);
-  if (placeholder) return `"${value}" contains ${placeholder[0]}; the only placeholder is {minor} (e.g. v1.31)`;
-  let url: URL;
-  try {
-    url = new URL(filled);
-  } catch {
-    return `"${value}" is not a URL; write a full https URL such as ${example}`;
-  }
-  if (url.protocol === "http:")
-    return `"${value}" uses plain http, so anyone on the path could swap what is downloaded; write https://${value.slice("http://".length)}`;
-  if (url.protocol !== "https:") return `"${value}" must be an https URL such as ${example}`;
+/** The apt source: an https URL, optionally followed by a suite and components (a flat repository without). */
+function aptRepositoryProblem(value: string, example: string): string | undefined {
+  const [uri = "", ...rest] = value.split(" ");
+  if (uri === "deb")
+    return `starts with "deb"; write only the URL (and an optional suite and components), e.g. ${example}`;
+  const problem = httpsUrlProblem(uri, example, true);
+  if (problem) return problem;
+  const bad = rest.find((word) => !/^[A-Za-z0-9_./-]+$/.test(word));
+  if (bad !== undefined)
+    return `has the suite or component ${JSON.stringify(bad)}; after the URL come single-space separated words of letters, digits and . _ - /`;
   return undefined;
 }
 
@@ -399,8 +434,11 @@ function aptRepository(spec: ClusterSpec): Finding[] {
         },
       ];
     }
-    const problem = httpsUrlProblem(value, examples[field]);
-    return problem ? [{ path, message: `${problem}.` }] : [];
+    const problem =
+      field === "aptRepository"
+        ? aptRepositoryProblem(value, examples[field])
+        : httpsUrlProblem(value, examples[field], true);
+    return problem ? [{ path, message: `${show(value)} ${problem}.` }] : [];
   });
 }
 
@@ -445,40 +483,48 @@ function vrrpAdvertInterval(spec: ClusterSpec): Finding[] {
   return [];
 }
 
-function vrrpLowestPriority(spec: ClusterSpec): Finding[] {
+function vrrpPriorityRoom(spec: ClusterSpec): Finding[] {
   const cps = controlPlanes(spec);
-  const base = spec.loadBalancer.vrrp.basePriority;
-  const lowest = base - 10 * (cps.length - 1);
-  if (cps.length === 0 || lowest >= 1) return [];
-  const last = cps[cps.length - 1];
+  const n = cps.length;
+  // A count the count rule refuses gets that advice, not advice for priorities it will never use.
+  if (controlPlaneCount(spec).length > 0) return [];
+  const sticky = spec.loadBalancer.vrrp.stickyVip;
+  const { min, max } = basePriorityRange(n, sticky);
+  const base = basePriority(spec);
+  if (base >= min && base <= max) return [];
+  const { checkWeight, holderBonus } = vrrpWeightsFor(n, sticky);
+  const lowest = base - PRIORITY_STEP * (n - 1);
+  const why =
+    `each control plane gets ${PRIORITY_STEP} less than the one before (${base} down to ${lowest} for the ${ordinal(n)}, ` +
+    `${cps[n - 1]?.name}), a failing node loses ${-checkWeight}${sticky ? ` and the VIP holder gains ${holderBonus}` : ""}, ` +
+    "and every effective priority must stay within VRRP's 1-254 or keepalived clamps it and nodes tie";
+  const fix =
+    min <= max
+      ? `Set basePriority between ${min} and ${max}, or remove it to get ${DEFAULT_BASE_PRIORITY} or the nearest value that fits`
+      : "Set stickyVip: false or use fewer control planes";
+  const too = base < min ? "too low" : "too high";
   return [
     {
       path: ["loadBalancer", "vrrp", "basePriority"],
-      message:
-        `${base} is too low for ${cps.length} control planes: each one gets 10 less than the one before, so the ` +
-        `${ordinal(cps.length)} (${last?.name}) would get ${lowest}, below VRRP's minimum of 1. ` +
-        `Set basePriority to at least ${10 * (cps.length - 1) + 1} (the default 150 fits up to 15 control planes).`,
+      message: `${base} is ${too} for ${n} control plane${n === 1 ? "" : "s"}: ${why}. ${fix}.`,
     },
   ];
 }
 
 // ---- ssh --------------------------------------------------------------------------------------
 
-const HOST_NAME =
-  /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-
 /** undefined when `host` is an IP address or a host name; otherwise the problem and its fix. */
 function hostProblem(host: string, block: string): string | undefined {
-  if (isIPv4(host) || isIPv6(host)) return undefined;
-  if (/^[\d.]+$/.test(host)) return `"${host}" is not a valid IPv4 address (four numbers 0-255, e.g. 10.0.0.5)`;
-  if (HOST_NAME.test(host)) return undefined;
+  if (/^[\d.]+$/.test(host) && !isIPv4(host))
+    return `${JSON.stringify(host)} is not a valid IPv4 address (four numbers 0-255, e.g. 10.0.0.5)`;
+  if (isHostName(host)) return undefined;
   const at = /^([^@]+)@(.+)$/.exec(host);
   if (at)
-    return `"${host}" must be an address or host name only; write host: ${at[2]} and put the user in ${block}.user: ${at[1]}`;
+    return `${JSON.stringify(host)} must be an address or host name only; write host: ${at[2]} and put the user in ${block}.user: ${at[1]}`;
   const colon = /^([^:]+):(\d+)$/.exec(host);
   if (colon)
-    return `"${host}" must be an address or host name only; write host: ${colon[1]} and ${block}.port: ${colon[2]}`;
-  return `"${host}" is not an address or host name; write e.g. 10.0.0.5 or bastion.example.com`;
+    return `${JSON.stringify(host)} must be an address or host name only; write host: ${colon[1]} and ${block}.port: ${colon[2]}`;
+  return `${JSON.stringify(host)} is not an address or host name; write e.g. 10.0.0.5 or bastion.example.com`;
 }
 
 function sshAuthentication(spec: ClusterSpec): Finding[] {
@@ -500,6 +546,23 @@ function bastionHost(spec: ClusterSpec): Finding[] {
   return problem ? [{ path: ["ssh", "bastion", "host"], message: `${problem}.` }] : [];
 }
 
+// ---- terraform --------------------------------------------------------------------------------
+
+/** Destroy-time steps cannot read Terraform variables, so a reset on destroy needs a key file or the agent. */
+function resetOnDestroyKeys(spec: ClusterSpec): Finding[] {
+  if (!spec.terraform.resetOnDestroy || spec.ssh.agent || spec.ssh.privateKeyPath !== undefined) return [];
+  const keyless = spec.nodes.filter((n) => n.ssh?.privateKeyPath === undefined).map((n) => n.name);
+  if (keyless.length === 0) return [];
+  return [
+    {
+      path: ["terraform", "resetOnDestroy"],
+      message:
+        `true, but destroy-time steps cannot read Terraform variables, and ${keyless.join(", ")} would use the ` +
+        "ssh_private_key variable (no key file, no agent). Set ssh.privateKeyPath (or ssh.agent: true), or turn resetOnDestroy off.",
+    },
+  ];
+}
+
 // ---- the rule table ---------------------------------------------------------------------------
 
 export const RULES: Readonly<Record<string, Rule>> = {
@@ -515,13 +578,15 @@ export const RULES: Readonly<Record<string, Rule>> = {
   podServiceOverlap: { needs: ["networking", "nodes", "controlPlaneEndpoint"], check: podServiceOverlap },
   subnetsAvoidHosts: { needs: ["networking", "nodes", "controlPlaneEndpoint"], check: subnetsAvoidHosts },
   cniManifest: { needs: ["networking"], check: cniManifest },
+  cniChoice: { needs: ["networking"], check: cniChoice },
   kubernetesVersion: { needs: ["kubernetes"], check: kubernetesVersion },
   aptRepository: { needs: ["kubernetes"], check: aptRepository },
   loadBalancerMode: { needs: ["loadBalancer"], check: loadBalancerMode },
   vrrpAdvertInterval: { needs: ["loadBalancer"], check: vrrpAdvertInterval },
-  vrrpLowestPriority: { needs: ["loadBalancer", "nodes"], check: vrrpLowestPriority },
+  vrrpPriorityRoom: { needs: ["loadBalancer", "nodes"], check: vrrpPriorityRoom },
   sshAuthentication: { needs: ["ssh"], check: sshAuthentication },
   bastionHost: { needs: ["ssh"], check: bastionHost },
+  resetOnDestroyKeys: { needs: ["terraform", "ssh", "nodes"], check: resetOnDestroyKeys },
 };
 
 /**

@@ -120,7 +120,8 @@ describe("etcd manifest", () => {
   });
 
   test("bad input is a UserError that names the problem", () => {
-    expect(() => patchEtcdManifest(KUBEADM_ETCD_YAML, "relative/dir")).toThrow(/must be an absolute path/);
+    expect(() => patchEtcdManifest(KUBEADM_ETCD_YAML, "relative/dir")).toThrow(/is not an absolute path/);
+    expect(() => patchEtcdManifest(KUBEADM_ETCD_YAML, "/var/lib/etcd';reboot")).toThrow(/contains/);
     expect(() => patchEtcdManifest("kind: Pod\nspec: {}\n", "/x")).toThrow(UserError);
     const noVolume = KUBEADM_ETCD_YAML.replace(/ {2}- hostPath:\n {6}path: \/var\/lib\/etcd\n.*\n.*etcd-data\n/, "");
     expect(noVolume).not.toContain("name: etcd-data\nstatus");

@@ -5,13 +5,12 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { UserError } from "../../lib/errors.ts";
 import { renderCheckApiserverScript, renderCheckVipHeldScript } from "../../lib/render/check-apiserver.ts";
 import { HAPROXY_DROPIN, HAPROXY_ENV_FILE, renderHaproxyCfg, STATS_PASSWORD_ENV } from "../../lib/render/haproxy.ts";
-import { type KeepalivedPaths, renderKeepalivedConf, vrrpWeights } from "../../lib/render/keepalived.ts";
+import { type KeepalivedPaths, renderKeepalivedConf } from "../../lib/render/keepalived.ts";
 import { loadBalancerStep } from "../../lib/render/loadbalancer.ts";
 import { type ClusterSpec, ClusterSpecSchema } from "../../lib/spec/schema.ts";
-import { controlPlanes } from "../../lib/spec/topology.ts";
+import { controlPlanes, vrrpPriority, vrrpWeights } from "../../lib/spec/topology.ts";
 
 const CI = process.env.CI === "true";
 const IFACE = "kha0";
@@ -271,14 +270,15 @@ describe("keepalived.conf", () => {
     },
   );
 
-  test("priorities that leave no room for the weights are refused with the field and a fix", () => {
-    const spec = makeSpec({ cps: 7 });
-    expect(() => vrrpWeights(spec)).toThrow(UserError);
-    expect(() => vrrpWeights(spec)).toThrow(
-      /loadBalancer\.vrrp\.basePriority 150 .*7 control planes.*Set loadBalancer\.vrrp\.basePriority between 183 and 193/,
-    );
-    expect(() => vrrpWeights(makeSpec({ cps: 7, basePriority: 190 }))).not.toThrow();
-    expect(() => vrrpWeights(makeSpec({ cps: 7, sticky: false }))).not.toThrow();
+  test("the weights fit VRRP's range for every allowed count with the default base priority", () => {
+    for (const cps of [3, 5, 7])
+      for (const sticky of [true, false]) {
+        const spec = makeSpec({ cps, sticky });
+        const { checkWeight, holderBonus } = vrrpWeights(spec);
+        const priorities = controlPlanes(spec).map((n) => vrrpPriority(spec, n));
+        expect(Math.max(...priorities) + holderBonus).toBeLessThanOrEqual(254);
+        expect(Math.min(...priorities) + checkWeight).toBeGreaterThanOrEqual(1);
+      }
   });
 });
 
@@ -385,11 +385,6 @@ describe("haproxy.cfg", () => {
     expect(cfg).toContain(`stats auth admin:"\${${STATS_PASSWORD_ENV}}"`);
     const off = makeSpec({ stats: false });
     expect(renderHaproxyCfg(off, controlPlanes(off)[0]!)).not.toContain("stats auth");
-  });
-
-  test("an LB port equal to the apiserver port is refused", () => {
-    const spec = makeSpec({ port: 6443 });
-    expect(() => renderHaproxyCfg(spec, controlPlanes(spec)[0]!)).toThrow(/controlPlaneEndpoint\.port 6443/);
   });
 });
 

@@ -5,7 +5,6 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { UserError } from "../../lib/errors.ts";
 import { CONTAINERD_CONFIG_PATH, CRICTL_CONFIG_PATH, renderContainerdConfig } from "../../lib/render/containerd.ts";
 import { phaseScript } from "../../lib/render/phase-script.ts";
 import {
@@ -18,7 +17,7 @@ import {
   prepareStep,
   SYSCTL_PATH,
 } from "../../lib/render/prepare.ts";
-import { parseSpec } from "../../lib/spec/load.ts";
+import { checkSpecText, parseSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
 import { requireTool, run } from "./tool-helpers.ts";
 
@@ -169,15 +168,26 @@ describe("prepareStep", () => {
         spec((x) => (x.kubernetes.packages.aptRepository = "https://mirror.example/k8s/{minor} stable main")),
       ),
     ).toBe(`deb [signed-by=${APT_KEYRING_PATH}] https://mirror.example/k8s/v1.31 stable main`);
-    expect(() => aptSourceLine(spec((x) => (x.kubernetes.packages.aptRepository = "not a url; rm -rf /")))).toThrow(
-      UserError,
+    expect(aptSourceLine(spec())).toBe(
+      `deb [signed-by=${APT_KEYRING_PATH}] https://k8s-mirror.example.internal/kubernetes/v1.31/deb/ /`,
     );
-    expect(() =>
-      prepareStep(
-        spec((x) => (x.kubernetes.version = "v1.31.4")),
-        node,
-      ),
-    ).toThrow(/kubernetes.version/);
+  });
+
+  test("apt repository and key URL formats are validation's: refused there, naming the field", () => {
+    const withApt = (repo: string, key = "https://k8s-mirror.example.internal/{minor}/Release.key") =>
+      checkSpecText(
+        exampleText.replace(
+          "    source: preinstalled\n",
+          `    source: apt\n    aptRepository: ${JSON.stringify(repo)}\n    aptKeyUrl: ${JSON.stringify(key)}\n`,
+        ),
+      ).problems.map((p) => p.path);
+    expect(withApt("https://mirror.example/k8s/{minor} stable main")).toEqual([]);
+    expect(withApt("not a url; rm -rf /")).toEqual(["kubernetes.packages.aptRepository"]);
+    expect(withApt("deb https://mirror.example/k8s/{minor} stable")).toEqual(["kubernetes.packages.aptRepository"]);
+    expect(withApt("https://mirror.example/k8s stable;reboot")).toEqual(["kubernetes.packages.aptRepository"]);
+    expect(withApt("https://mirror.example/k8s", 'https://mirror.example/"key')).toEqual([
+      "kubernetes.packages.aptKeyUrl",
+    ]);
   });
 });
 

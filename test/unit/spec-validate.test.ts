@@ -7,7 +7,7 @@ import { join, resolve } from "node:path";
 import { UserError } from "../../lib/errors.ts";
 import { checkSpecText, loadSpec, parseSpec, resolveSpecPath, SpecError, specBaseDir } from "../../lib/spec/load.ts";
 import { closest, editDistance } from "../../lib/spec/suggest.ts";
-import { controlPlanes, vrrpPriority } from "../../lib/spec/topology.ts";
+import { basePriority, basePriorityRange, controlPlanes, vrrpPriority, vrrpWeights } from "../../lib/spec/topology.ts";
 import {
   CONTROL_PLANE_PORTS,
   KUBERNETES_MINOR_MAX,
@@ -126,20 +126,51 @@ describe("valid specs", () => {
     const spec = loadSpec(validSpec("minimal.yaml"));
     expect(spec.loadBalancer).toMatchObject({
       mode: "keepalived-haproxy",
-      vrrp: { version: 3, advertIntervalSeconds: 0.1, basePriority: 150 },
+      vrrp: { version: 3, advertIntervalSeconds: 0.1 },
     });
+    expect(basePriority(spec)).toBe(150);
     expect(spec.networking).toMatchObject({ podSubnet: "10.244.0.0/16", serviceSubnet: "10.96.0.0/12" });
     expect(spec.controlPlaneEndpoint.port).toBe(8443);
   });
 
-  test("the lowest basePriority that is still allowed gives the last control plane priority 1", () => {
-    const text = readFileSync(invalidSpec("base-priority-too-low.yaml"), "utf8").replace(
-      "basePriority: 40",
-      "basePriority: 41",
-    );
-    const spec = parseSpec(text);
+  test("the lowest basePriority allowed leaves a failing last control plane at priority 1, the highest a holder at 254", () => {
+    const text = readFileSync(invalidSpec("base-priority-too-low.yaml"), "utf8");
+    for (const [base, ok] of [
+      [122, false],
+      [123, true],
+      [213, true],
+      [214, false],
+    ] as const) {
+      const check = checkSpecText(text.replace("basePriority: 40", `basePriority: ${base}`));
+      expect(check.problems.map((p) => p.path)).toEqual(ok ? [] : ["loadBalancer.vrrp.basePriority"]);
+    }
+    const spec = parseSpec(text.replace("basePriority: 40", "basePriority: 123"));
     const cps = controlPlanes(spec);
-    expect(cps.map((n) => vrrpPriority(spec, n))).toEqual([41, 31, 21, 11, 1]);
+    const { checkWeight, holderBonus } = vrrpWeights(spec);
+    expect(cps.map((n) => vrrpPriority(spec, n))).toEqual([123, 113, 103, 93, 83]);
+    expect(83 + checkWeight).toBe(1);
+    expect(
+      parseSpec(text.replace("basePriority: 40", "basePriority: 213")).loadBalancer.vrrp.basePriority! + holderBonus,
+    ).toBe(254);
+  });
+
+  test("without basePriority every allowed control-plane count gets a base that fits (150 where it can)", () => {
+    const base = readFileSync(validSpec("seven-control-planes-no-prefix.yaml"), "utf8");
+    const expected: Record<number, number> = { 3: 150, 5: 150, 7: 183 };
+    for (const count of [3, 5, 7]) {
+      const nodes = Array.from(
+        { length: count },
+        (_, i) => `  - { name: cp-${i + 1}, address: 10.0.0.${11 + i}, role: control-plane }`,
+      );
+      const text = base.replace(/nodes:\n[\s\S]*$/, `nodes:\n${nodes.join("\n")}\n`);
+      const spec = parseSpec(text);
+      expect(basePriority(spec)).toBe(expected[count]!);
+      const { min, max } = basePriorityRange(count, true);
+      expect(basePriority(spec)).toBeGreaterThanOrEqual(min);
+      expect(basePriority(spec)).toBeLessThanOrEqual(max);
+      const noSticky = parseSpec(`${text}loadBalancer: { vrrp: { stickyVip: false } }\n`);
+      expect(basePriority(noSticky)).toBe(150);
+    }
   });
 
   test("one control plane needs allowNonHA", () => {
