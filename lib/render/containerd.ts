@@ -1,10 +1,19 @@
 // containerd's config.toml and crictl.yaml for a kubeadm node. Pure: spec in, text out.
 import type { ClusterSpec } from "../spec/schema.ts";
+import { kubernetesFacts, pauseImage } from "../versions.ts";
 import type { RenderedFile } from "./types.ts";
 
 export const CONTAINERD_CONFIG_PATH = "/etc/containerd/config.toml";
 export const CRICTL_CONFIG_PATH = "/etc/crictl.yaml";
 export const CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock";
+
+/** containerRuntime.sandboxImage, else kubeadm's pause image for the version, from kubernetes.imageRepository. */
+export function sandboxImage(spec: ClusterSpec): string {
+  return (
+    spec.containerRuntime.sandboxImage ??
+    pauseImage(kubernetesFacts(spec.kubernetes.version).pauseVersion, spec.kubernetes.imageRepository)
+  );
+}
 
 /** TOML basic string: quotes and backslashes escaped, control characters refused. */
 function tomlString(value: string): string {
@@ -28,7 +37,7 @@ version = 2
 
 [plugins]
   [${cri}]
-    sandbox_image = ${tomlString(spec.containerRuntime.sandboxImage)}
+    sandbox_image = ${tomlString(sandboxImage(spec))}
     [${cri}.containerd]
       default_runtime_name = "runc"
       [${cri}.containerd.runtimes.runc]

@@ -6,7 +6,7 @@
 // the token and certificate key from that file (kubeadm refuses --certificate-key
 // or --ttl together with --config anyway), and output that may echo them is redacted.
 
-import { chosenCniManifest } from "../spec/cni.ts";
+import { type CniSource, chosenCniManifest } from "../spec/cni.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { firstControlPlane } from "../spec/topology.ts";
 import {
@@ -33,7 +33,7 @@ export const JOIN_CONFIG_PATH = `${STATE_DIR}/kubeadm-join.yaml`;
  */
 export const STAGED_CA_PATH = `${STATE_DIR}/pki/ca.crt`;
 
-export { DEFAULT_CNI_MANIFESTS, FLANNEL_DEFAULT_POD_SUBNET } from "../spec/cni.ts";
+export { defaultCniManifest, FLANNEL_DEFAULT_POD_SUBNET } from "../spec/cni.ts";
 
 export interface WaitOptions {
   /** Upper bound for each wait on an API server's /healthz (default 300 s). */
@@ -239,7 +239,7 @@ delete_round_token
 }
 
 /** Which manifest the CNI step applies, or null for "none" (the rules are validate.ts's). */
-export function cniManifest(spec: ClusterSpec): string | null {
+export function cniManifest(spec: ClusterSpec): CniSource | null {
   const manifest = chosenCniManifest(spec);
   if (manifest === undefined)
     throw new Error(`no manifest for CNI ${spec.networking.cni.name} (validation should have refused this spec)`);
@@ -254,10 +254,24 @@ export function cniStep(spec: ClusterSpec): Step {
     manifest === null
       ? `step "CNI: networking.cni.name is none, nothing applied (install a pod network yourself; nodes stay NotReady until then)"`
       : `
-MANIFEST=${shq(manifest)}
+MANIFEST=${shq(manifest.manifest)}
+WANT_SHA256=${shq(manifest.sha256 ?? "")}
 step "CNI: apply ${spec.networking.cni.name} from $MANIFEST"
 [ -f "$ADMIN_CONF" ] || die "$ADMIN_CONF is missing: the init step has not completed on this node"
-kubectl --kubeconfig "$ADMIN_CONF" apply --server-side --force-conflicts -f "$MANIFEST" \\
+# Applied as cluster-admin: a URL is downloaded and must have the pinned sha256 before kubectl sees it.
+case "$MANIFEST" in
+  https://*)
+    file=""
+    make_private_tmp file
+    curl -fsSL --max-time 120 -o "$file" "$MANIFEST" || die "could not download the CNI manifest $MANIFEST (networking.cni)"
+    ;;
+  *) file="$MANIFEST" ;;
+esac
+if [ -n "$WANT_SHA256" ]; then
+  got="$(sha256sum <"$file" | cut -d' ' -f1)"
+  [ "$got" = "$WANT_SHA256" ] || die "the CNI manifest $MANIFEST has sha256 $got, not $WANT_SHA256 (networking.cni.sha256); nothing was applied"
+fi
+kubectl --kubeconfig "$ADMIN_CONF" apply --server-side --force-conflicts -f "$file" \\
   || die "kubectl apply of the CNI manifest $MANIFEST failed (networking.cni)"
 `;
   return { phase: "cni", node, files: [], secrets: [], script: kubeScript("cni", node, [], [], spec, body) };

@@ -6,8 +6,8 @@ import { createHash, X509Certificate } from "node:crypto";
 import { stringify } from "yaml";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { controlPlanes, endpoint, firstControlPlane } from "../spec/topology.ts";
+import { type KubeadmApiVersion, kubernetesFacts } from "../versions.ts";
 import { CONTAINERD_SOCKET } from "./containerd.ts";
-import { parseKubernetesVersion } from "./prepare.ts";
 
 export const BOOTSTRAP_TOKEN_PLACEHOLDER = "__BOOTSTRAP_TOKEN__";
 export const CERTIFICATE_KEY_PLACEHOLDER = "__CERTIFICATE_KEY__";
@@ -47,13 +47,9 @@ export function checkContext(ctx: KubeadmContext): void {
     throw new Error(`caCertHash ${ctx.caCertHash} does not match caCertPem (its hash is ${actual})`);
 }
 
-/**
- * v1beta4 from Kubernetes 1.31 (structured extraArgs lists, a timeouts block);
- * v1beta3 before (validate.ts allows 1.30 and later only).
- */
-export function kubeadmApiVersion(spec: ClusterSpec): "kubeadm.k8s.io/v1beta4" | "kubeadm.k8s.io/v1beta3" {
-  const [, minor] = parseKubernetesVersion(spec);
-  return minor >= 31 ? "kubeadm.k8s.io/v1beta4" : "kubeadm.k8s.io/v1beta3";
+/** v1beta4 from Kubernetes 1.31, v1beta3 for 1.30 (the versions table; validate.ts refuses other minors). */
+export function kubeadmApiVersion(spec: ClusterSpec): KubeadmApiVersion {
+  return kubernetesFacts(spec.kubernetes.version).kubeadmApi;
 }
 
 /** v1beta3 takes extra arguments as a map; v1beta4 as a list of {name, value} (duplicates allowed). */
@@ -65,6 +61,10 @@ function extraArgs(
   return Object.entries(args).map(([name, value]) => ({ name, value }));
 }
 
+/** The spec asked to keep a 1.35+ kubelet on cgroup v1, which it refuses by default. */
+const keepsCgroupV1 = (spec: ClusterSpec): boolean =>
+  spec.kubernetes.allowCgroupV1 && kubernetesFacts(spec.kubernetes.version).failsCgroupV1ByDefault;
+
 function nodeRegistration(spec: ClusterSpec, node: NodeSpec) {
   return {
     name: node.name,
@@ -72,6 +72,8 @@ function nodeRegistration(spec: ClusterSpec, node: NodeSpec) {
     // Without it kubelet picks the address of the default-route interface, which is wrong on
     // multi-homed hosts and missing on hosts without a default route.
     kubeletExtraArgs: extraArgs(spec, { "node-ip": node.address }),
+    // kubeadm's SystemVerification errors on cgroup v1 where kubelet refuses it (1.35+).
+    ...(keepsCgroupV1(spec) ? { ignorePreflightErrors: ["SystemVerification"] } : {}),
   };
 }
 
@@ -127,11 +129,14 @@ function renderInitDocuments(spec: ClusterSpec, withCertificateKey: boolean): st
     },
     etcd: { local: { dataDir: spec.etcd.dataDir } },
     apiServer: { certSANs: sans },
+    // A mirror for air-gapped sites; kubeadm's default (registry.k8s.io) otherwise.
+    ...(spec.kubernetes.imageRepository ? { imageRepository: spec.kubernetes.imageRepository } : {}),
   };
   const kubelet = {
     apiVersion: "kubelet.config.k8s.io/v1beta1",
     kind: "KubeletConfiguration",
     cgroupDriver: spec.containerRuntime.cgroupDriver,
+    ...(keepsCgroupV1(spec) ? { failCgroupV1: false } : {}),
   };
   const filled = withCertificateKey
     ? `${BOOTSTRAP_TOKEN_PLACEHOLDER} and ${CERTIFICATE_KEY_PLACEHOLDER} are`

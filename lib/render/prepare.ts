@@ -3,6 +3,7 @@
 // kubelet and kubectl. Pure: spec in, Step out.
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { kubernetesMinor } from "../spec/topology.ts";
+import { DEBIAN_PACKAGE_OF_BINARY, kubernetesFacts } from "../versions.ts";
 import { CONTAINERD_CONFIG_PATH, containerdFiles } from "./containerd.ts";
 import { STATE_DIR } from "./paths.ts";
 import { phaseScript, shq } from "./phase-script.ts";
@@ -114,10 +115,11 @@ pick_package_version() {
   awk -F'|' -v want="$1" '{ v = $2; gsub(/[[:space:]]/, "", v); if (index(v, want "-") == 1) { print v; exit } }'
 }
 
-# Inside a container some kernel settings belong to the machine, not to us: warn there, fail on a real host.
-fatal_unless_container() {
-  if systemd-detect-virt --container --quiet; then
-    warn "$* (inside a $(systemd-detect-virt --container) container: continuing; the machine must provide this)"
+# Kernel modules and sysctls a container cannot set belong to the machine: only where the spec says the
+# hosts are test containers (hosts.containers, kubeadm-ha's own lab) and this is one, warn; else fail.
+fatal_unless_test_container() {
+  if [ "$CONTAINER_HOSTS" = true ] && systemd-detect-virt --container --quiet; then
+    warn "$* (hosts.containers: inside a $(systemd-detect-virt --container) container, continuing; the machine must provide this)"
   else
     die "$*"
   fi
@@ -126,6 +128,13 @@ fatal_unless_container() {
 
 export function prepareStep(spec: ClusterSpec, node: NodeSpec): Step {
   const [major, minor] = parseKubernetesVersion(spec);
+  const facts = kubernetesFacts(spec.kubernetes.version);
+  // Binaries kubeadm's preflight needs for this minor, with the Debian packages that provide them;
+  // crictl on every minor: the etcd tooling copies etcdctl/etcdutl out of the etcd container with it.
+  const mandatory = [...new Set([...facts.preflight.mandatory])];
+  const distroPackages = [
+    ...new Set(mandatory.filter((b) => b !== "crictl").map((b) => DEBIAN_PACKAGE_OF_BINARY[b]!)),
+  ].sort();
   const version = spec.kubernetes.version;
   const source = spec.kubernetes.packages.source;
   const files: RenderedFile[] = [
@@ -164,6 +173,16 @@ if ! command -v containerd >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold containerd \\
     || die "could not install containerd from the distribution's repositories"
 fi
+# What kubeadm ${facts.minor}'s preflight needs (${mandatory.join(", ")}), and crictl for the etcd tooling:
+# from 1.32 the kubeadm package no longer pulls in cri-tools.
+need=()
+for pkg in ${distroPackages.join(" ")} cri-tools; do
+  [ "$(dpkg-query -W -f='\${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] || need+=("$pkg")
+done
+if [ "\${#need[@]}" -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "\${need[@]}" \\
+    || die "could not install \${need[*]} (kubeadm's preflight needs them)"
+fi
 installed=""
 for pkg in kubeadm kubelet kubectl; do
   # shellcheck disable=SC2016 # dpkg-query's own format syntax, not a shell expansion
@@ -180,7 +199,7 @@ if [ "$installed" != " $pin $pin $pin" ]; then
     "kubeadm=$pin" "kubelet=$pin" "kubectl=$pin" || die "could not install kubeadm, kubelet and kubectl $pin"
 fi
 holds=" $(apt-mark showhold | tr '\\n' ' ')"
-for pkg in kubeadm kubelet kubectl; do
+for pkg in kubeadm kubelet kubectl cri-tools; do
   case "$holds" in *" $pkg "*) ;; *) apt-mark hold "$pkg" >/dev/null ;; esac
 done
 PACKAGES_SUMMARY="kubeadm/kubelet/kubectl $pin (apt, held)"
@@ -194,18 +213,27 @@ have="$(kubeadm version -o short 2>/dev/null || true)"
 for bin in kubelet kubectl containerd; do
   command -v "$bin" >/dev/null || die "kubernetes.packages.source is preinstalled but $bin is not installed on this node; install it or set the source to apt"
 done
+# kubeadm ${facts.minor}'s preflight refuses to run without these, and warns without the others.
+for bin in ${mandatory.join(" ")}; do
+  command -v "$bin" >/dev/null || die "kubeadm ${facts.minor} needs $bin, which is not installed on this node (kubernetes.packages.source is preinstalled); install it first"
+done
+for bin in ${facts.preflight.warnOnly.join(" ")}; do
+  command -v "$bin" >/dev/null || warn "$bin is not installed: kubeadm's preflight warns about it"
+done
+command -v crictl >/dev/null || warn "crictl is not installed: etcd:backup and etcd:restore copy etcdctl/etcdutl out of the etcd container with it"
 PACKAGES_SUMMARY="kubeadm $have (preinstalled)"
 `;
 
   const body = `
 KUBE_VERSION=${shq(version)}
+CONTAINER_HOSTS=${spec.hosts.containers ? "true" : "false"}
 ${source === "apt" ? `KEYRING=${shq(APT_KEYRING_PATH)}\nAPT_KEY_URL=${shq(aptKeyUrl(spec))}\n` : ""}CONTAINERD_MARKER=${shq(`${STATE_DIR}/state/containerd-config.sha256`)}
 ${COMMON_FUNCTIONS.trim()}
 ${PREPARE_FUNCTIONS.trim()}
 
 step "swap off"
 if [ -n "$(tail -n +2 /proc/swaps 2>/dev/null)" ]; then
-  swapoff -a || fatal_unless_container "swapoff -a failed: kubelet refuses to start with swap on"
+  swapoff -a || fatal_unless_test_container "swapoff -a failed: kubelet refuses to start with swap on"
 fi
 disable_swap_in_fstab /etc/fstab
 
@@ -216,7 +244,7 @@ for module in ${KERNEL_MODULES.join(" ")}; do
   [ -d "/sys/module/$module" ] || missing+=("$module")
 done
 if [ "\${#missing[@]}" -gt 0 ] && ! modprobe -a "\${missing[@]}"; then
-  fatal_unless_container "could not load the kernel modules \${missing[*]} (listed in ${MODULES_PATH} for boot)"
+  fatal_unless_test_container "could not load the kernel modules \${missing[*]} (listed in ${MODULES_PATH} for boot)"
   MODULES_SUMMARY="NOT loaded: \${missing[*]}"
 fi
 
@@ -237,7 +265,7 @@ if [ "\${#wrong[@]}" -gt 0 ]; then
   sysctl -q -p ${shq(SYSCTL_PATH)} >/dev/null 2>&1 || true
   check_all_sysctl
   if [ "\${#wrong[@]}" -gt 0 ]; then
-    fatal_unless_container "these kernel settings from ${SYSCTL_PATH} are not in effect: \${wrong[*]}"
+    fatal_unless_test_container "these kernel settings from ${SYSCTL_PATH} are not in effect: \${wrong[*]}"
     SYSCTL_SUMMARY="NOT in effect: \${wrong[*]}"
   fi
 fi
@@ -265,7 +293,16 @@ if ! containerd config dump 2>/dev/null | grep -Eq '^[[:space:]]*SystemdCgroup =
   die "containerd's effective configuration does not enable SystemdCgroup for runc; check ${CONTAINERD_CONFIG_PATH} and its imports"
 fi
 if [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null || true)" = cgroup2fs ]; then CGROUP=v2; else CGROUP=v1; fi
-[ "$CGROUP" = v2 ] || warn "this node uses cgroup v1, which Kubernetes deprecated in 1.31; plan a move to cgroup v2"
+${
+  facts.failsCgroupV1ByDefault && !spec.kubernetes.allowCgroupV1
+    ? `[ "$CGROUP" = v2 ] || die "this node uses cgroup v1, which the kubelet of Kubernetes ${facts.minor} refuses to start on; boot it with cgroup v2 (systemd.unified_cgroup_hierarchy=1, or a release that defaults to it), or set kubernetes.allowCgroupV1: true to keep v1 for now"`
+    : `[ "$CGROUP" = v2 ] || warn "this node uses cgroup v1, which Kubernetes deprecated in 1.31 and whose kubelet refuses it by default from 1.35; plan a move to cgroup v2"`
+}
+# containerd releases containerd's RELEASES.md lists for Kubernetes ${facts.minor}: ${facts.containerd.min} or newer.
+have_containerd="$(containerd --version 2>/dev/null | awk '{print $3}' | sed 's/^v//')"
+if [ -n "$have_containerd" ] && [ "$(printf '%s\\n%s\\n' ${shq(facts.containerd.min)} "$have_containerd" | sort -V | head -n 1)" != ${shq(facts.containerd.min)} ]; then
+  warn "containerd $have_containerd is older than ${facts.containerd.min}, the oldest containerd's RELEASES.md lists for Kubernetes ${facts.minor} (recommended: ${facts.containerd.recommended.join(", ")})"
+fi
 ntp="$(timedatectl show -p NTPSynchronized --value 2>/dev/null || true)"
 [ "$ntp" = yes ] || warn "the clock is not NTP-synchronized (timedatectl says '\${ntp:-unknown}'); certificates and etcd need synchronized clocks"
 

@@ -91,6 +91,13 @@ export function imageReferenceProblem(value: string, example: string): string | 
   return `is not an image reference ([registry[:port]/]lowercase/path[:tag][@sha256:digest]); write e.g. ${example}`;
 }
 
+/** A registry and path images are pulled from, e.g. registry.example.com:5000/k8s (kubeadm's imageRepository). */
+export function imageRepositoryProblem(value: string, example: string): string | undefined {
+  if (value.length <= 255 && IMAGE_REFERENCE.test(`${value}/pause`) && !/[:@]/.test(value.replace(/^[^/]*/, "")))
+    return undefined;
+  return `is not an image repository ([registry[:port]/]lowercase/path, no tag); write e.g. ${example}`;
+}
+
 /** Characters a URL may hold unencoded (RFC 3986): no spaces, quotes, backslashes, braces or backticks. */
 const URL_CHARS = /^[A-Za-z0-9\-._~:/?#@!$&'()*+,;=%]+$/;
 

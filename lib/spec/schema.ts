@@ -7,6 +7,7 @@ import {
   absolutePathProblem,
   dnsNameProblem,
   imageReferenceProblem,
+  imageRepositoryProblem,
   isHostName,
   localPathProblem,
   loginNameProblem,
@@ -170,6 +171,10 @@ export const NetworkingSchema = z.strictObject({
         .default("calico"),
       /** A manifest URL (or a path on the first control plane) applied with kubectl; overrides the built-in default for the name. */
       manifest: z.string().optional(),
+      /** sha256 of the manifest: required with a URL (it is applied as cluster-admin); checked for a path too when given. */
+      sha256: text((v) =>
+        /^[0-9a-f]{64}$/.test(v) ? undefined : "is not a sha256; write its 64 lowercase hex digits",
+      ).optional(),
     })
     .prefault({}),
 });
@@ -184,8 +189,21 @@ export const KubernetesSchema = z.strictObject({
       aptRepository: z.string().optional(),
       /** The repository's signing key URL; {minor} as above. */
       aptKeyUrl: z.string().optional(),
+      /** The signing key's fingerprint (40 hex digits, spaces allowed): the downloaded key must have it. */
+      aptKeyFingerprint: text((v) =>
+        /^[0-9A-Fa-f]{40}$/.test(v.replace(/ /g, ""))
+          ? undefined
+          : "is not an OpenPGP fingerprint; write its 40 hex digits, e.g. DE15B14486CD377B9E876E1A234654DA9A296436",
+      ).optional(),
     })
     .prefault({}),
+  /** Where kubeadm pulls control-plane images (and containerd the pause image) from: a mirror for air-gapped sites. */
+  imageRepository: text((v) => imageRepositoryProblem(v, "registry.example.com:5000/k8s")).optional(),
+  /**
+   * Kubernetes 1.35's kubelet refuses cgroup v1 by default and prepare stops there; true keeps it
+   * running on cgroup v1 (kubelet failCgroupV1: false, kubeadm's SystemVerification skipped).
+   */
+  allowCgroupV1: z.boolean().default(false),
 });
 
 export const ContainerRuntimeSchema = z.strictObject({
@@ -193,10 +211,8 @@ export const ContainerRuntimeSchema = z.strictObject({
     .literal("containerd", { error: "must be containerd (Docker as a runtime is gone since Kubernetes 1.24)" })
     .default("containerd"),
   cgroupDriver: z.literal("systemd", { error: "must be systemd (kubeadm's default since 1.22)" }).default("systemd"),
-  /** The pause image containerd's CRI uses; match kubeadm's for your version. */
-  sandboxImage: text((v) => imageReferenceProblem(v, "registry.k8s.io/pause:3.10")).default(
-    "registry.k8s.io/pause:3.10",
-  ),
+  /** The pause image containerd's CRI uses; default: kubeadm's for kubernetes.version, from kubernetes.imageRepository. */
+  sandboxImage: text((v) => imageReferenceProblem(v, "registry.k8s.io/pause:3.10")).optional(),
 });
 
 export const EtcdSchema = z.strictObject({
@@ -254,6 +270,15 @@ export const ClusterSpecSchema = z.strictObject({
   containerRuntime: ContainerRuntimeSchema.prefault({}),
   etcd: EtcdSchema.prefault({}),
   terraform: TerraformSchema.prefault({}),
+  hosts: z
+    .strictObject({
+      /**
+       * true only for test hosts that are containers (kubeadm-ha's own lab): kernel modules and
+       * sysctls that belong to the machine become warnings in prepare instead of errors.
+       */
+      containers: z.boolean().default(false),
+    })
+    .prefault({}),
 });
 
 export type ClusterSpec = z.output<typeof ClusterSpecSchema>;

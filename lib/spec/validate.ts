@@ -2,6 +2,7 @@
 // versions, VRRP timing. One small function per rule; each returns the problems it finds
 // as a path (into the spec) and a message that names the bad value and the fix.
 import { isIPv4 } from "node:net";
+import { isSupportedMinor, minorOf } from "../versions.ts";
 import { chosenCniManifest, FLANNEL_DEFAULT_POD_SUBNET } from "./cni.ts";
 import { absolutePathProblem, httpsUrlProblem, isHostName } from "./formats.ts";
 import type { ClusterSpec, NodeSpec } from "./schema.ts";
@@ -330,6 +331,15 @@ function cniManifest(spec: ClusterSpec): Finding[] {
   const problem = manifest.startsWith("/")
     ? absolutePathProblem(manifest, "/root/calico.yaml")
     : httpsUrlProblem(manifest, "https://example.com/calico.yaml");
+  if (!problem && !manifest.startsWith("/") && spec.networking.cni.sha256 === undefined)
+    return [
+      {
+        path: ["networking", "cni", "manifest"],
+        message:
+          `${show(manifest)} is downloaded and applied as cluster-admin, so its content must be pinned: ` +
+          "set networking.cni.sha256 to the file's sha256 (sha256sum of the manifest you reviewed), or put the file on the first control plane and give its path.",
+      },
+    ];
   if (!problem) return [];
   return [
     {
@@ -345,6 +355,8 @@ function cniManifest(spec: ClusterSpec): Finding[] {
 function cniChoice(spec: ClusterSpec): Finding[] {
   const { cni, podSubnet } = spec.networking;
   if (cni.manifest !== undefined) return [];
+  // The default depends on the Kubernetes minor; an unsupported version is kubernetesVersion's to report.
+  if (!isSupportedMinor(minorOf(spec.kubernetes.version) ?? "")) return [];
   if (chosenCniManifest(spec) === undefined)
     return [
       {
@@ -578,7 +590,7 @@ export const RULES: Readonly<Record<string, Rule>> = {
   podServiceOverlap: { needs: ["networking", "nodes", "controlPlaneEndpoint"], check: podServiceOverlap },
   subnetsAvoidHosts: { needs: ["networking", "nodes", "controlPlaneEndpoint"], check: subnetsAvoidHosts },
   cniManifest: { needs: ["networking"], check: cniManifest },
-  cniChoice: { needs: ["networking"], check: cniChoice },
+  cniChoice: { needs: ["networking", "kubernetes"], check: cniChoice },
   kubernetesVersion: { needs: ["kubernetes"], check: kubernetesVersion },
   aptRepository: { needs: ["kubernetes"], check: aptRepository },
   loadBalancerMode: { needs: ["loadBalancer"], check: loadBalancerMode },

@@ -645,6 +645,8 @@ function labSpecYaml(nodes: LabNode[]): string {
     controlPlaneEndpoint: { vip: LAB.vip, port: LAB.port, interface: LAB.interface, prefix: LAB.prefixLength },
     nodes: nodes.map((n) => ({ name: n.name, address: n.address, role: n.role })),
     terraform: { resources: "builtin" },
+    // The lab's hosts are containers: kernel modules and sysctls are the machine's to set.
+    hosts: { containers: true },
   };
   return `# The lab cluster, written by \`bun scripts/lab.ts up\`; paths are relative to this file.\n${stringify(spec)}`;
 }

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { UserError } from "../../lib/errors.ts";
-import { cniStep, DEFAULT_CNI_MANIFESTS, initStep, joinStep, KUBEADM_FUNCTIONS } from "../../lib/render/kube-phases.ts";
+import { cniStep, defaultCniManifest, initStep, joinStep, KUBEADM_FUNCTIONS } from "../../lib/render/kube-phases.ts";
 import {
   caCertHashFromPem,
   type KubeadmContext,
@@ -72,7 +72,9 @@ const byKind = (list: Doc[], kind: string): Doc => {
 /** Strings shaped like a bootstrap token or a certificate key (64 hex digits outside the sha256: hash). */
 function realLookingSecrets(text: string): string[] {
   const tokens = text.match(/\b[a-z0-9]{6}\.[a-z0-9]{16}\b/g) ?? [];
-  const keys = (text.replace(/sha256:[0-9a-f]{64}/g, "").match(/\b[0-9a-f]{64}\b/g) ?? []) as string[];
+  // CA pins (sha256:...) and the CNI manifest's pinned checksum (WANT_SHA256='...') are public.
+  const keys = (text.replace(/sha256:[0-9a-f]{64}|WANT_SHA256='[0-9a-f]{64}'/g, "").match(/\b[0-9a-f]{64}\b/g) ??
+    []) as string[];
   return [...tokens, ...keys];
 }
 
@@ -303,18 +305,20 @@ describe("steps", () => {
     expect(w1.script).not.toContain("https://127.0.0.1:6443/readyz");
   });
 
-  test("CNI: pinned default, user manifest and none (validation refuses what a default cannot serve)", () => {
-    expect(cniStep(s).script).toContain(`MANIFEST='${DEFAULT_CNI_MANIFESTS.calico}'`);
-    expect(cniStep(s).script).toContain('apply --server-side --force-conflicts -f "$MANIFEST"');
-    expect(DEFAULT_CNI_MANIFESTS.calico).toMatch(/\/v\d+\.\d+\.\d+\//);
+  test("CNI: pinned default per minor with its sha256, user manifest and none (validation refuses what a default cannot serve)", () => {
+    const calico = defaultCniManifest(s)!;
+    expect(cniStep(s).script).toContain(`MANIFEST='${calico.manifest}'`);
+    expect(cniStep(s).script).toContain(`WANT_SHA256='${calico.sha256}'`);
+    expect(cniStep(s).script).toContain('apply --server-side --force-conflicts -f "$file"');
+    expect(calico.manifest).toMatch(/\/v\d+\.\d+\.\d+\//);
+    expect(calico.sha256).toMatch(/^[0-9a-f]{64}$/);
     const custom = cniStep(spec((x) => (x.networking.cni = { name: "cilium", manifest: "/root/cilium.yaml" })));
     expect(custom.script).toContain("MANIFEST='/root/cilium.yaml'");
     const none = cniStep(spec((x) => (x.networking.cni = { name: "none" })));
     expect(none.script).not.toContain("apply --server-side");
     expect(none.script).toContain("networking.cni.name is none");
-    expect(cniStep(spec((x) => (x.networking.cni = { name: "flannel" }))).script).toContain(
-      DEFAULT_CNI_MANIFESTS.flannel!,
-    );
+    const flannel = spec((x) => (x.networking.cni = { name: "flannel" }));
+    expect(cniStep(flannel).script).toContain(defaultCniManifest(flannel)!.manifest);
   });
 });
 

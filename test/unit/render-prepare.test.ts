@@ -240,21 +240,27 @@ describe("prepare bash functions, run for real", () => {
     expect(pick("1.31.9")).toBe("");
   });
 
-  test("fatal_unless_container: a warning inside a container, fatal on a real host", () => {
+  test("fatal_unless_test_container: a warning only in a container the spec calls a test host (hosts.containers), fatal anywhere else", () => {
     const dir = mkdtempSync(join(tmpdir(), "kha-virt-"));
     const stub = (exitCode: number) => {
       writeFileSync(join(dir, "systemd-detect-virt"), `#!/bin/sh\necho systemd-nspawn\nexit ${exitCode}\n`);
       chmodSync(join(dir, "systemd-detect-virt"), 0o755);
     };
-    const cmd = `${PRELUDE}${COMMON_FUNCTIONS}${PREPARE_FUNCTIONS}\nfatal_unless_container "could not load br_netfilter"\necho continued`;
-    const env = { PATH: `${dir}:${process.env.PATH}` };
+    const cmd = `${PRELUDE}${COMMON_FUNCTIONS}${PREPARE_FUNCTIONS}\nfatal_unless_test_container "could not load br_netfilter"\necho continued`;
+    const env = (containers: string) => ({ PATH: `${dir}:${process.env.PATH}`, CONTAINER_HOSTS: containers });
     stub(0);
-    const inContainer = run(["bash", "-c", cmd], undefined, env);
-    expect(inContainer.code).toBe(0);
-    expect(inContainer.out).toContain("continued");
-    expect(inContainer.err).toContain("WARNING: could not load br_netfilter (inside a systemd-nspawn container");
+    const inTestContainer = run(["bash", "-c", cmd], undefined, env("true"));
+    expect(inTestContainer.code).toBe(0);
+    expect(inTestContainer.out).toContain("continued");
+    expect(inTestContainer.err).toContain(
+      "WARNING: could not load br_netfilter (hosts.containers: inside a systemd-nspawn container",
+    );
+    // A production spec never opts out, container or not.
+    const inProdContainer = run(["bash", "-c", cmd], undefined, env("false"));
+    expect(inProdContainer.code).toBe(1);
+    expect(inProdContainer.err).toContain("DIE: could not load br_netfilter");
     stub(1);
-    const onHost = run(["bash", "-c", cmd], undefined, env);
+    const onHost = run(["bash", "-c", cmd], undefined, env("true"));
     expect(onHost.code).toBe(1);
     expect(onHost.out).not.toContain("continued");
     expect(onHost.err).toContain("DIE: could not load br_netfilter");

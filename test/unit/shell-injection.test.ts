@@ -22,6 +22,8 @@ afterAll(removeSandboxDir);
 
 // ---- the spec: every string field --------------------------------------------------------------
 
+const STAND_IN_DOWNLOAD_SHA256 = new Bun.CryptoHasher("sha256").update("stand-in download\n").digest("hex");
+
 /** A spec that sets every optional field, so each one reaches its renderer. */
 const BASE = {
   name: "inj",
@@ -60,7 +62,8 @@ const BASE = {
     podSubnet: "10.244.0.0/16",
     serviceSubnet: "10.96.0.0/12",
     dnsDomain: "cluster.local",
-    cni: { name: "calico", manifest: "https://example.com/calico.yaml" },
+    // The sandbox's curl stand-in downloads "stand-in download\n": this is its sha256.
+    cni: { name: "calico", manifest: "https://example.com/calico.yaml", sha256: STAND_IN_DOWNLOAD_SHA256 },
   },
   containerRuntime: { name: "containerd", cgroupDriver: "systemd", sandboxImage: "registry.k8s.io/pause:3.10" },
   etcd: { dataDir: "/var/lib/etcd", backup: { directory: "backups", schedule: "*-*-* 02:00:00" } },
@@ -236,8 +239,13 @@ describe("spec fields", () => {
     "an accepted value runs nothing: every script built from it executed in the sandbox, no canary",
     async () => {
       const base = checkSpecText(stringify(BASE)).spec!;
-      const pathBase = checkSpecText(stringify(withValue(["networking", "cni", "manifest"], "/root/calico.yaml")))
-        .spec!;
+      // A path manifest without a sha256 (the sandbox's file is empty): checked only when given.
+      const pathBase = checkSpecText(
+        stringify({
+          ...BASE,
+          networking: { ...BASE.networking, cni: { name: "calico", manifest: "/root/calico.yaml" } },
+        }),
+      ).spec!;
       const variants: Variant[] = [
         { field: "(base spec)", value: "", spec: base },
         { field: "(base spec, manifest path)", value: "", spec: pathBase },
@@ -271,11 +279,11 @@ describe("spec fields", () => {
         for (const c of r.canaries) problems.push(`${what}: the payload RAN (canary ${c} exists)`);
       });
       expect(problems).toEqual([]);
-      // The stand-ins saw the payload as data: kubectl got the manifest as one argument.
+      // The stand-ins saw the payload as data: curl got the manifest URL as one argument.
       const cni = results.find(
         (r, i) => jobs[i]!.variant.field === "networking.cni.manifest" && r.calls.includes("kubectl"),
       );
-      expect(cni?.calls).toMatch(/kubectl .*apply .*-f https:\/\/example\.com\/calico\.yaml/);
+      expect(cni?.calls).toMatch(/curl .*-o \S+ https:\/\/example\.com\/calico\.yaml/);
     },
     600_000,
   );
