@@ -313,7 +313,7 @@ describe.skipIf(lab.skip)("lab (real hosts)", () => {
     expect(v.serverVersion.gitVersion).toBe("v1.31.4");
     expect((await ssh("worker-1", "kubelet --version")).stdout.trim()).toBe("Kubernetes v1.31.4");
 
-    const cfg = `apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nbootstrapTokens:\n- token: abcdef.0123456789abcdef\n---\nkind: ClusterConfiguration\ncontrolPlaneEndpoint: "${LAB.vip}:${LAB.port}"\n`;
+    const cfg = `apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nbootstrapTokens:\n- token: abcdef.0123456789abcdef\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncontrolPlaneEndpoint: "${LAB.vip}:${LAB.port}"\n`;
     await labExec("cp-1", "cat > /root/kubeadm.yaml", { input: cfg });
     const init = await ssh("cp-1", "kubeadm init --config /root/kubeadm.yaml --upload-certs");
     expect(init.code).toBe(0);
@@ -409,6 +409,149 @@ describe.skipIf(lab.skip)("lab (real hosts)", () => {
     await labExec("cp-1", "kubeadm reset -f >/dev/null; rm -f /root/kubeadm.yaml /root/local.conf");
     await labExec("worker-1", "kubeadm reset -f >/dev/null");
   }, 60_000);
+
+  // As strict as kubeadm: a config with a misplaced field, a host without a binary kubeadm's
+  // preflight needs for the version, swap the kubelet is not told to accept, a control-plane join
+  // while an etcd member is down: each is refused, and nothing is left that a retry would trip on.
+  test("the kubeadm stand-in refuses a misplaced field, a missing mandatory binary, swap and an unhealthy etcd member", async () => {
+    const api = "198.18.0.11:6443";
+    const fail = (r: { code: number | null }) => expect(r.code).not.toBe(0);
+    const ok = (r: { code: number | null; stderr: string }) => {
+      expect(r.stderr).not.toContain("error");
+      expect(r.code).toBe(0);
+    };
+    const joined = async (host: string) => (await labExec(host, "test -e /etc/kubernetes/kubelet.conf")).code === 0;
+    const swapOn = (host: string) =>
+      sh(
+        host,
+        "printf 'Filename\\tType\\tSize\\tUsed\\tPriority\\n/swapfile file 1048572 0 -2\\n' > /root/swaps && mount --bind /root/swaps /proc/swaps && tail -n +2 /proc/swaps",
+      );
+    const swapOff = (host: string) => labExec(host, "umount /proc/swaps 2>/dev/null; rm -f /root/swaps");
+    const hide = (host: string, bins: string[]) =>
+      labExec(host, bins.map((b) => `p=$(command -v ${b}) && mv "$p" "$p.hidden"`).join("; "));
+    const unhide = (host: string) =>
+      labExec(
+        host,
+        'for f in /usr/sbin/*.hidden /usr/bin/*.hidden; do [ -e "$f" ] && mv "$f" "${f%.hidden}"; done; true',
+      );
+    const init = `apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nbootstrapTokens:\n- token: ghijkl.0123456789abcdef\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncontrolPlaneEndpoint: "${api}"\n`;
+    try {
+      // A misplaced field: refused by `kubeadm config validate` with kubeadm's message, and by init
+      // before anything changes; flags next to --config too.
+      await labExec("cp-1", "cat > /root/init.yaml", { input: init });
+      expect((await ssh("cp-1", "kubeadm config validate --config /root/init.yaml")).stdout.trim()).toBe("ok");
+      const misplaced = init.replace("bootstrapTokens:", `controlPlaneEndpoint: "${api}"\nbootstrapTokens:`);
+      await labExec("cp-1", "cat > /root/bad.yaml", { input: misplaced });
+      const validate = await ssh("cp-1", "kubeadm config validate --config /root/bad.yaml");
+      fail(validate);
+      expect(validate.stderr).toContain('strict decoding error: unknown field "controlPlaneEndpoint"');
+      fail(await ssh("cp-1", "kubeadm init --config /root/bad.yaml"));
+      expect(await sh("cp-1", "ls /etc/kubernetes/admin.conf 2>/dev/null || echo none")).toBe("none");
+      const mixed = await ssh("cp-1", "kubeadm init --config /root/init.yaml --pod-network-cidr 10.244.0.0/16");
+      fail(mixed);
+      expect(mixed.stderr).toContain("can not mix '--config' with arguments [pod-network-cidr]");
+      ok(await ssh("cp-1", "kubeadm init --config /root/init.yaml"));
+      await labExec(
+        "cp-1",
+        `sed 's#server: https://.*#server: https://${api}#' /etc/kubernetes/admin.conf > /root/local.conf`,
+      );
+      const printed = (await ssh("cp-1", "kubeadm token create --print-join-command --kubeconfig /root/local.conf"))
+        .stdout;
+      const [, token, pin] = / --token (\S+) --discovery-token-ca-cert-hash (\S+)/.exec(printed)!;
+      const workerJoin = (extra = "") =>
+        ssh("worker-1", `kubeadm join ${api} --token ${token} --discovery-token-ca-cert-hash ${pin} ${extra}`);
+
+      // A mandatory binary missing: conntrack below 1.32 (not from 1.32), crictl on 1.30.
+      await hide("worker-1", ["conntrack", "crictl"]);
+      const noConntrack = await workerJoin();
+      fail(noConntrack);
+      expect(noConntrack.stderr).toContain("[ERROR FileExisting-conntrack]: conntrack not found in system path");
+      expect(noConntrack.stderr).toContain("[WARNING FileExisting-crictl]: crictl not found in system path");
+      expect(await joined("worker-1")).toBe(false);
+      // --ignore-preflight-errors gets past preflight (to the next check: an unknown token here).
+      const ignored = await ssh(
+        "worker-1",
+        `kubeadm join ${api} --token zzzzzz.zzzzzzzzzzzzzzzz --discovery-token-ca-cert-hash ${pin} --ignore-preflight-errors=FileExisting-conntrack`,
+      );
+      fail(ignored);
+      expect(ignored.stderr).not.toContain("[ERROR");
+      expect(ignored.stderr).toContain("could not find a JWS signature");
+      await sh("worker-1", "echo v1.30.6 > /etc/kha-lab/kubernetes-version");
+      const v130 = await workerJoin();
+      expect(v130.stderr).toContain("[ERROR FileExisting-crictl]: crictl not found in system path");
+      expect(v130.stderr).toContain("[ERROR FileExisting-conntrack]");
+      await sh("worker-1", "echo v1.32.0 > /etc/kha-lab/kubernetes-version");
+      expect((await ssh("worker-1", "kubeadm version -o short")).stdout.trim()).toBe("v1.32.0");
+      const v132 = await ssh(
+        "worker-1",
+        `kubeadm join ${api} --token zzzzzz.zzzzzzzzzzzzzzzz --discovery-token-ca-cert-hash ${pin}`,
+      );
+      expect(v132.stderr).not.toContain("FileExisting-conntrack");
+      expect(v132.stderr).toContain("could not find a JWS signature");
+      await labExec("worker-1", "rm -f /etc/kha-lab/kubernetes-version");
+      await unhide("worker-1");
+
+      // Swap: the kubelet refuses it unless the cluster's kubelet configuration sets failSwapOn: false.
+      await swapOn("worker-1");
+      const swapJoin = await workerJoin();
+      fail(swapJoin);
+      expect(swapJoin.stderr).toContain("[WARNING Swap]");
+      expect(swapJoin.stderr).toContain("running with swap on is not supported");
+      expect(await joined("worker-1")).toBe(false);
+      await swapOn("cp-1");
+      await sh("cp-1", "kubeadm reset -f >/dev/null");
+      const swapInit = await ssh("cp-1", "kubeadm init --config /root/init.yaml");
+      fail(swapInit);
+      expect(swapInit.stderr).toContain("error execution phase wait-control-plane");
+      // As after kubeadm's own timeout, the kubeconfig files are written: a retry needs a reset.
+      expect(await sh("cp-1", "test -e /etc/kubernetes/admin.conf && echo left")).toBe("left");
+      await sh("cp-1", "kubeadm reset -f >/dev/null");
+      const allowSwap = `${init.replace(/- token: \S+/, "- token: mnopqr.0123456789abcdef")}---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nfailSwapOn: false\n`;
+      await labExec("cp-1", "cat > /root/swap.yaml", { input: allowSwap });
+      ok(await ssh("cp-1", "kubeadm init --config /root/swap.yaml"));
+      ok(
+        await ssh(
+          "worker-1",
+          `kubeadm join ${api} --token mnopqr.0123456789abcdef --discovery-token-ca-cert-hash ${pin}`,
+        ),
+      );
+      await Promise.all(["cp-1", "worker-1"].map(swapOff));
+
+      // check-etcd: a control-plane join reads the live member list and refuses while one is down.
+      const tok = (await ssh("cp-1", "kubeadm token create --kubeconfig /root/local.conf")).stdout.trim();
+      const up = await ssh("cp-1", "kubeadm init phase upload-certs --upload-certs --kubeconfig /root/local.conf");
+      const key = /\n([0-9a-f]{64})\n/.exec(up.stdout)![1];
+      const joinCfg = `apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n    apiServerEndpoint: ${api}\n    token: ${tok}\n    caCertHashes: ["${pin}"]\ncontrolPlane:\n  certificateKey: "${key}"\ntimeouts:\n  etcdAPICall: 8s\n`;
+      await labExec("cp-3", "cat > /root/join.yaml", { input: joinCfg });
+      await sh("cp-2", "mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.stopped");
+      expect(await waitFor(async () => (await labExec("cp-2", "pgrep -x etcd")).code === 1, 15_000, 200)).toBe(true);
+      const t0 = Date.now();
+      // kubeadm retries each member for timeouts.etcdAPICall (8 s here) before it gives up.
+      const unhealthy = await run(sshArgv("cp-3", "kubeadm join --config /root/join.yaml"), { timeoutMs: 60_000 });
+      fail(unhealthy);
+      expect(unhealthy.stderr).toContain("etcd cluster is not healthy: https://198.18.0.12:2379 (member cp-2)");
+      expect(Date.now() - t0).toBeGreaterThan(8000);
+      expect(await joined("cp-3")).toBe(false);
+      await sh("cp-2", "mv /etc/kubernetes/etcd.yaml.stopped /etc/kubernetes/manifests/etcd.yaml");
+      expect(await waitFor(async () => (await labEtcdctl(["endpoint", "health"])).code === 0, 30_000, 250)).toBe(true);
+      const healthy = await ssh("cp-3", "kubeadm join --config /root/join.yaml");
+      ok(healthy);
+      expect(healthy.stdout).toContain("[check-etcd] Checking that the etcd cluster is healthy");
+    } finally {
+      await Promise.all(["cp-1", "worker-1"].map(swapOff));
+      await unhide("worker-1");
+      await labExec("worker-1", "rm -f /etc/kha-lab/kubernetes-version");
+      await labExec(
+        "cp-2",
+        "[ -e /etc/kubernetes/etcd.yaml.stopped ] && mv /etc/kubernetes/etcd.yaml.stopped /etc/kubernetes/manifests/etcd.yaml; true",
+      );
+      for (const h of ["cp-1", "cp-3", "worker-1"])
+        await labExec(
+          h,
+          "kubeadm reset -f >/dev/null; rm -f /root/init.yaml /root/bad.yaml /root/swap.yaml /root/join.yaml /root/local.conf",
+        );
+    }
+  }, 180_000);
 
   test("hosts are isolated: own processes, no way out of 198.18.0.0/24, reachable link toggles", async () => {
     expect(await sh("cp-1", "pgrep -x etcd | wc -l")).toBe("1");

@@ -11,7 +11,9 @@
 // (test/lab/standins/kubeadm-api.ts is the client): bootstrap tokens with their expiry, the
 // kubeadm-certs Secret (two hours after upload, as kubeadm's owner token), and a lab clock that
 // tests can move forward (etcd key kubeadm-ha-lab/clock-offset-seconds) to make them expire.
+import { existsSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { minorOf } from "./kubeadm-schema.ts";
 
 const { values: flags } = parseArgs({
   options: {
@@ -28,6 +30,9 @@ const { values: flags } = parseArgs({
   strict: false,
 });
 
+/** The lab's Kubernetes version, as the kubeadm/kubectl/kubelet stand-ins read it. */
+const VERSION_FILE = "/etc/kha-lab/kubernetes-version";
+const VERSION = existsSync(VERSION_FILE) ? readFileSync(VERSION_FILE, "utf8").trim() : "v1.31.4";
 const ETCD_TIMEOUT_MS = Number(process.env.APISERVER_STANDIN_ETCD_TIMEOUT_MS ?? 1500);
 const etcd = String(flags["etcd-servers"]).split(",")[0]!;
 const etcdTls = {
@@ -81,6 +86,7 @@ const etcdDelete = async (key: string) =>
 const TOKENS = "kubeadm-ha-lab/bootstrap-tokens/";
 const CERTS = "kubeadm-ha-lab/kubeadm-certs";
 const CONFIGMAPS = "kubeadm-ha-lab/configmaps/";
+const KUBELET_CONFIG = "kubeadm-ha-lab/kubelet-config";
 /** kubeadm deletes the kubeadm-certs Secret with its owner token, two hours after an upload. */
 const CERTS_TTL_SECONDS = 2 * 3600;
 interface StoredToken {
@@ -185,6 +191,26 @@ async function labApi(req: Request, path: string): Promise<Response> {
       return Response.json(merged);
     }
   }
+  // What kubeadm's check-etcd reads through the API (the etcd pods, then etcd's member list).
+  if (path === "/kha-lab/etcd-members" && req.method === "GET") {
+    const r = await etcdCall("/v3/cluster/member/list", {});
+    return Response.json(
+      (r.members ?? []).map((m: { name?: string; clientURLs?: string[]; peerURLs?: string[] }) => ({
+        name: m.name ?? "",
+        clientURLs: m.clientURLs ?? [],
+        peerURLs: m.peerURLs ?? [],
+      })),
+    );
+  }
+  // The kubelet-config ConfigMap: uploaded by init, read by every join's kubelet-start.
+  if (path === "/kha-lab/kubelet-config" && req.method === "PUT") {
+    await etcdPut(KUBELET_CONFIG, JSON.stringify(body));
+    return Response.json({ ok: true });
+  }
+  if (path === "/kha-lab/kubelet-config" && req.method === "GET") {
+    const raw = await etcdGet(KUBELET_CONFIG);
+    return raw ? Response.json(JSON.parse(raw)) : fail(404, 'configmaps "kubelet-config" not found');
+  }
   return fail(404, `no lab API at ${req.method} ${path}`);
 }
 
@@ -210,7 +236,12 @@ const server = Bun.serve({
       }
     }
     if (path === "/version") {
-      return Response.json({ major: "1", minor: "31", gitVersion: "v1.31.4", platform: "linux/amd64" });
+      return Response.json({
+        major: "1",
+        minor: String(minorOf(VERSION)),
+        gitVersion: VERSION,
+        platform: "linux/amd64",
+      });
     }
     return new Response("404 page not found (lab apiserver stand-in)\n", { status: 404 });
   },

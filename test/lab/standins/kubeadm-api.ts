@@ -18,8 +18,18 @@
 //   kubeadm-api.ts configmap-get NS NAME KEY SERVER
 //   kubeadm-api.ts configmap-patch NS NAME PATCH_FILE SERVER   (a merge patch: {"data": {...}})
 //   kubeadm-api.ts configmap-create NS NAME KEY FILE SERVER
+//
+// And what kubeadm checks on the node itself (kubeadm-schema.ts, kubeadm-preflight.ts, kubeadm-etcd.ts):
+//   kubeadm-api.ts validate-config VERSION init|join|validate CONFIG   strict decoding and validation
+//   kubeadm-api.ts preflight VERSION CONFIG|- IGNORE...   binaries in PATH, swap; IGNORE: the flag values
+//   kubeadm-api.ts kubelet-config-upload CONFIG|- SERVER  init's upload-config/kubelet phase
+//   kubeadm-api.ts kubelet-start init|join CONFIG|- [SERVER TOKEN]  the kubelet refuses swap unless failSwapOn: false
+//   kubeadm-api.ts check-etcd SERVER CONFIG|- [wait]  every listed etcd member answers (wait: this node's too)
 import { readFileSync } from "node:fs";
 import { parseAllDocuments, stringify } from "yaml";
+import { clusterStatusProblem, type EtcdMember, kubeadmEtcdTls } from "./kubeadm-etcd.ts";
+import { ignoreSet, kubeletStartProblem, preflightFindings, report } from "./kubeadm-preflight.ts";
+import { type ConfigUse, checkKubeadmConfig, minorOf } from "./kubeadm-schema.ts";
 
 const die = (msg: string): never => {
   process.stderr.write(`${msg}\n`);
@@ -112,8 +122,83 @@ function joinCheckConfig(config: string): Promise<void> {
   );
 }
 
+const configDocs = (file: string | undefined) => (file && file !== "-" ? docs(file) : []);
+
+/** kubeadm's etcdAPICall timeout: the JoinConfiguration's (v1beta4), else 2 minutes. */
+function etcdApiCallMs(file: string | undefined): number {
+  const t = configDocs(file).find((d) => d.kind === "JoinConfiguration")?.timeouts?.etcdAPICall;
+  return t === undefined ? 120_000 : seconds(t) * 1000;
+}
+
 const [cmd, a, b] = process.argv.slice(2);
 switch (cmd) {
+  case "validate-config": {
+    const [version, use, file] = process.argv.slice(3);
+    const r = checkKubeadmConfig(readFileSync(file!, "utf8"), version!, use as ConfigUse);
+    for (const w of r.warnings) process.stderr.write(`${w}\n`);
+    if (r.errors.length) die(r.errors.join("\n"));
+    break;
+  }
+  case "preflight": {
+    const [version, file, ...ignoreFlags] = process.argv.slice(3);
+    const ignoreFromConfig = configDocs(file).find((d) => /^(Init|Join)Configuration$/.test(d.kind))?.nodeRegistration
+      ?.ignorePreflightErrors;
+    const ignore = ignoreSet(ignoreFlags, ignoreFromConfig);
+    if (typeof ignore === "string") die(ignore);
+    process.stdout.write("[preflight] Running pre-flight checks\n");
+    const found = preflightFindings(minorOf(version!) ?? 0, (bin) => Bun.which(bin));
+    const { lines, fatal } = report(found, ignore as Set<string>);
+    if (lines.length) process.stderr.write(`${lines.join("\n")}\n`);
+    if (fatal) process.exit(1);
+    break;
+  }
+  case "kubelet-config-upload": {
+    const kubelet = configDocs(a).find((d) => d.kind === "KubeletConfiguration") ?? {};
+    await call(b!, "PUT", "/kha-lab/kubelet-config", kubelet);
+    break;
+  }
+  case "kubelet-start": {
+    // init: the config's KubeletConfiguration; join: the cluster's kubelet-config, as kubeadm downloads it.
+    const [use, file, server, token] = process.argv.slice(3);
+    let kubelet: Record<string, any> | undefined = configDocs(file).find((d) => d.kind === "KubeletConfiguration");
+    if (use === "join" && server) {
+      const res = await fetch(`https://${server}/kha-lab/kubelet-config`, {
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+        tls: { rejectUnauthorized: false },
+        signal: AbortSignal.timeout(10_000),
+      } as RequestInit).catch(() => undefined);
+      kubelet = res?.ok ? ((await res.json()) as Record<string, any>) : undefined;
+    }
+    const problem = kubeletStartProblem(kubelet);
+    if (problem) die(`error execution phase ${use === "init" ? "wait-control-plane" : "kubelet-start"}: ${problem}`);
+    break;
+  }
+  case "check-etcd": {
+    const [server, file, mode] = process.argv.slice(3);
+    const tls = kubeadmEtcdTls();
+    if (typeof tls === "string") die(`error execution phase check-etcd: ${tls}`);
+    const certs = tls as Exclude<typeof tls, string>;
+    const members = async () => (await call(server!, "GET", "/kha-lab/etcd-members")) as EtcdMember[];
+    if (mode !== "wait") {
+      process.stdout.write("[check-etcd] Checking that the etcd cluster is healthy\n");
+      const problem = await clusterStatusProblem(await members(), certs, etcdApiCallMs(file));
+      if (problem) die(`error execution phase check-etcd: etcd cluster is not healthy: ${problem}`);
+      break;
+    }
+    // After this node's member was added and started: every member, this one included, answers.
+    process.stdout.write("[etcd] Waiting for the new etcd member to join the cluster\n");
+    const deadline = Date.now() + etcdApiCallMs(file);
+    for (;;) {
+      const problem = await clusterStatusProblem(await members(), certs, 5000, true);
+      if (!problem) break;
+      if (Date.now() > deadline)
+        die(
+          `error execution phase control-plane-join/etcd: timeout waiting for etcd cluster to be available: ${problem}`,
+        );
+      await Bun.sleep(1000);
+    }
+    break;
+  }
   case "init-tokens":
     await createTokens(a!, b!, true);
     break;
