@@ -36,7 +36,8 @@ const ADDR: Record<string, string> = {
 };
 const times: string[] = [];
 
-const ssh = (host: string, cmd: string) => run(sshArgv(host, cmd), { timeoutMs: 15_000 });
+/** As root: these tests drive the stand-ins directly (the lab spec's own user is checked below). */
+const ssh = (host: string, cmd: string) => run(sshArgv(host, cmd, { user: "root" }), { timeoutMs: 15_000 });
 const sh = async (host: string, cmd: string) => {
   const r = await labExec(host, cmd, { timeoutMs: 60_000 });
   if (r.code !== 0) throw new Error(`${host}: \`${cmd}\` exited ${r.code}: ${r.stderr}`);
@@ -148,11 +149,28 @@ describe.skipIf(lab.skip)("lab (real hosts)", () => {
     expect(spec.name).toBe("lab");
     expect(spec.nodes.map((n) => n.name)).toEqual(HOSTS);
     expect(spec.controlPlaneEndpoint).toMatchObject({ vip: "198.18.0.10", port: 8443, interface: "eth0", prefix: 24 });
-    expect(spec.ssh).toMatchObject({ user: "root", privateKeyPath: "id_ed25519", knownHostsPath: "known_hosts" });
+    expect(spec.ssh).toMatchObject({ user: LAB.user, privateKeyPath: "id_ed25519", knownHostsPath: "known_hosts" });
     if (existsSync(`${PROJECT_ROOT}/scripts/validate.ts`)) {
       const r = await run([BUN, "scripts/validate.ts", labPaths.spec], { cwd: PROJECT_ROOT });
       expect(`${r.stdout}${r.stderr}`).toContain("ok");
       expect(r.code).toBe(0);
+    }
+  }, 60_000);
+
+  test("the spec's SSH user is not root, logs in with the lab key and runs anything with sudo -n", async () => {
+    for (const host of HOSTS) {
+      const r = await run(
+        sshArgv(host, "id -un; id -u; sudo -n id -u; cat /etc/shadow >/dev/null 2>&1 || echo unprivileged"),
+        {
+          timeoutMs: 15_000,
+        },
+      );
+      expect(r.stderr).toBe("");
+      const [name, uid, sudoUid, shadow] = r.stdout.split("\n");
+      expect(name).toBe(LAB.user);
+      expect(uid).not.toBe("0");
+      expect(sudoUid).toBe("0");
+      expect(shadow).toBe("unprivileged");
     }
   }, 60_000);
 
