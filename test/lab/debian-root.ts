@@ -20,6 +20,15 @@ export function labOsFromEnv(env: Record<string, string | undefined> = process.e
   return v;
 }
 
+/**
+ * What each lab OS ships (major.minor), as the hosts report it: the versions the lab proves the
+ * rendered configs and the etcd toolkit on. etcdutl (snapshot status/restore) came with etcd 3.5.
+ */
+export const LAB_OS_VERSIONS: Record<LabOs, { haproxy: string; keepalived: string; etcd: string; etcdutl: boolean }> = {
+  debian12: { haproxy: "2.6", keepalived: "2.2", etcd: "3.4", etcdutl: false },
+  debian13: { haproxy: "3.0", keepalived: "2.3", etcd: "3.5", etcdutl: true },
+};
+
 export const ROOT_CACHE_DIR = "/var/cache/kubeadm-ha-lab";
 
 /**

@@ -11,6 +11,7 @@ import { KUBEADM_ETCD_ACCESS } from "../../lib/etcd/remote.ts";
 import { runRestore } from "../../lib/etcd/restore.ts";
 import { loadSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
+import { LAB_OS_VERSIONS, labOsFromEnv } from "./debian-root.ts";
 import {
   labDown,
   labEtcdAllHealthy,
@@ -28,6 +29,9 @@ import {
 setDefaultTimeout(600_000);
 const guard = requireLab();
 const CPS = ["cp-1", "cp-2", "cp-3"];
+// KHA_LAB_OS=debian13: the same tests on etcd 3.5 with etcdutl.
+const OS = labOsFromEnv();
+const ETCD = LAB_OS_VERSIONS[OS];
 
 async function put(prefix: string, n: number): Promise<void> {
   for (let i = 0; i < n; i++) {
@@ -62,12 +66,12 @@ const restoreDirs = () =>
     ),
   );
 
-describe.skipIf(guard.skip)("etcd toolkit in the lab", () => {
+describe.skipIf(guard.skip)(`etcd toolkit in the lab (${OS}, etcd ${ETCD.etcd})`, () => {
   let spec: ClusterSpec;
   let work: string;
-  let snapshot: string;
+  let snapshot = "";
   beforeAll(async () => {
-    await labUp();
+    await labUp({ os: OS });
     spec = loadSpec(labPaths.spec);
     work = mkdtempSync(join(tmpdir(), "kubeadm-ha-etcd-lab-"));
     await waitLabEtcdHealthy(60);
@@ -213,5 +217,47 @@ describe.skipIf(guard.skip)("etcd toolkit in the lab", () => {
         connect: { knownHostsText: forged },
       }),
     ).rejects.toThrow(/cp-1 .*HOST KEY MISMATCH/);
+  });
+
+  test.skipIf(!ETCD.etcdutl)(
+    "etcd 3.5: restore with --bump-revision/--mark-compacted runs etcdutl on every member and lifts the revision",
+    async () => {
+      // Runs alone too (-t): then it takes its own backup.
+      if (!snapshot)
+        snapshot = (await runBackup(spec, { outDir: join(work, "backups"), access: KUBEADM_ETCD_ACCESS })).file;
+      const keys = await count("before");
+      const bump = 1_000_000_000;
+      const report = await runRestore(spec, snapshot, {
+        access: KUBEADM_ETCD_ACCESS,
+        bumpRevision: bump,
+        markCompacted: true,
+        waitSeconds: 120,
+        revertAfterSeconds: 600,
+      });
+      expect(report.error).toBeUndefined();
+      expect(report.members.map((m) => [m.tool, m.etcdVersion.split(".").slice(0, 2).join(".")])).toEqual(
+        CPS.map(() => ["etcdutl", ETCD.etcd]),
+      );
+      expect(await labEtcdAllHealthy()).toBe(true);
+      expect(await count("before")).toBe(keys);
+      const status = await labEtcdctl(["endpoint", "status", "-w", "json"]);
+      const revisions = [...status.stdout.matchAll(/"revision":(\d+)/g)].map((m) => Number(m[1]));
+      expect(revisions).toHaveLength(3);
+      for (const r of revisions) expect(r).toBeGreaterThan(bump);
+    },
+  );
+
+  test.skipIf(ETCD.etcdutl)("etcd 3.4: --bump-revision is refused before anything changes (no etcdutl)", async () => {
+    if (!snapshot)
+      snapshot = (await runBackup(spec, { outDir: join(work, "backups"), access: KUBEADM_ETCD_ACCESS })).file;
+    const manifestsBefore = await manifests();
+    const err = await runRestore(spec, snapshot, {
+      access: KUBEADM_ETCD_ACCESS,
+      bumpRevision: 1_000_000_000,
+      markCompacted: true,
+    }).catch((e) => e);
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toMatch(/need etcdutl/);
+    expect(await manifests()).toEqual(manifestsBefore);
   });
 });

@@ -22,6 +22,7 @@ import {
   requireLab,
   sshArgv,
 } from "./lab.ts";
+import { LAB_OS_VERSIONS, labOsFromEnv } from "./debian-root.ts";
 import { run, waitFor } from "./sys.ts";
 
 const lab = requireLab();
@@ -172,6 +173,19 @@ describe.skipIf(lab.skip)("lab (real hosts)", () => {
       expect(sudoUid).toBe("0");
       expect(shadow).toBe("unprivileged");
     }
+  }, 60_000);
+
+  test(`hosts run ${labOsFromEnv()}'s own haproxy, keepalived and etcd (etcdutl from 3.5)`, async () => {
+    const want = LAB_OS_VERSIONS[labOsFromEnv()];
+    const out = await sh(
+      "cp-1",
+      "haproxy -v | head -1; keepalived -v 2>&1 | head -1; etcd --version | head -1; command -v etcdutl || echo none",
+    );
+    const [haproxy, keepalived, etcd, etcdutl] = out.split("\n");
+    expect(haproxy).toMatch(new RegExp(`version ${want.haproxy.replace(".", "\\.")}\\.`));
+    expect(keepalived).toMatch(new RegExp(`v${want.keepalived.replace(".", "\\.")}\\.`));
+    expect(etcd).toMatch(new RegExp(`Version: ${want.etcd.replace(".", "\\.")}\\.`));
+    expect(etcdutl !== "none").toBe(want.etcdutl);
   }, 60_000);
 
   test("etcd runs three healthy members over TLS from kubeadm-shaped static pods", async () => {
