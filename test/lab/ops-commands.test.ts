@@ -64,7 +64,10 @@ const sh = async (host: string, cmd: string) => {
   return r.stdout.trim();
 };
 
-/** What the stack's provisioners do for one step: stage files and secrets, run run.sh as root. */
+/**
+ * What the stack's provisioners do for one step: stage files and secrets as the spec's SSH user
+ * (the lab's is a sudo user), then install them or run run.sh as root through `sudo -n`.
+ */
 async function applyStep(remote: Remote, step: Step, secrets: ClusterSecrets, runScript: boolean): Promise<void> {
   const id = randomUUID();
   const stage = stageDir(step.phase, id);
@@ -75,7 +78,7 @@ async function applyStep(remote: Remote, step: Step, secrets: ClusterSecrets, ru
   }
   if (!runScript) {
     const installs = step.files.map((f) => `install -D -m ${f.mode} ${stage}/root${f.path} ${f.path}`).join(" && ");
-    await remote.run(`${installs || "true"} && rm -rf ${stage}`);
+    await remote.run(`${installs || "true"} && rm -rf ${stage}`, { sudo: true });
     return;
   }
   for (const name of step.secrets) {
@@ -84,7 +87,11 @@ async function applyStep(remote: Remote, step: Step, secrets: ClusterSecrets, ru
     });
   }
   await remote.put({ content: step.script }, `${stage}/run.sh`, { mode: 0o700 });
-  await remote.run(`bash ${stage}/run.sh`, { timeoutMs: 120_000, what: `${step.phase} step on ${step.node.name}` });
+  await remote.run(`bash ${stage}/run.sh`, {
+    sudo: true,
+    timeoutMs: 120_000,
+    what: `${step.phase} step on ${step.node.name}`,
+  });
 }
 
 const vipHolders = async () => (await labStatus()).hosts.filter((h) => h.vipHolder).map((h) => h.name);
