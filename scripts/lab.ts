@@ -148,7 +148,7 @@ await runCommand(async () => {
             .join("  ")
             .trimEnd()}\n`,
         );
-      process.stdout.write(`VIP ${st.vip}:${st.port}\n`);
+      process.stdout.write(`VIP ${st.vip}:${st.port}; ${st.os} hosts\n`);
       return 0;
     }
     case "etcdctl": {

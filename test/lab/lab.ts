@@ -123,6 +123,8 @@ export interface LabHostStatus {
 export interface LabStatus {
   vip: string;
   port: number;
+  /** The hosts' OS (absent when the lab is down). */
+  os?: LabOs;
   hosts: LabHostStatus[];
 }
 
@@ -607,7 +609,7 @@ export async function labStatus(): Promise<LabStatus> {
       };
     }),
   );
-  return { vip: LAB.vip, port: LAB.port, hosts };
+  return { vip: LAB.vip, port: LAB.port, os: labOs(), hosts };
 }
 
 // ---------------------------------------------------------------------------------------------
