@@ -4,7 +4,7 @@
 // in a temporary directory renamed into place, so a killed build never leaves a half root.
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
-import { alive, must, which } from "./sys.ts";
+import { alive, must, run, which } from "./sys.ts";
 
 export const LAB_OSES = ["debian12", "debian13"] as const;
 export type LabOs = (typeof LAB_OSES)[number];
@@ -121,6 +121,24 @@ export function rootMissing(os: LabOs): string | undefined {
   return undefined;
 }
 
+/**
+ * Delete a build directory, first unmounting what a killed debootstrap left mounted in it (proc,
+ * sys, maybe a bound /dev): a recursive delete must never reach through a mount.
+ */
+async function removeTree(path: string): Promise<void> {
+  if (!existsSync(path)) return;
+  const inside = () =>
+    readFileSync("/proc/self/mountinfo", "utf8")
+      .split("\n")
+      .map((l) => l.split(" ")[4]?.replace(/\\040/g, " ") ?? "")
+      .filter((m) => m === path || m.startsWith(`${path}/`))
+      .sort((a, b) => b.length - a.length);
+  for (const m of inside()) if ((await run(["umount", m])).code !== 0) await run(["umount", "-l", m]);
+  const left = inside();
+  if (left.length > 0) throw new Error(`cannot remove ${path}: still mounted there: ${left.join(", ")}`);
+  rmSync(path, { recursive: true, force: true });
+}
+
 /** The lower dir of every host's overlay for `os`; builds (once) the Debian 13 root. */
 export async function labRoot(os: LabOs, log: (message: string) => void): Promise<string> {
   if (os === "debian12") return "/";
@@ -131,10 +149,10 @@ export async function labRoot(os: LabOs, log: (message: string) => void): Promis
   // Leftovers of builds whose process is gone (killed runs); a live build keeps its own.
   for (const e of readdirSync(ROOT_CACHE_DIR)) {
     const pid = /^\.build-(\d+)$/.exec(e)?.[1];
-    if (pid && !alive(Number(pid))) rmSync(`${ROOT_CACHE_DIR}/${e}`, { recursive: true, force: true });
+    if (pid && !alive(Number(pid))) await removeTree(`${ROOT_CACHE_DIR}/${e}`);
   }
   const tmp = `${ROOT_CACHE_DIR}/.build-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
+  await removeTree(tmp);
   const mirror = aptMirror();
   const start = Date.now();
   log(`building the Debian 13 root in ${dir} (debootstrap ${DEBIAN13.suite}, once per package list)`);
@@ -148,11 +166,16 @@ export async function labRoot(os: LabOs, log: (message: string) => void): Promis
     for (const f of readdirSync(`${tmp}/etc/ssh`)) if (f.startsWith("ssh_host_")) rmSync(`${tmp}/etc/ssh/${f}`);
     rmSync(`${tmp}/var/cache/apt/archives`, { recursive: true, force: true });
     mkdirSync(`${tmp}/var/cache/apt/archives/partial`, { recursive: true });
-    if (existsSync(dir)) rmSync(tmp, { recursive: true, force: true });
-    else renameSync(tmp, dir);
   } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
+    await removeTree(tmp);
     throw e;
+  }
+  try {
+    renameSync(tmp, dir);
+  } catch (e) {
+    // Another process finished the same root first: use that one.
+    await removeTree(tmp);
+    if (!existsSync(dir)) throw e;
   }
   // Roots of older recipes are no use any more, unless a running lab still boots from one.
   const mounts = readFileSync("/proc/self/mountinfo", "utf8");
