@@ -263,7 +263,11 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
   });
 
   test("preflight names a port held by a foreign listener and leaves no listener of its own", async () => {
-    await sh("cp-2", "systemd-run --unit=kha-squatter python3 -m http.server 10259 --bind 0.0.0.0 >/dev/null 2>&1");
+    // perl-base is on every Debian host (the Debian 13 lab root has no python3).
+    await sh(
+      "cp-2",
+      "systemd-run --unit=kha-squatter perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(LocalPort => 10259, Listen => 5, ReuseAddr => 1) or die $!; sleep 600' >/dev/null 2>&1",
+    );
     try {
       expect(
         await waitFor(
@@ -276,7 +280,7 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
       expect(p.code).toBe(1);
       const row = p.report!.rows.find((r) => r.host === "cp-2" && r.check === "port 10259 free")!;
       expect(row.status).toBe("fail");
-      expect(row.detail).toMatch(/in use by python3 \(pid \d+\)/);
+      expect(row.detail).toMatch(/in use by perl \(pid \d+\)/);
       expect(row.fix).toContain("sport = :10259");
       // An already-built lab: our own daemons are info, not failures.
       for (const [port, who] of [
