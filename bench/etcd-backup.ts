@@ -190,7 +190,7 @@ rm -f /var/lib/kubeadm-ha/etcd-restore-*/snapshot.db`;
 
 // ---- backup: the toolkit and the plain way ---------------------------------------------------------
 
-const SSH_OPTS = sshArgv(NODE).slice(1, -1); // everything between "ssh" and "root@addr"
+const SSH_OPTS = sshArgv(NODE, undefined, { user: "root" }).slice(1, -1); // everything between "ssh" and "root@addr": the plain baseline runs as root
 
 interface BackupRun {
   seconds: number;
@@ -226,14 +226,14 @@ async function plainBackup(dir: string): Promise<BackupRun> {
   const local = join(dir, "plain.db");
   const t0 = performance.now();
   await must([
-    ...sshArgv(NODE),
+    ...sshArgv(NODE, undefined, { user: "root" }),
     `ETCDCTL_API=3 etcdctl ${etcdctlFlags(KUBEADM_ETCD_ACCESS, `https://${ADDRESS}:2379`)} snapshot save ${remote} >/dev/null`,
   ]);
   const saved = performance.now();
   await must(["scp", "-q", ...SSH_OPTS, `root@${ADDRESS}:${remote}`, local]);
   const end = performance.now();
   const bytes = statSync(local).size;
-  await must([...sshArgv(NODE), `rm -f ${remote}`]);
+  await must([...sshArgv(NODE, undefined, { user: "root" }), `rm -f ${remote}`]);
   rmSync(local);
   return {
     seconds: sec(end - t0),
@@ -676,7 +676,7 @@ try {
   // Warm caches (Bun's module load, etcdctl on the host) so run 1 is not a cold-start outlier.
   await must([BUN, "scripts/etcd-backup.ts", "--help"]);
   await must([BUN, "scripts/etcd-restore.ts", "--help"]);
-  await must([...sshArgv(NODE), "etcdctl version >/dev/null"]);
+  await must([...sshArgv(NODE, undefined, { user: "root" }), "etcdctl version >/dev/null"]);
 
   let keys = 0;
   for (const targetMB of SIZES_MB) {

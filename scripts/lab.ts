@@ -2,6 +2,7 @@
 import { parseCommand, progress, runCommand } from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
 import { applyLab } from "../test/e2e/apply.ts";
+import { isLabOs, LAB_OSES, type LabOs } from "../test/lab/debian-root.ts";
 import {
   etcdctlArgv,
   LAB,
@@ -28,8 +29,8 @@ function count(flag: string, value: string | undefined, fallback: number, max: n
   return n;
 }
 
-function needLab(): void {
-  const missing = labMissing();
+function needLab(os?: LabOs): void {
+  const missing = labMissing(os);
   if (missing) throw new UserError(`the lab cannot run here: ${missing}.`, 1);
 }
 
@@ -37,15 +38,18 @@ await runCommand(async () => {
   const { values, positionals } = parseCommand({
     name: "lab",
     usage:
-      "bun scripts/lab.ts up [--control-planes N] [--workers N] | down [--force] | status [--json] | etcdctl -- ARGS",
+      "bun scripts/lab.ts up [--os debian12|debian13] [--control-planes N] [--workers N] | down [--force] | status [--json] | etcdctl -- ARGS",
     description:
       "Test hosts on this machine (root only): systemd-nspawn containers booted on an overlay of /, each in its own " +
       "network namespace on the bridge kha-br0 (198.18.0.0/24; this machine is 198.18.0.1, the VIP 198.18.0.10). " +
       "`up` boots new hosts cp-1..cp-3 (198.18.0.11-13) and worker-1 (198.18.0.21), writes the lab spec, SSH key and " +
-      `known_hosts to ${labPaths.stateDir}, then applies the lab spec end to end with terraform (keepalived, haproxy, ` +
+      `known_hosts to ${labPaths.stateDir} (the spec logs in as ${LAB.user}, a sudo user; root logs in by key for the lab's own use), then applies the lab spec end to end with terraform (keepalived, haproxy, ` +
       "kubeadm init/joins through the kubeadm stand-in, which grows a three-member TLS etcd and starts an apiserver " +
       "stand-in on each control plane) and prints the VIP. `up --hosts-only` boots hosts with etcd and the apiserver " +
-      "stand-in already running and applies nothing (does nothing if such a lab is up). A test that brought the lab up holds it until it ends; `up` and `down` refuse " +
+      "stand-in already running and applies nothing (does nothing if such a lab is up). `up --os debian13` boots " +
+      "the hosts from a Debian 13 root (haproxy 3.0, keepalived 2.3, etcd 3.5 with etcdutl) that debootstrap builds once " +
+      "from this machine's apt mirror and caches under /var/cache/kubeadm-ha-lab; the default, debian12, is this machine's " +
+      "own root (KHA_LAB_OS sets the default too). A test that brought the lab up holds it until it ends; `up` and `down` refuse " +
       "while it does (`down --force` does not). `down` removes every host, namespace, mount, cgroup and the state dir, also what a " +
       "crashed run left. `status` shows each host's SSH, etcd and VIP state. `etcdctl -- ARGS` runs etcdctl against " +
       "the lab's etcd with its client certificate.",
@@ -55,6 +59,7 @@ await runCommand(async () => {
       workers: { type: "string" },
       force: { type: "boolean" },
       "hosts-only": { type: "boolean" },
+      os: { type: "string" },
     },
     allowPositionals: true,
   });
@@ -71,6 +76,7 @@ await runCommand(async () => {
   }
   if (values.json && verb !== "status") throw new UserError(`lab ${verb}: --json applies to status only.`);
   if (values["hosts-only"] && verb !== "up") throw new UserError(`lab ${verb}: --hosts-only applies to up only.`);
+  if (values.os !== undefined && verb !== "up") throw new UserError(`lab ${verb}: --os applies to up only.`);
   if (values.force && verb !== "down") throw new UserError(`lab ${verb}: --force applies to down only.`);
   if ((values["control-planes"] !== undefined || values.workers !== undefined) && verb !== "up") {
     throw new UserError(`lab ${verb}: --control-planes and --workers apply to up only.`);
@@ -81,23 +87,28 @@ await runCommand(async () => {
       const controlPlanes = count("control-planes", values["control-planes"], 3, 9, 1);
       const workers = count("workers", values.workers, 1, 9, 0);
       labNodes({ controlPlanes, workers });
-      needLab();
+      const os = values.os ?? (process.env.KHA_LAB_OS?.trim() || "debian12");
+      if (!isLabOs(os))
+        throw new UserError(
+          `lab up: --os "${os}" is not a lab OS. Use one of: ${LAB_OSES.join(", ")} (default debian12).`,
+        );
+      needLab(os);
       try {
         if (!values["hosts-only"]) {
           if (controlPlanes !== 3 || workers !== 1)
             throw new UserError(
               "lab up: the end-to-end apply uses the default 3 control planes + 1 worker; add --hosts-only for other sizes.",
             );
-          const apply = await applyLab({ log: true });
+          const apply = await applyLab({ log: true, os });
           process.stdout.write(
             `lab up and applied in ${apply.seconds.toFixed(1)} s (terraform apply)\nspec: ${labPaths.spec}\n` +
               `VIP: https://${LAB.vip}:${LAB.port}/healthz (from this machine; e.g. curl -k https://${LAB.vip}:${LAB.port}/healthz)\n`,
           );
           return 0;
         }
-        const r = await labUp({ controlPlanes, workers, log: progress, waitMs: 0 });
+        const r = await labUp({ controlPlanes, workers, log: progress, waitMs: 0, os });
         process.stdout.write(
-          `lab ${r.alreadyUp ? "was already up" : "up"}: ${r.nodes.length} hosts, SSH ready in ${r.sshReadySeconds.toFixed(1)} s, ` +
+          `lab ${r.alreadyUp ? "was already up" : "up"}: ${r.nodes.length} ${r.os} hosts, SSH ready in ${r.sshReadySeconds.toFixed(1)} s, ` +
             `total ${r.seconds.toFixed(1)} s\nspec: ${labPaths.spec}\n`,
         );
       } catch (e) {
@@ -137,7 +148,7 @@ await runCommand(async () => {
             .join("  ")
             .trimEnd()}\n`,
         );
-      process.stdout.write(`VIP ${st.vip}:${st.port}\n`);
+      process.stdout.write(`VIP ${st.vip}:${st.port}; ${st.os} hosts\n`);
       return 0;
     }
     case "etcdctl": {

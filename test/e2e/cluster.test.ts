@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { healthzStatus } from "../../lib/ops/chaos.ts";
 import { ensureSecrets } from "../../lib/secrets.ts";
-import { labDown, labExec, labPaths, labSetClock, labStatus, requireLab } from "../lab/lab.ts";
+import { LAB, labDown, labExec, labOs, labPaths, labSetClock, labStatus, requireLab } from "../lab/lab.ts";
 import { applyLab, creationOrder, E2E_DIR, labSpec, stepSeconds, synthLab, terraform } from "./apply.ts";
 import { outage, startPoller } from "./poller.ts";
 
@@ -21,6 +21,7 @@ const curlOnHost = async (host: string, args: string) =>
 describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
   beforeAll(async () => {
     apply = await applyLab({ log: !!process.env.KHA_E2E_VERBOSE });
+    process.stderr.write(`e2e on ${labOs()} hosts\n`);
   }, 900_000);
   afterAll(async () => {
     if (!process.env.KHA_KEEP_LAB) await labDown();
@@ -86,6 +87,18 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
     for (const line of modes.trim().split("\n").slice(1)) expect(line).toStartWith("600 root ");
     for (const v of [secrets.vrrpPassword, secrets.statsPassword, secrets.joinSeed]) {
       expect(apply.out.includes(v)).toBe(false);
+    }
+  });
+
+  test(`every phase ran as the spec's sudo user (${LAB.user}) through sudo -n; nothing logged in as root`, async () => {
+    expect(labSpec().ssh.user).toBe(LAB.user);
+    for (const host of ["cp-1", "cp-2", "cp-3", "worker-1"]) {
+      const journal = (await labExec(host, "journalctl --no-pager -o cat _COMM=sudo _COMM=sshd _COMM=sshd-session"))
+        .stdout;
+      // sudo logs each command: "kha : PWD=... ; USER=root ; COMMAND=/usr/bin/bash /tmp/.../run.sh".
+      expect(journal).toMatch(new RegExp(`${LAB.user} : .*USER=root ; COMMAND=\\S*bash \\S+/run\\.sh`));
+      expect(journal).toContain(`Accepted publickey for ${LAB.user} `);
+      expect(journal).not.toContain("Accepted publickey for root ");
     }
   });
 

@@ -11,6 +11,7 @@ import { KUBEADM_ETCD_ACCESS } from "../../lib/etcd/remote.ts";
 import { runRestore } from "../../lib/etcd/restore.ts";
 import { loadSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
+import { LAB_OS_VERSIONS, labOsFromEnv } from "./debian-root.ts";
 import {
   labDown,
   labEtcdAllHealthy,
@@ -28,6 +29,9 @@ import {
 setDefaultTimeout(600_000);
 const guard = requireLab();
 const CPS = ["cp-1", "cp-2", "cp-3"];
+// KHA_LAB_OS=debian13: the same tests on etcd 3.5 with etcdutl.
+const OS = labOsFromEnv();
+const ETCD = LAB_OS_VERSIONS[OS];
 
 async function put(prefix: string, n: number): Promise<void> {
   for (let i = 0; i < n; i++) {
@@ -81,12 +85,12 @@ async function apiserversHealthy(): Promise<boolean> {
   return codes.every((c) => c === 200);
 }
 
-describe.skipIf(guard.skip)("etcd toolkit in the lab", () => {
+describe.skipIf(guard.skip)(`etcd toolkit in the lab (${OS}, etcd ${ETCD.etcd})`, () => {
   let spec: ClusterSpec;
   let work: string;
   let snapshot = "";
   beforeAll(async () => {
-    await labUp();
+    await labUp({ os: OS });
     spec = loadSpec(labPaths.spec);
     work = mkdtempSync(join(tmpdir(), "kubeadm-ha-etcd-lab-"));
     await waitLabEtcdHealthy(60);
@@ -327,5 +331,39 @@ ${kubectl} create configmap kubeadm-config --from-file=ClusterConfiguration=/roo
         connect: { knownHostsText: forged },
       }),
     ).rejects.toThrow(/cp-1 .*HOST KEY MISMATCH/);
+  });
+
+  // One test for both OSes (no skip): etcd 3.5 bumps with etcdutl, etcd 3.4 refuses before any change.
+  test(`--bump-revision: ${ETCD.etcdutl ? "etcd 3.5 runs etcdutl on every member and lifts the revision" : "etcd 3.4 (no etcdutl) refuses it before anything changes"}`, async () => {
+    // Runs alone too (-t): then it takes its own backup.
+    if (!snapshot)
+      snapshot = (await runBackup(spec, { outDir: join(work, "backups"), access: KUBEADM_ETCD_ACCESS })).file;
+    const bump = 1_000_000_000;
+    if (!ETCD.etcdutl) {
+      const manifestsBefore = await manifests();
+      const err = await runRestore(spec, snapshot, { access: KUBEADM_ETCD_ACCESS, bumpRevision: bump }).catch((e) => e);
+      expect(err).toBeInstanceOf(UserError);
+      expect(err.message).toMatch(/needs etcdutl/);
+      expect(await manifests()).toEqual(manifestsBefore);
+      return;
+    }
+    const keys = await count("before");
+    const report = await runRestore(spec, snapshot, {
+      access: KUBEADM_ETCD_ACCESS,
+      bumpRevision: bump,
+      waitSeconds: 120,
+      revertAfterSeconds: 600,
+    });
+    expect(report.error).toBeUndefined();
+    expect(report.bumpRevision).toBe(bump);
+    expect(report.members.map((m) => [m.tool, m.etcdVersion.split(".").slice(0, 2).join(".")])).toEqual(
+      CPS.map(() => ["etcdutl", ETCD.etcd]),
+    );
+    expect(await labEtcdAllHealthy()).toBe(true);
+    expect(await count("before")).toBe(keys);
+    const status = await labEtcdctl(["endpoint", "status", "-w", "json"]);
+    const revisions = [...status.stdout.matchAll(/"revision":(\d+)/g)].map((m) => Number(m[1]));
+    expect(revisions).toHaveLength(3);
+    for (const r of revisions) expect(r).toBeGreaterThan(bump);
   });
 });

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { parseSpec } from "../../lib/spec/load.ts";
+import { LAB_OS_VERSIONS, labOsFromEnv } from "./debian-root.ts";
 import {
   LAB,
   labDown,
@@ -36,7 +37,8 @@ const ADDR: Record<string, string> = {
 };
 const times: string[] = [];
 
-const ssh = (host: string, cmd: string) => run(sshArgv(host, cmd), { timeoutMs: 15_000 });
+/** As root: these tests drive the stand-ins directly (the lab spec's own user is checked below). */
+const ssh = (host: string, cmd: string) => run(sshArgv(host, cmd, { user: "root" }), { timeoutMs: 15_000 });
 const sh = async (host: string, cmd: string) => {
   const r = await labExec(host, cmd, { timeoutMs: 60_000 });
   if (r.code !== 0) throw new Error(`${host}: \`${cmd}\` exited ${r.code}: ${r.stderr}`);
@@ -148,10 +150,40 @@ describe.skipIf(lab.skip)("lab (real hosts)", () => {
     expect(spec.name).toBe("lab");
     expect(spec.nodes.map((n) => n.name)).toEqual(HOSTS);
     expect(spec.controlPlaneEndpoint).toMatchObject({ vip: "198.18.0.10", port: 8443, interface: "eth0", prefix: 24 });
-    expect(spec.ssh).toMatchObject({ user: "root", privateKeyPath: "id_ed25519", knownHostsPath: "known_hosts" });
+    expect(spec.ssh).toMatchObject({ user: LAB.user, privateKeyPath: "id_ed25519", knownHostsPath: "known_hosts" });
     const r = await run([BUN, "scripts/validate.ts", labPaths.spec], { cwd: PROJECT_ROOT });
     expect(`${r.stdout}${r.stderr}`).toContain("ok");
     expect(r.code).toBe(0);
+  }, 60_000);
+
+  test("the spec's SSH user is not root, logs in with the lab key and runs anything with sudo -n", async () => {
+    for (const host of HOSTS) {
+      const r = await run(
+        sshArgv(host, "id -un; id -u; sudo -n id -u; cat /etc/shadow >/dev/null 2>&1 || echo unprivileged"),
+        {
+          timeoutMs: 15_000,
+        },
+      );
+      expect(r.stderr).toBe("");
+      const [name, uid, sudoUid, shadow] = r.stdout.split("\n");
+      expect(name).toBe(LAB.user);
+      expect(uid).not.toBe("0");
+      expect(sudoUid).toBe("0");
+      expect(shadow).toBe("unprivileged");
+    }
+  }, 60_000);
+
+  test(`hosts run ${labOsFromEnv()}'s own haproxy, keepalived and etcd (etcdutl from 3.5)`, async () => {
+    const want = LAB_OS_VERSIONS[labOsFromEnv()];
+    const out = await sh(
+      "cp-1",
+      "haproxy -v | head -1; keepalived -v 2>&1 | head -1; etcd --version | head -1; command -v etcdutl || echo none",
+    );
+    const [haproxy, keepalived, etcd, etcdutl] = out.split("\n");
+    expect(haproxy).toMatch(new RegExp(`version ${want.haproxy.replace(".", "\\.")}\\.`));
+    expect(keepalived).toMatch(new RegExp(`v${want.keepalived.replace(".", "\\.")}\\.`));
+    expect(etcd).toMatch(new RegExp(`Version: ${want.etcd.replace(".", "\\.")}\\.`));
+    expect(etcdutl !== "none").toBe(want.etcdutl);
   }, 60_000);
 
   test("etcd runs three healthy members over TLS from kubeadm-shaped static pods", async () => {

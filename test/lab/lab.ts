@@ -1,7 +1,9 @@
 // The lab: real test hosts on this machine. Each host is a systemd-nspawn container booted
-// with real systemd on an overlayfs whose lower dir is `/` (so every package installed here
-// is installed there) and whose upper dir is a tmpfs (so each host has its own /etc, /var/lib
-// and /run, and nothing it writes survives `down`). Hosts sit in their own network namespace
+// with real systemd on an overlayfs whose lower dir is the OS root (Debian 12: this machine's
+// `/`, so every package installed here is installed there; Debian 13: a debootstrapped root,
+// debian-root.ts) and whose upper dir is a tmpfs (so each host has its own /etc, /var/lib
+// and /run, and nothing it writes survives `down`). The lab spec logs in as a sudo user, as
+// users' hosts do; root logs in by key too, for the lab's own plumbing. Hosts sit in their own network namespace
 // on the bridge kha-br0 (198.18.0.0/24, no route, NAT or forwarding to anything else).
 // Control planes run a three-member TLS etcd and an apiserver stand-in from static pod
 // manifests, run by the kubelet stand-in; kubeadm/kubectl/kubelet are stand-ins too
@@ -10,6 +12,7 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
   chmodSync,
+  chownSync,
   closeSync,
   copyFileSync,
   existsSync,
@@ -27,10 +30,12 @@ import { dirname, resolve } from "node:path";
 import { stringify } from "yaml";
 import { ensureSecrets } from "../../lib/secrets.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
+import { type LabOs, labOsFromEnv, labRoot, rootMissing } from "./debian-root.ts";
 import { apiserverManifest, etcdManifest } from "./manifests.ts";
 import { makeLabPki } from "./pki.ts";
 import { alive, must, type RunResult, run, sleep, waitFor, which } from "./sys.ts";
 
+export type { LabOs } from "./debian-root.ts";
 export type { RunResult } from "./sys.ts";
 
 export const PROJECT_ROOT = resolve(import.meta.dir, "../..");
@@ -49,6 +54,8 @@ export const LAB = {
   port: 8443,
   interface: "eth0",
   kubernetesVersion: "1.31.4",
+  /** The lab spec's SSH user: not root, passwordless sudo, the lab key (what users' hosts have). */
+  user: "kha",
 } as const;
 
 export const labPaths = {
@@ -90,10 +97,13 @@ export interface LabOptions {
    * (what the end-to-end apply needs).
    */
   kubeadm?: "running" | "pending";
+  /** The hosts' OS: "debian12" (this machine's root) or "debian13" (built once); default KHA_LAB_OS, else debian12. */
+  os?: LabOs;
 }
 
 export interface LabUpResult {
   nodes: LabNode[];
+  os: LabOs;
   /** Seconds until every host answered SSH with a verified host key. */
   sshReadySeconds: number;
   /** Seconds until etcd reported every member healthy (= the whole `up`). */
@@ -113,6 +123,8 @@ export interface LabHostStatus {
 export interface LabStatus {
   vip: string;
   port: number;
+  /** The hosts' OS (absent when the lab is down). */
+  os?: LabOs;
   hosts: LabHostStatus[];
 }
 
@@ -166,8 +178,8 @@ function bunPath(): string {
 // ---------------------------------------------------------------------------------------------
 // Prerequisites
 
-/** Why the lab cannot run here, or undefined when it can. */
-export function labMissing(): string | undefined {
+/** Why the lab cannot run here (on `os`, default KHA_LAB_OS), or undefined when it can. */
+export function labMissing(os: LabOs = labOsFromEnv()): string | undefined {
   if (process.getuid?.() !== 0) return "the lab needs root (network namespaces, overlay mounts, systemd-nspawn)";
   for (const tool of ["systemd-nspawn", "ip", "nsenter", "etcd", "etcdctl", "openssl", "ssh", "ssh-keygen", "sshd"]) {
     if (!which(tool))
@@ -179,7 +191,7 @@ export function labMissing(): string | undefined {
   }
   if (!readFileSync("/proc/filesystems", "utf8").includes("overlay")) return "the kernel has no overlayfs";
   if (!existsSync(`${PROJECT_ROOT}/node_modules/.bin/bun`)) return "node_modules/.bin/bun is missing (run npm ci)";
-  return undefined;
+  return rootMissing(os);
 }
 
 /**
@@ -238,6 +250,55 @@ interface HostContext {
   clusterCa: string;
 }
 
+/**
+ * A login user with passwordless sudo and the lab key, as cloud images have (the spec's
+ * `ssh.user`): written into the host's passwd/shadow/group directly, with a uid free in its root.
+ */
+function addSudoUser(root: string, user: string, publicKey: string): void {
+  const table = (file: string) =>
+    readFileSync(`${root}${file}`, "utf8")
+      .split("\n")
+      .filter((l) => l && !l.startsWith(`${user}:`));
+  const passwd = table("/etc/passwd");
+  const group = table("/etc/group");
+  const taken = new Set([...passwd, ...group].map((l) => Number(l.split(":")[2])));
+  let id = 1000;
+  while (taken.has(id)) id++;
+  put(
+    root,
+    "/etc/passwd",
+    `${[...passwd, `${user}:x:${id}:${id}:lab sudo user:/home/${user}:/bin/bash`].join("\n")}\n`,
+  );
+  put(root, "/etc/group", `${[...group, `${user}:x:${id}:`].join("\n")}\n`);
+  // "*": no password and not locked, so sshd lets the key in.
+  put(root, "/etc/shadow", `${[...table("/etc/shadow"), `${user}:*:20000:0:99999:7:::`].join("\n")}\n`, 0o640);
+  put(root, "/etc/gshadow", `${[...table("/etc/gshadow"), `${user}:!::`].join("\n")}\n`, 0o640);
+  for (const f of ["/etc/shadow", "/etc/gshadow"]) chownSync(`${root}${f}`, 0, shadowGid(root));
+  put(
+    root,
+    `/etc/sudoers.d/kha-lab`,
+    `# lab host: the spec's SSH user runs the phases with sudo -n\n${user} ALL=(ALL:ALL) NOPASSWD: ALL\n`,
+    0o440,
+  );
+  const home = `/home/${user}`;
+  remove(root, home);
+  put(root, `${home}/.ssh/authorized_keys`, publicKey, 0o600);
+  put(root, `${home}/.bashrc`, "# lab host\n");
+  put(root, `${home}/.profile`, "# lab host\n");
+  chmodSync(`${root}${home}`, 0o750);
+  chmodSync(`${root}${home}/.ssh`, 0o700);
+  for (const p of [home, `${home}/.ssh`, `${home}/.ssh/authorized_keys`, `${home}/.bashrc`, `${home}/.profile`])
+    chownSync(`${root}${p}`, id, id);
+}
+
+/** The host's `shadow` group (owns /etc/shadow on Debian), from its own /etc/group. */
+function shadowGid(root: string): number {
+  const line = readFileSync(`${root}/etc/group`, "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("shadow:"));
+  return line ? Number(line.split(":")[2]) : 0;
+}
+
 async function prepareHost(node: LabNode, root: string, ctx: HostContext): Promise<string> {
   const standins = `${HOST_PROJECT}/test/lab/standins`;
   const standinsHere = `${PROJECT_ROOT}/test/lab/standins`;
@@ -266,7 +327,7 @@ async function prepareHost(node: LabNode, root: string, ctx: HostContext): Promi
   put(
     root,
     "/etc/ssh/sshd_config.d/kha-lab.conf",
-    "# lab host: root logs in with the lab key only\nHostKey /etc/ssh/ssh_host_ed25519_key\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nAuthorizedKeysFile .ssh/authorized_keys\n",
+    `# lab host: ${LAB.user} (the lab spec's user, sudo) and root (lab plumbing) log in with the lab key only\nHostKey /etc/ssh/ssh_host_ed25519_key\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nAuthorizedKeysFile .ssh/authorized_keys\n`,
   );
   remove(root, "/root/.ssh");
   mkdirSync(`${root}/root/.ssh`, { mode: 0o700 });
@@ -276,6 +337,7 @@ async function prepareHost(node: LabNode, root: string, ctx: HostContext): Promi
   // and can block on locks shared between hosts.
   put(root, "/root/.bashrc", "# lab host\n");
   put(root, "/root/.profile", "# lab host\n");
+  addSudoUser(root, LAB.user, ctx.publicKey);
 
   // Stand-ins for the Kubernetes binaries, and facts they need about the lab.
   for (const bin of ["kubeadm", "kubectl", "kubelet"]) {
@@ -414,15 +476,19 @@ export async function labExec(
   return run(["sh", "-c", enter, cmd], { timeoutMs: opts.timeoutMs ?? 120_000, input: opts.input });
 }
 
-/** The SSH command line that reaches a host as the lab spec does (key only, host key verified). */
-export function sshArgv(host: string, cmd?: string): string[] {
+/**
+ * The SSH command line that reaches a host as the lab spec does (its sudo user, key only, host
+ * key verified); `user: "root"` for lab plumbing that needs root without sudo.
+ */
+export function sshArgv(host: string, cmd?: string, opts: { user?: string } = {}): string[] {
   const node = labState()?.nodes.find((n) => n.name === bareName(host));
   const address = node?.address ?? host;
   // biome-ignore format: option pairs
   const argv = [
     "ssh", "-F", "/dev/null", "-i", labPaths.key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
     "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${labPaths.knownHosts}`,
-    "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR", `root@${address}`,
+    "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR",
+    `${opts.user ?? LAB.user}@${address}`,
   ];
   if (cmd !== undefined) argv.push(cmd);
   return argv;
@@ -482,7 +548,15 @@ export async function waitLabEtcdHealthy(seconds: number, pollMs = 1000): Promis
 
 interface LabState {
   nodes: LabNode[];
+  /** Absent in state written before hosts had a choice of OS: Debian 12. */
+  os?: LabOs;
   upAt: string;
+}
+
+/** The OS of the lab that is up, if one is. */
+export function labOs(): LabOs | undefined {
+  const st = labState();
+  return st ? (st.os ?? "debian12") : undefined;
 }
 
 function labState(): LabState | undefined {
@@ -535,7 +609,7 @@ export async function labStatus(): Promise<LabStatus> {
       };
     }),
   );
-  return { vip: LAB.vip, port: LAB.port, hosts };
+  return { vip: LAB.vip, port: LAB.port, os: labOs(), hosts };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -641,7 +715,7 @@ function labSpecYaml(nodes: LabNode[]): string {
   const spec = {
     name: "lab",
     kubernetes: { version: LAB.kubernetesVersion, packages: { source: "preinstalled" } },
-    ssh: { user: "root", privateKeyPath: "id_ed25519", knownHostsPath: "known_hosts" },
+    ssh: { user: LAB.user, privateKeyPath: "id_ed25519", knownHostsPath: "known_hosts" },
     controlPlaneEndpoint: { vip: LAB.vip, port: LAB.port, interface: LAB.interface, prefix: LAB.prefixLength },
     nodes: nodes.map((n) => ({ name: n.name, address: n.address, role: n.role })),
     terraform: { resources: "builtin" },
@@ -692,11 +766,15 @@ export async function labUp(opts: LabOptions = {}): Promise<LabUpResult> {
   const missing = labMissing();
   if (missing) throw new LabUnavailable(`the lab cannot run here: ${missing}`);
   labNodes(opts);
-  await acquireLease(opts.waitMs ?? 15 * 60_000, opts.log ?? defaultLog);
-  return withLabLock(() => up(opts));
+  const log = opts.log ?? defaultLog;
+  const os = opts.os ?? labOsFromEnv();
+  // Built (once) before taking the lab: a first build takes minutes, longer than others wait for the lock.
+  const lowerDir = await labRoot(os, (m) => log("lab", "root", m));
+  await acquireLease(opts.waitMs ?? 15 * 60_000, log);
+  return withLabLock(() => up(opts, os, lowerDir));
 }
 
-async function up(opts: LabOptions): Promise<LabUpResult> {
+async function up(opts: LabOptions, os: LabOs, lowerDir: string): Promise<LabUpResult> {
   const log = opts.log ?? defaultLog;
   const start = Date.now();
   const nodes = labNodes(opts);
@@ -704,13 +782,20 @@ async function up(opts: LabOptions): Promise<LabUpResult> {
 
   const state = labState();
   // A pending lab is always new: its point is hosts that kubeadm has not touched yet.
-  if (!opts.fresh && kubeadmMode === "running" && state && sameNodes(state.nodes, nodes) && existsSync(labPaths.spec)) {
+  if (
+    !opts.fresh &&
+    kubeadmMode === "running" &&
+    state &&
+    sameNodes(state.nodes, nodes) &&
+    (state.os ?? "debian12") === os &&
+    existsSync(labPaths.spec)
+  ) {
     const st = await labStatus();
     const cps = st.hosts.filter((h) => nodes.find((n) => n.name === h.name)?.role === "control-plane");
     if (st.hosts.every((h) => h.sshOk) && cps.every((h) => h.etcdHealthy)) {
       log("lab", "up", `already up (${nodes.length} hosts, SSH and etcd healthy); nothing to do`);
       const s = (Date.now() - start) / 1000;
-      return { nodes, sshReadySeconds: s, seconds: s, alreadyUp: true };
+      return { nodes, os, sshReadySeconds: s, seconds: s, alreadyUp: true };
     }
     log("lab", "up", "a lab exists but is not healthy: tearing it down first");
   }
@@ -770,7 +855,7 @@ async function up(opts: LabOptions): Promise<LabUpResult> {
       const d = hostDir(n.name);
       for (const sub of ["upper", "work", "merged"]) mkdirSync(`${d}/${sub}`, { recursive: true });
       // biome-ignore format: mount options
-      await must(["mount", "-t", "overlay", netnsOf(n.name), "-o", `lowerdir=/,upperdir=${d}/upper,workdir=${d}/work`, `${d}/merged`]);
+      await must(["mount", "-t", "overlay", netnsOf(n.name), "-o", `lowerdir=${lowerDir},upperdir=${d}/upper,workdir=${d}/work`, `${d}/merged`]);
       // The stand-ins run from this checkout, bound read-only at HOST_PROJECT in every host.
       const target = `${d}/merged${HOST_PROJECT}`;
       mkdirSync(target, { recursive: true });
@@ -783,9 +868,9 @@ async function up(opts: LabOptions): Promise<LabUpResult> {
   writeFileSync(labPaths.spec, labSpecYaml(nodes), { mode: 0o644 });
   writeFileSync(
     `${RUNTIME_DIR}/state.json`,
-    JSON.stringify({ nodes, upAt: new Date().toISOString() } satisfies LabState),
+    JSON.stringify({ nodes, os, upAt: new Date().toISOString() } satisfies LabState),
   );
-  log("lab", "hosts", `overlays ready; booting ${nodes.length} hosts`);
+  log("lab", "hosts", `overlays of ${lowerDir} (${os}) ready; booting ${nodes.length} hosts`);
 
   await Promise.all(nodes.map(startHost));
 
@@ -829,9 +914,9 @@ async function up(opts: LabOptions): Promise<LabUpResult> {
   log(
     "lab",
     "up",
-    `${nodes.length} hosts up in ${seconds.toFixed(1)} s (SSH ready at ${sshReadySeconds.toFixed(1)} s); spec ${labPaths.spec}`,
+    `${nodes.length} ${os} hosts up in ${seconds.toFixed(1)} s (SSH ready at ${sshReadySeconds.toFixed(1)} s); spec ${labPaths.spec}`,
   );
-  return { nodes, sshReadySeconds, seconds, alreadyUp: false };
+  return { nodes, os, sshReadySeconds, seconds, alreadyUp: false };
 }
 
 // ---------------------------------------------------------------------------------------------

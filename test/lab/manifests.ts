@@ -1,7 +1,7 @@
 // Static pod manifests for the lab's control planes, in the shape kubeadm writes them, so
 // the etcd toolkit patches the same fields it patches on a real cluster. The kubelet
 // stand-in runs containers[0].command as a plain process: image, probes and resources are
-// there for shape only. Every etcd flag here is one etcd 3.4 accepts.
+// there for shape only. Every etcd flag here is one etcd 3.4 (Debian 12) and 3.5 (Debian 13) accept.
 import { stringify } from "yaml";
 
 export interface ManifestNode {

@@ -66,7 +66,10 @@ const sh = async (host: string, cmd: string) => {
   return r.stdout.trim();
 };
 
-/** What the stack's provisioners do for one step: stage files and secrets, run run.sh as root. */
+/**
+ * What the stack's provisioners do for one step: stage files and secrets as the spec's SSH user
+ * (the lab's is a sudo user), then install them or run run.sh as root through `sudo -n`.
+ */
 async function applyStep(remote: Remote, step: Step, secrets: ClusterSecrets, runScript: boolean): Promise<void> {
   const id = randomUUID();
   const stage = stageDir(step.phase, id);
@@ -77,7 +80,7 @@ async function applyStep(remote: Remote, step: Step, secrets: ClusterSecrets, ru
   }
   if (!runScript) {
     const installs = step.files.map((f) => `install -D -m ${f.mode} ${stage}/root${f.path} ${f.path}`).join(" && ");
-    await remote.run(`${installs || "true"} && rm -rf ${stage}`);
+    await remote.run(`${installs || "true"} && rm -rf ${stage}`, { sudo: true });
     return;
   }
   for (const name of step.secrets) {
@@ -86,7 +89,11 @@ async function applyStep(remote: Remote, step: Step, secrets: ClusterSecrets, ru
     });
   }
   await remote.put({ content: step.script }, `${stage}/run.sh`, { mode: 0o700 });
-  await remote.run(`bash ${stage}/run.sh`, { timeoutMs: 120_000, what: `${step.phase} step on ${step.node.name}` });
+  await remote.run(`bash ${stage}/run.sh`, {
+    sudo: true,
+    timeoutMs: 120_000,
+    what: `${step.phase} step on ${step.node.name}`,
+  });
 }
 
 const vipHolders = async () => (await labStatus()).hosts.filter((h) => h.vipHolder).map((h) => h.name);
@@ -300,7 +307,11 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
   });
 
   test("preflight names a port held by a foreign listener and leaves no listener of its own", async () => {
-    await sh("cp-2", "systemd-run --unit=kha-squatter python3 -m http.server 10259 --bind 0.0.0.0 >/dev/null 2>&1");
+    // perl-base is on every Debian host (the Debian 13 lab root has no python3).
+    await sh(
+      "cp-2",
+      "systemd-run --unit=kha-squatter perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(LocalPort => 10259, Listen => 5, ReuseAddr => 1) or die $!; sleep 600' >/dev/null 2>&1",
+    );
     try {
       expect(
         await waitFor(
@@ -313,7 +324,7 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
       expect(p.code).toBe(1);
       const row = p.report!.rows.find((r) => r.host === "cp-2" && r.check === "port 10259 free")!;
       expect(row.status).toBe("fail");
-      expect(row.detail).toMatch(/in use by python3 \(pid \d+\)/);
+      expect(row.detail).toMatch(/in use by perl \(pid \d+\)/);
       expect(row.fix).toContain("sport = :10259");
       // An already-built lab: our own daemons are info, not failures.
       for (const [port, who] of [
