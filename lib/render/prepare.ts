@@ -115,6 +115,17 @@ pick_package_version() {
   awk -F'|' -v want="$1" '{ v = $2; gsub(/[[:space:]]/, "", v); if (index(v, want "-") == 1) { print v; exit } }'
 }
 
+# Refuse a downloaded OpenPGP key ($1, from $3) unless one of its (sub)keys has fingerprint $2.
+check_key_fingerprint() {
+  local fingerprints
+  fingerprints="$( (gpg --show-keys --with-colons "$1" 2>/dev/null || true) | awk -F: '$1 == "fpr" { printf "%s ", $10 }')"
+  case " $fingerprints" in
+    *" $2 "*) return 0 ;;
+  esac
+  [ -n "$fingerprints" ] || fingerprints="none (not an OpenPGP key)"
+  die "the apt signing key from $3 has fingerprint(s) $fingerprints and not $2 (kubernetes.packages.aptKeyFingerprint); it was not installed"
+}
+
 # Kernel modules and sysctls a container cannot set belong to the machine: only where the spec says the
 # hosts are test containers (hosts.containers, kubeadm-ha's own lab) and this is one, warn; else fail.
 fatal_unless_test_container() {
@@ -160,6 +171,9 @@ if [ ! -s "$KEYRING" ] || changed ${shq(APT_SOURCES_PATH)}; then
   key_tmp="$(mktemp)"
   also_on_exit "rm -f -- $(printf '%q' "$key_tmp")"
   curl -fsSL --max-time 60 -o "$key_tmp" "$APT_KEY_URL" || die "could not download the apt signing key from $APT_KEY_URL (kubernetes.packages.aptKeyUrl)"
+  # The key is trusted for packages installed as root: it must be the one the spec pins.
+  command -v gpg >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q gpg >/dev/null || die "gpg is needed to check the apt signing key's fingerprint and could not be installed"
+  check_key_fingerprint "$key_tmp" "$APT_KEY_FINGERPRINT" "$APT_KEY_URL"
   if ! cmp -s "$key_tmp" "$KEYRING"; then install -m 0644 "$key_tmp" "$KEYRING"; fi
   apt-get update -q || die "apt-get update failed; check the repository in ${APT_SOURCES_PATH}"
 fi
@@ -227,7 +241,7 @@ PACKAGES_SUMMARY="kubeadm $have (preinstalled)"
   const body = `
 KUBE_VERSION=${shq(version)}
 CONTAINER_HOSTS=${spec.hosts.containers ? "true" : "false"}
-${source === "apt" ? `KEYRING=${shq(APT_KEYRING_PATH)}\nAPT_KEY_URL=${shq(aptKeyUrl(spec))}\n` : ""}CONTAINERD_MARKER=${shq(`${STATE_DIR}/state/containerd-config.sha256`)}
+${source === "apt" ? `KEYRING=${shq(APT_KEYRING_PATH)}\nAPT_KEY_URL=${shq(aptKeyUrl(spec))}\nAPT_KEY_FINGERPRINT=${shq((spec.kubernetes.packages.aptKeyFingerprint ?? "").replace(/ /g, "").toUpperCase())}\n` : ""}CONTAINERD_MARKER=${shq(`${STATE_DIR}/state/containerd-config.sha256`)}
 ${COMMON_FUNCTIONS.trim()}
 ${PREPARE_FUNCTIONS.trim()}
 

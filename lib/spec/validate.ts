@@ -432,26 +432,39 @@ function aptRepository(spec: ClusterSpec): Finding[] {
     aptRepository: "https://k8s-mirror.example.internal/kubernetes/{minor}/deb/",
     aptKeyUrl: "https://k8s-mirror.example.internal/kubernetes/{minor}/deb/Release.key",
   } as const;
-  return (["aptRepository", "aptKeyUrl"] as const).flatMap((field): Finding[] => {
-    const path = ["kubernetes", "packages", field];
-    const value = packages[field];
-    if (value === undefined) {
-      if (packages.source !== "apt") return [];
-      return [
-        {
-          path,
-          message:
-            `missing: with kubernetes.packages.source apt (the default when unset) the tool needs ${field}, e.g. ${field}: "${examples[field]}" ` +
-            "({minor} becomes v1.31), or set source: preinstalled if kubeadm, kubelet and kubectl are already on the hosts.",
-        },
-      ];
-    }
-    const problem =
-      field === "aptRepository"
-        ? aptRepositoryProblem(value, examples[field])
-        : httpsUrlProblem(value, examples[field], true);
-    return problem ? [{ path, message: `${show(value)} ${problem}.` }] : [];
-  });
+  return (["aptRepository", "aptKeyUrl"] as const)
+    .flatMap((field): Finding[] => {
+      const path = ["kubernetes", "packages", field];
+      const value = packages[field];
+      if (value === undefined) {
+        if (packages.source !== "apt") return [];
+        return [
+          {
+            path,
+            message:
+              `missing: with kubernetes.packages.source apt (the default when unset) the tool needs ${field}, e.g. ${field}: "${examples[field]}" ` +
+              "({minor} becomes v1.31), or set source: preinstalled if kubeadm, kubelet and kubectl are already on the hosts.",
+          },
+        ];
+      }
+      const problem =
+        field === "aptRepository"
+          ? aptRepositoryProblem(value, examples[field])
+          : httpsUrlProblem(value, examples[field], true);
+      return problem ? [{ path, message: `${show(value)} ${problem}.` }] : [];
+    })
+    .concat(
+      packages.source === "apt" && packages.aptKeyFingerprint === undefined
+        ? [
+            {
+              path: ["kubernetes", "packages", "aptKeyFingerprint"],
+              message:
+                "missing: the signing key is downloaded and then trusted for packages installed as root, so its fingerprint must be pinned. " +
+                "Check the key once (gpg --show-keys Release.key) against the repository's published fingerprint and write its 40 hex digits here.",
+            },
+          ]
+        : [],
+    );
 }
 
 // ---- load balancer ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@ function spec(mutate: (s: ClusterSpec) => void = () => {}): ClusterSpec {
   // The spec must name the apt repository (validation requires it for source "apt").
   s.kubernetes.packages.aptRepository = "https://k8s-mirror.example.internal/kubernetes/{minor}/deb/";
   s.kubernetes.packages.aptKeyUrl = "https://k8s-mirror.example.internal/kubernetes/{minor}/deb/Release.key";
+  s.kubernetes.packages.aptKeyFingerprint = "DE15B14486CD377B9E876E1A234654DA9A296436";
   mutate(s);
   return s;
 }
@@ -178,7 +179,7 @@ describe("prepareStep", () => {
       checkSpecText(
         exampleText.replace(
           "    source: preinstalled\n",
-          `    source: apt\n    aptRepository: ${JSON.stringify(repo)}\n    aptKeyUrl: ${JSON.stringify(key)}\n`,
+          `    source: apt\n    aptRepository: ${JSON.stringify(repo)}\n    aptKeyUrl: ${JSON.stringify(key)}\n    aptKeyFingerprint: DE15B14486CD377B9E876E1A234654DA9A296436\n`,
         ),
       ).problems.map((p) => p.path);
     expect(withApt("https://mirror.example/k8s/{minor} stable main")).toEqual([]);
@@ -192,6 +193,46 @@ describe("prepareStep", () => {
 });
 
 describe("prepare bash functions, run for real", () => {
+  test.skipIf(!requireTool("gpg"))(
+    "check_key_fingerprint: the pinned key passes; another key or a file that is no key is refused, naming the field",
+    () => {
+      const home = mkdtempSync(join(tmpdir(), "kha-gpg-"));
+      const gpg = (args: string[]) => run(["gpg", "--homedir", home, "--batch", ...args]);
+      const make = (uid: string) => {
+        expect(gpg(["--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "1d"]).code).toBe(0);
+        const key = join(home, `${uid}.asc`);
+        writeFileSync(key, gpg(["--armor", "--export", uid]).out);
+        const fpr = gpg(["--with-colons", "--fingerprint", uid]).out.match(/^fpr:+([0-9A-F]{40}):/m)![1]!;
+        return { key, fpr };
+      };
+      const good = make("kubeadm-ha-test-good");
+      const other = make("kubeadm-ha-test-other");
+      const junk = join(home, "junk.asc");
+      writeFileSync(junk, "<html>not a key</html>\n");
+      const check = (file: string, want: string) =>
+        run(
+          [
+            "bash",
+            "-c",
+            `${PRELUDE}${PREPARE_FUNCTIONS}\ncheck_key_fingerprint "$1" "$2" https://mirror.example/Release.key\necho trusted`,
+            "x",
+            file,
+            want,
+          ],
+          undefined,
+          {
+            GNUPGHOME: home,
+          },
+        );
+      expect(check(good.key, good.fpr).out).toContain("trusted");
+      const wrong = check(other.key, good.fpr);
+      expect(wrong.code).toBe(1);
+      expect(wrong.err).toContain(`has fingerprint(s) ${other.fpr}`);
+      expect(wrong.err).toContain("kubernetes.packages.aptKeyFingerprint");
+      expect(check(junk, good.fpr).err).toContain("none (not an OpenPGP key)");
+    },
+  );
+
   test("disable_swap_in_fstab comments out swap entries once and keeps the rest and the mode", () => {
     const dir = mkdtempSync(join(tmpdir(), "kha-fstab-"));
     const fstab = join(dir, "fstab");

@@ -63,6 +63,7 @@ describe("per-minor facts in the rendered files", () => {
           source: "apt",
           aptRepository: "https://k8s-mirror.example.internal/kubernetes/{minor}/deb/",
           aptKeyUrl: "https://k8s-mirror.example.internal/kubernetes/{minor}/deb/Release.key",
+          aptKeyFingerprint: "DE15B14486CD377B9E876E1A234654DA9A296436",
         };
       });
     const s31 = prepareStep(apt("1.31.4"), apt("1.31.4").nodes[0]!).script;

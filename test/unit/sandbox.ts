@@ -42,6 +42,7 @@ const STUBS = [
   "systemd-detect-virt",
   "systemd-run",
   "systemd-tmpfiles",
+  "gpg",
   "timedatectl",
   "timeout",
 ];
@@ -138,6 +139,8 @@ case "$name" in
   systemctl) case "${"$"}{1:-}" in is-enabled) exit 1 ;; esac ;;
   systemd-detect-virt) echo none; exit 1 ;;
   timedatectl) echo yes ;;
+  # The key the injection spec pins (kubernetes.packages.aptKeyFingerprint).
+  gpg) echo "fpr:::::::::DE15B14486CD377B9E876E1A234654DA9A296436:" ;;
   sysctl) [ "${"$"}{1:-}" = -n ] && echo 1 ;;
   ss) echo "LISTEN 0 4096 *:8443 *:*" ;;
   ip) echo "2: eth0    inet 10.0.0.10/24 scope global eth0" ;;

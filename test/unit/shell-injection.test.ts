@@ -33,6 +33,7 @@ const BASE = {
       source: "apt",
       aptRepository: "https://k8s-mirror.example.internal/kubernetes/{minor}/deb/",
       aptKeyUrl: "https://k8s-mirror.example.internal/kubernetes/{minor}/deb/Release.key",
+      aptKeyFingerprint: "DE15B14486CD377B9E876E1A234654DA9A296436",
     },
   },
   ssh: {
