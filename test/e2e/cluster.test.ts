@@ -55,6 +55,8 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
     const init = (await labExec("cp-1", "cat /var/log/kubeadm-standin.log")).stdout;
     expect(init).toMatch(/kubeadm init --config \S+ --skip-token-print/);
     expect(init).toContain(`controlPlaneEndpoint: ${VIP}:${PORT}`);
+    // The pod network came from the pinned file on cp-1 (nothing is downloaded in the lab).
+    expect(init).toMatch(/ kubectl .*apply --server-side --force-conflicts -f \/etc\/kha-lab\/cni\/calico\.yaml/);
     // one token per join (3) and one certificate upload per control-plane join (2), all on cp-1
     expect(init.match(/ kubeadm token create --config /g)?.length).toBe(3);
     expect(init.match(/ kubeadm init phase upload-certs --upload-certs --config /g)?.length).toBe(2);

@@ -559,7 +559,9 @@ describe.skipIf(lab.skip)("lab (real hosts)", () => {
       expect(await waitFor(async () => (await labExec("cp-2", "pgrep -x etcd")).code === 1, 15_000, 200)).toBe(true);
       const t0 = Date.now();
       // kubeadm retries each member for timeouts.etcdAPICall (8 s here) before it gives up.
-      const unhealthy = await run(sshArgv("cp-3", "kubeadm join --config /root/join.yaml"), { timeoutMs: 60_000 });
+      const unhealthy = await run(sshArgv("cp-3", "kubeadm join --config /root/join.yaml", { user: "root" }), {
+        timeoutMs: 60_000,
+      });
       fail(unhealthy);
       expect(unhealthy.stderr).toContain("etcd cluster is not healthy: https://198.18.0.12:2379 (member cp-2)");
       expect(Date.now() - t0).toBeGreaterThan(8000);

@@ -9,7 +9,7 @@
 // manifests, run by the kubelet stand-in; kubeadm/kubectl/kubelet are stand-ins too
 // (test/lab/standins). test/lab/README.md has the measurements behind the flags.
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import {
   chmodSync,
   chownSync,
@@ -345,6 +345,7 @@ async function prepareHost(node: LabNode, root: string, ctx: HostContext): Promi
   }
   remove(root, "/var/log/kubeadm-standin.log");
   put(root, "/etc/kha-lab/nodes", `${ctx.nodes.map((n) => `${n.name} ${n.role}`).join("\n")}\n`);
+  put(root, LAB_CNI_MANIFEST_PATH, LAB_CNI_MANIFEST);
   // Where the stand-ins find bun and their TypeScript helpers (kubeadm-api.ts) inside the host.
   put(root, "/etc/kha-lab/env", `BUN=${ctx.bun}\nSTANDINS=${standins}\n`);
   put(root, "/etc/kha-lab/cluster-ca.crt", ctx.clusterCa);
@@ -711,6 +712,12 @@ function sameNodes(a: LabNode[], b: LabNode[]): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
+/** The pod network manifest every lab host carries (the kubectl stand-in records what it applies). */
+export const LAB_CNI_MANIFEST_PATH = "/etc/kha-lab/cni/calico.yaml";
+const LAB_CNI_MANIFEST =
+  "# LAB STAND-IN pod network manifest: applied by the CNI step, recorded by the kubectl stand-in.\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kha-lab-cni\n  namespace: kube-system\n";
+export const LAB_CNI_MANIFEST_SHA256 = createHash("sha256").update(LAB_CNI_MANIFEST).digest("hex");
+
 function labSpecYaml(nodes: LabNode[]): string {
   const spec = {
     name: "lab",
@@ -721,6 +728,9 @@ function labSpecYaml(nodes: LabNode[]): string {
     terraform: { resources: "builtin" },
     // The lab's hosts are containers: kernel modules and sysctls are the machine's to set.
     hosts: { containers: true },
+    // A pod network from a file on the first control plane (what an air-gapped site does), pinned by
+    // its sha256: the lab reaches nothing outside 198.18.0.0/15, so no manifest is downloaded.
+    networking: { cni: { name: "calico", manifest: LAB_CNI_MANIFEST_PATH, sha256: LAB_CNI_MANIFEST_SHA256 } },
   };
   return `# The lab cluster, written by \`bun scripts/lab.ts up\`; paths are relative to this file.\n${stringify(spec)}`;
 }
