@@ -1,5 +1,5 @@
 // bun run secrets: generate (once) or rotate the cluster's secrets, kept 0600 outside version control.
-import { parseCommand, runCommand } from "../lib/cli.ts";
+import { defineCommand, JSON_FLAG, runCommand, SPEC_FLAG } from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
 import {
   type ClusterSecrets,
@@ -9,7 +9,6 @@ import {
   saveSecrets,
   secretsPath,
 } from "../lib/secrets.ts";
-import { loadSpec, specPath } from "../lib/spec/load.ts";
 
 const ROTATABLE: Record<string, keyof ClusterSecrets> = {
   "vrrp-password": "vrrpPassword",
@@ -17,21 +16,32 @@ const ROTATABLE: Record<string, keyof ClusterSecrets> = {
   "join-seed": "joinSeed",
 };
 
-await runCommand(() => {
-  const { values, positionals } = parseCommand({
-    name: "secrets",
-    usage: "bun run secrets [SPEC] [--rotate NAME[,NAME...]] [--json]",
-    description:
-      "Creates the cluster's secrets (VRRP and stats passwords, the join seed every join derives its own bootstrap token and certificate key from, cluster CA) on first use and prints where they are and the CA hash joins verify. Values are never printed. --rotate replaces the named ones (vrrp-password, stats-password, join-seed) and bumps the version, so the next deploy re-runs the steps that upload them. The CA cannot be rotated this way.",
-    options: { rotate: { type: "string" }, json: { type: "boolean" } },
-    allowPositionals: true,
-  });
-  const spec = loadSpec(specPath(positionals[0]));
+const command = defineCommand({
+  name: "secrets",
+  usage: "bun run secrets [--spec FILE] [--rotate NAME[,NAME...]] [--json]",
+  description:
+    "Creates the cluster's secrets (VRRP and stats passwords, the join seed every join derives its own bootstrap token and certificate key from, cluster CA) on first use and prints where they are and the CA hash joins verify. Values are never printed. --rotate replaces the named ones and bumps the version, so the next deploy re-runs the steps that upload them. The CA cannot be rotated this way. Writes a local 0600 file only; contacts no host.",
+  options: {
+    ...SPEC_FLAG,
+    rotate: {
+      type: "string",
+      value: "NAMES",
+      description: "replace these secrets (comma-separated: vrrp-password, stats-password, join-seed)",
+    },
+    ...JSON_FLAG,
+  },
+  spec: "local",
+  specPositional: true,
+  exits: { 0: "secrets exist (created or rotated)", 2: "bad input (flag, spec, secrets file)" },
+  jsonData: "{file, version, caCertHash}",
+  examples: ["bun run secrets --spec cluster.yaml", "bun run secrets --spec cluster.yaml --rotate stats-password"],
+});
+
+await runCommand(command, (cli) => {
+  const spec = cli.spec();
   let s = ensureSecrets(spec);
-  if (values.rotate) {
-    const names = String(values.rotate)
-      .split(",")
-      .map((n) => n.trim());
+  if (cli.values.rotate !== undefined) {
+    const names = cli.values.rotate.split(",").map((n) => n.trim());
     const fresh = generateSecrets();
     for (const n of names) {
       const field = ROTATABLE[n];
@@ -47,7 +57,7 @@ await runCommand(() => {
     saveSecrets(spec, s);
   }
   const info = { file: secretsPath(spec), version: s.version, caCertHash: caCertHash(s.caCert) };
-  if (values.json) process.stdout.write(`${JSON.stringify(info)}\n`);
-  else
+  if (!cli.json)
     process.stdout.write(`secrets: ${info.file} (version ${info.version}, mode 0600)\nCA hash: ${info.caCertHash}\n`);
+  return { data: info };
 });

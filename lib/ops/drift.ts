@@ -215,11 +215,11 @@ export function fixPlan(spec: ClusterSpec, addresses: string[], opts: { yes?: bo
   const cwd = stackDir(spec);
   return {
     cwd,
+    // Without --yes terraform shows the plan and asks (which -input=false would refuse outright).
     argv: [
       "terraform",
       "apply",
-      "-input=false",
-      ...(opts.yes ? ["-auto-approve"] : []),
+      ...(opts.yes ? ["-input=false", "-auto-approve"] : []),
       ...addresses.map((a) => `-replace=${a}`),
     ],
     variables: opts.variables,
