@@ -6,8 +6,8 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:os";
 import { dirname } from "node:path";
-import { progress } from "../cli.ts";
 import { UserError } from "../errors.ts";
+import { progress } from "../progress.ts";
 import { hostProblems } from "../remote/host-problems.ts";
 import { type ConnectOptions, connectNode, type Remote, sq } from "../remote/ssh.ts";
 import type { ClusterSpec } from "../spec/schema.ts";

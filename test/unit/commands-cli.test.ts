@@ -350,3 +350,16 @@ describe("exit codes", () => {
     expect(r.stderr).toContain("chmod 600");
   });
 });
+
+describe("layers", () => {
+  test("library layers report progress through lib/progress.ts, not the command-line module", () => {
+    // lib/etcd/flags.ts is the etcd commands' flag definitions: command-line by nature.
+    const found = Bun.spawnSync(["grep", "-rlE", 'from "(\\.\\./)+cli\\.ts"', join(ROOT, "lib")]).stdout.toString();
+    const importers = found
+      .split("\n")
+      .filter(Boolean)
+      .map((f) => f.slice(ROOT.length + 1))
+      .filter((f) => f !== "lib/etcd/flags.ts");
+    expect(importers).toEqual([]);
+  });
+});
