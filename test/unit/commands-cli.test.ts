@@ -88,6 +88,32 @@ describe("--help", () => {
   }, 120_000);
 });
 
+describe("README", () => {
+  test("its command table lists every command with every flag its --help lists", async () => {
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    const start = readme.indexOf("\n| command ", readme.indexOf("### Commands"));
+    const table = readme.slice(start, readme.indexOf("\n\n", start + 1));
+    const problems: string[] = [];
+    const helps = await eachLimited(COMMANDS, (c) =>
+      run([...c.argv.slice(0, c.argv[0] === "scripts/tf.ts" ? 2 : 1), "--help"]),
+    );
+    COMMANDS.forEach((c, i) => {
+      const row = table.split("\n").find((l) => l.includes(`\`${c.name} `) || l.includes(`\`${c.name}\``));
+      if (!row) return problems.push(`${c.name}: no row`);
+      for (const m of helps[i]!.stdout.matchAll(/^ {2}(?:-\w, | {4})(--[a-z-]+)/gm))
+        if (m[1] !== "--help" && !row.includes(m[1]!)) problems.push(`${c.name}: ${m[1]} missing`);
+    });
+    expect(problems).toEqual([]);
+  }, 120_000);
+
+  test("exit codes are one table, and drift's 3 is in it", () => {
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    expect(readme.match(/^\| code +\| meaning/gm)).toHaveLength(1);
+    expect(readme).toMatch(/^\| 3 +\| .*`drift` found drift/m);
+    expect(readme).not.toContain("64 bad input");
+  });
+});
+
 describe("bad input: exit 2, one paragraph naming the flag or field, no stack trace", () => {
   test("an unknown flag, every command (deploy/diff/destroy pass flags on to cdktf, which checks them)", async () => {
     const cases = COMMANDS.filter((c) => c.argv[0] !== "scripts/tf.ts");
