@@ -99,7 +99,10 @@ describe("README", () => {
     );
     COMMANDS.forEach((c, i) => {
       const row = table.split("\n").find((l) => l.includes(`\`${c.name} `) || l.includes(`\`${c.name}\``));
-      if (!row) return problems.push(`${c.name}: no row`);
+      if (!row) {
+        problems.push(`${c.name}: no row`);
+        return;
+      }
       for (const m of helps[i]!.stdout.matchAll(/^ {2}(?:-\w, | {4})(--[a-z-]+)/gm))
         if (m[1] !== "--help" && !row.includes(m[1]!)) problems.push(`${c.name}: ${m[1]} missing`);
     });
