@@ -38,21 +38,23 @@ const command = defineCommand({
 });
 
 await runCommand(command, (cli) => {
+  // Every name checked before anything is created or changed.
+  const fields = (cli.values.rotate?.split(",") ?? []).map((raw) => {
+    const n = raw.trim();
+    const field = ROTATABLE[n];
+    if (!field)
+      throw new UserError(
+        n === "bootstrap-token" || n === "certificate-key"
+          ? `--rotate: "${n}" is not stored any more: every join mints its own and deletes it afterwards. Rotate join-seed to replace what they are derived from.`
+          : `--rotate: "${n}" is not a rotatable secret. Use one or more of ${Object.keys(ROTATABLE).join(", ")}.`,
+      );
+    return field;
+  });
   const spec = cli.spec();
   let s = ensureSecrets(spec);
-  if (cli.values.rotate !== undefined) {
-    const names = cli.values.rotate.split(",").map((n) => n.trim());
+  if (fields.length) {
     const fresh = generateSecrets();
-    for (const n of names) {
-      const field = ROTATABLE[n];
-      if (!field)
-        throw new UserError(
-          n === "bootstrap-token" || n === "certificate-key"
-            ? `--rotate: "${n}" is not stored any more: every join mints its own and deletes it afterwards. Rotate join-seed to replace what they are derived from.`
-            : `--rotate: "${n}" is not a rotatable secret. Use one or more of ${Object.keys(ROTATABLE).join(", ")}.`,
-        );
-      s = { ...s, [field]: fresh[field] };
-    }
+    for (const field of fields) s = { ...s, [field]: fresh[field] };
     s = { ...s, version: s.version + 1 };
     saveSecrets(spec, s);
   }

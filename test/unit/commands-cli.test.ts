@@ -368,6 +368,16 @@ describe("exit codes", () => {
     expect(bad.code).toBe(2);
   });
 
+  test("secrets --rotate with a bad name creates and changes nothing", async () => {
+    const dir = join(work, "untouched");
+    const r = await run(["scripts/secrets.ts", "--spec", EXAMPLE, "--rotate", "stats-password,ca-key"], {
+      KUBEADM_HA_SECRETS_DIR: dir,
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`--rotate: "ca-key" is not a rotatable secret`);
+    expect(existsSync(join(dir, "example.json"))).toBe(false);
+  });
+
   test("a secrets file readable by others is refused", async () => {
     const dir = join(work, "loose");
     mkdirSync(dir);
