@@ -1,38 +1,152 @@
-// Shared command-line plumbing: flag parsing with --help, one-paragraph errors, progress lines.
-import { type ParseArgsConfig, parseArgs } from "node:util";
-import { UserError } from "./errors.ts";
+// Shared command-line plumbing, one of each for every command: the flag parser and its --help
+// (one line per flag, from the flag definitions), the spec convention (--spec, CLUSTER_SPEC,
+// ./cluster.yaml), the JSON envelope {ok, command, data, error}, the confirmation before a host
+// changes, one-paragraph errors with the exit codes of lib/errors.ts, and progress lines.
+import { createInterface } from "node:readline/promises";
+import { parseArgs } from "node:util";
+import { EXIT, UserError } from "./errors.ts";
+import { chooseSpecFile, loadChosenSpec, type SpecChoice, type SpecUse } from "./spec/load.ts";
+import type { ClusterSpec } from "./spec/schema.ts";
 
-type Options = NonNullable<ParseArgsConfig["options"]>;
+export { type Progress, progress } from "./progress.ts";
 
-export interface CommandDef<O extends Options> {
+/** One flag: its type, an optional one-letter alias, and the line --help shows for it. */
+export interface FlagDef {
+  type: "string" | "boolean";
+  short?: string;
+  /** One line for --help (every command under scripts/ has one; a test checks). */
+  description?: string;
+  /** The value's placeholder in --help, e.g. FILE (string flags; VALUE when absent). */
+  value?: string;
+}
+export type Flags = Record<string, FlagDef>;
+
+export interface CommandDef<O extends Flags> {
+  /** As the user types it after `bun run`, e.g. "etcd:backup". */
   name: string;
+  /** The command line, e.g. "bun run verify [--spec FILE] [--json]". */
   usage: string;
   /** One paragraph shown by --help. */
   description: string;
   options: O;
+  /** Positional arguments, shown by --help; a command without them refuses any. */
+  positionals?: { name: string; description: string }[];
+  /** Exit codes, code -> meaning, shown by --help (the README's table says the same). */
+  exits?: Record<number, string>;
+  /** The shape of `data` in the --json envelope, shown by --help. */
+  jsonData?: string;
+  examples?: string[];
+  /** How the command uses its spec (see SpecUse); it must then have the --spec flag. */
+  spec?: SpecUse;
+  /** A positional SPEC is accepted as a deprecated alias of --spec (a warning says so). */
+  specPositional?: boolean;
+  /** Legacy: accept positionals without describing them. */
   allowPositionals?: boolean;
 }
 
+/** The --spec flag, the same for every command. */
+export const SPEC_FLAG = {
+  spec: {
+    type: "string",
+    value: "FILE",
+    description: "the cluster spec (default: $CLUSTER_SPEC, else ./cluster.yaml)",
+  },
+} as const;
+
+/** The --json flag, the same for every command. */
+export const JSON_FLAG = {
+  json: { type: "boolean", description: "print one JSON envelope {ok, command, data, error} on stdout" },
+} as const;
+
+const HELP_FLAG = { help: { type: "boolean", short: "h", description: "print this help" } } as const;
+
+type Parsed<O extends Flags> = ReturnType<
+  typeof parseArgs<{ options: O & typeof HELP_FLAG; allowPositionals: true; strict: true }>
+>;
+export type Values<O extends Flags> = Parsed<O>["values"];
+
+/** A command definition, kept with its literal flag types (for typed `values`). */
+export function defineCommand<const O extends Flags>(def: CommandDef<O>): CommandDef<O> {
+  return def;
+}
+
+/** Wrap `text` at `width` columns, every line after the first indented by `indent`. */
+function wrap(text: string, width: number, indent = ""): string {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    const next = line ? `${line} ${word}` : word;
+    if (next.length > width - (lines.length ? indent.length : 0) && line) {
+      lines.push(line);
+      line = word;
+    } else line = next;
+  }
+  if (line) lines.push(line);
+  return lines.map((l, i) => (i === 0 ? l : `${indent}${l}`)).join("\n");
+}
+
+/** The --help text: usage, description, one line per flag and argument, exit codes, JSON data, examples. */
+export function helpText<O extends Flags>(def: CommandDef<O>): string {
+  const width = 100;
+  const flag = ([name, f]: [string, FlagDef]) =>
+    `${f.short ? `-${f.short}, ` : "    "}--${name}${f.type === "string" ? ` ${f.value ?? "VALUE"}` : ""}`;
+  const flags = Object.entries({ ...def.options, ...HELP_FLAG } as Flags);
+  const args = def.positionals ?? [];
+  const left = Math.max(...flags.map((f) => flag(f).length), ...args.map((a) => a.name.length + 4)) + 2;
+  const row = (l: string, text: string) => `  ${l.padEnd(left)}${wrap(text, width - left - 2, " ".repeat(left + 2))}`;
+  const parts = [`usage: ${def.usage}`, wrap(def.description, width)];
+  if (args.length) parts.push(`arguments:\n${args.map((a) => row(`    ${a.name}`, a.description)).join("\n")}`);
+  parts.push(`flags:\n${flags.map((f) => row(flag(f), f[1].description ?? "")).join("\n")}`);
+  if (def.exits)
+    parts.push(
+      `exit codes:\n${Object.entries(def.exits)
+        .map(([code, meaning]) => `  ${code.padEnd(4)}${wrap(meaning, width - 6, "      ")}`)
+        .join("\n")}`,
+    );
+  if (def.jsonData) parts.push(`--json data: ${wrap(def.jsonData, width - 13, "  ")}`);
+  if (def.examples?.length) parts.push(`examples:\n${def.examples.map((e) => `  ${e}`).join("\n")}`);
+  return `${parts.join("\n\n")}\n`;
+}
+
+/** node's parseArgs errors, said shortly: which flag, and which flags there are. */
+function parseProblem(e: Error & { code?: string }, options: Flags): string {
+  const flag = /'(-[^' ]+)/.exec(e.message)?.[1] ?? "";
+  const known = Object.keys(options)
+    .map((k) => `--${k}`)
+    .join(", ");
+  if (e.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION")
+    return `unknown flag ${flag}. The flags are ${known || "(none)"} and --help.`;
+  if (e.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+    const value = options[flag.replace(/^--/, "")]?.value ?? "VALUE";
+    return /argument missing/.test(e.message)
+      ? `${flag} needs a value: ${flag} ${value}.`
+      : `${flag} takes no value: write ${flag} alone.`;
+  }
+  return `${e.message}. Run with --help to see the accepted flags.`;
+}
+
 /**
- * Parse argv for a command. --help prints usage and exits 0; an unknown flag is a
+ * Parse argv for a command. --help prints the help and exits 0; an unknown flag is a
  * UserError (exit 2) that names the flag.
  */
-export function parseCommand<O extends Options>(def: CommandDef<O>, argv = process.argv.slice(2)) {
-  const options = { ...def.options, help: { type: "boolean", short: "h" } } as O & {
-    help: { type: "boolean"; short: "h" };
-  };
-  let parsed: ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: boolean; strict: true }>>;
+export function parseCommand<O extends Flags>(def: CommandDef<O>, argv = process.argv.slice(2)): Parsed<O> {
+  const options = { ...def.options, ...HELP_FLAG } as O & typeof HELP_FLAG;
+  let parsed: Parsed<O>;
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: def.allowPositionals ?? false, strict: true });
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true }) as Parsed<O>;
   } catch (e) {
-    throw new UserError(`${def.name}: ${(e as Error).message}. Run with --help to see the accepted flags.`);
+    throw new UserError(`${def.name}: ${parseProblem(e as Error & { code?: string }, def.options)}`);
   }
   if ((parsed.values as Record<string, unknown>).help) {
-    const flags = Object.entries(def.options)
-      .map(([k, v]) => `  --${k}${v.type === "string" ? " VALUE" : ""}`)
-      .join("\n");
-    process.stdout.write(`usage: ${def.usage}\n\n${def.description}\n\nflags:\n${flags}\n  --help\n`);
+    process.stdout.write(helpText(def));
     process.exit(0);
+  }
+  const accepted = def.allowPositionals || def.specPositional ? Infinity : (def.positionals?.length ?? 0);
+  if (parsed.positionals.length > accepted) {
+    const extra = parsed.positionals.slice(accepted).map((p) => JSON.stringify(p));
+    throw new UserError(
+      `${def.name}: unexpected argument ${extra.join(" ")}. ${def.spec ? "Name the spec with --spec FILE. " : ""}Run with --help to see the accepted arguments.`,
+    );
   }
   return parsed;
 }
@@ -44,30 +158,146 @@ export function checkedFlag(flag: string, value: string, problem: (value: string
   return value;
 }
 
-/** Run a command's main: UserError -> its message and exit code, anything else -> exit 1 without a stack unless KUBEADM_HA_DEBUG is set. */
-export async function runCommand(
-  // biome-ignore lint/suspicious/noConfusingVoidType: commands may return nothing (exit 0) or an exit code
-  main: () => Promise<number | undefined | void> | number | undefined | void,
+/** What a command's main hands back: its exit code, the envelope's data, and the error message when it failed. */
+export interface Outcome {
+  code?: number;
+  data?: unknown;
+  /** One paragraph: why the command did not succeed (for the envelope's error; text output says it its own way). */
+  error?: string;
+}
+
+/** The one --json shape of every command. `ok` is true exactly when the exit code is 0. */
+export interface Envelope {
+  ok: boolean;
+  command: string;
+  data: unknown;
+  error: { message: string; code: number } | null;
+}
+
+export function envelope(command: string, code: number, data: unknown, message?: string): Envelope {
+  return {
+    ok: code === EXIT.ok,
+    command,
+    data: data ?? null,
+    error: code === EXIT.ok ? null : { message: message ?? `${command} exited ${code}`, code },
+  };
+}
+
+/** What a running command knows: its flags, whether --json was asked for, and its spec. */
+export interface Invocation<O extends Flags> {
+  values: Values<O>;
+  positionals: string[];
+  json: boolean;
+  /** The spec file by the one convention (never the example unless the command may use it). */
+  specChoice(): SpecChoice;
+  /** The spec, loaded once on first use. */
+  spec(): ClusterSpec;
+  /** Ask before changing hosts (or go on with --yes); see confirmChange. */
+  confirm(what: string, opts?: { yes?: boolean }): Promise<void>;
+  /** Print the outcome (the envelope with --json) and exit: for signal handlers that cannot return. */
+  exit(code: number, outcome?: Outcome): never;
+}
+
+// biome-ignore lint/suspicious/noConfusingVoidType: a main may return nothing (exit 0)
+type MainResult = number | undefined | void | Outcome;
+
+/**
+ * Ask before a command changes hosts: go on with `yes`; without a terminal, refuse (exit 2) and
+ * say to pass --yes; otherwise ask on stderr and go on only for "yes". Nothing is changed on refusal.
+ */
+export async function confirmChange(opts: { command: string; what: string; yes?: boolean }): Promise<void> {
+  if (opts.yes) return;
+  if (!process.stdin.isTTY)
+    throw new UserError(
+      `${opts.command} ${opts.what}. There is no terminal to ask for confirmation: pass --yes to go on. Nothing was changed.`,
+    );
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  const answer = await rl.question(`${opts.command} ${opts.what}. Type yes to go on: `).finally(() => rl.close());
+  if (answer.trim().toLowerCase() !== "yes")
+    throw new UserError(`${opts.command}: not confirmed; nothing was changed. Pass --yes to skip the question.`);
+}
+
+function finish(command: string, json: boolean, code: number, outcome: Outcome = {}): never {
+  if (json) process.stdout.write(`${JSON.stringify(envelope(command, code, outcome.data, outcome.error), null, 2)}\n`);
+  process.exit(code);
+}
+
+/**
+ * Run a command: parse its flags (--help, bad flags), pick its spec, run `main`, print the
+ * envelope with --json, and exit with the code. A UserError becomes its one paragraph and exit
+ * code; anything else exits 1 without a stack unless KUBEADM_HA_DEBUG is set. In JSON mode every
+ * outcome, errors included, is one envelope on stdout.
+ *
+ * The one-argument form (no definition) is for entry points that parse their own arguments.
+ */
+export async function runCommand(main: () => Promise<MainResult> | MainResult): Promise<never>;
+export async function runCommand<O extends Flags>(
+  def: CommandDef<O>,
+  main: (cli: Invocation<O>) => Promise<MainResult> | MainResult,
+  argv?: string[],
+): Promise<never>;
+export async function runCommand<O extends Flags>(
+  defOrMain: CommandDef<O> | (() => Promise<MainResult> | MainResult),
+  main?: (cli: Invocation<O>) => Promise<MainResult> | MainResult,
+  argv = process.argv.slice(2),
 ): Promise<never> {
+  const def = typeof defOrMain === "function" ? undefined : defOrMain;
+  const command = def?.name ?? "command";
+  const dashDash = argv.indexOf("--");
+  const json = !!def?.options.json && (dashDash < 0 ? argv : argv.slice(0, dashDash)).includes("--json");
   try {
-    const code = await main();
-    process.exit(typeof code === "number" ? code : 0);
+    const result = def ? await main!(invocation(def, argv, json)) : await (defOrMain as () => MainResult)();
+    const outcome: Outcome = typeof result === "object" && result !== null ? result : { code: result ?? EXIT.ok };
+    return finish(command, json, outcome.code ?? EXIT.ok, outcome);
   } catch (e) {
     if (e instanceof UserError) {
-      process.stderr.write(`error: ${e.message}\n`);
-      process.exit(e.exitCode);
+      if (!json) process.stderr.write(`error: ${e.message}\n`);
+      return finish(command, json, e.exitCode, { error: e.message });
     }
     const err = e as Error;
-    process.stderr.write(`internal error: ${err?.message ?? String(e)}\n`);
-    if (process.env.KUBEADM_HA_DEBUG) process.stderr.write(`${err?.stack ?? ""}\n`);
-    else process.stderr.write("(set KUBEADM_HA_DEBUG=1 for the stack trace)\n");
-    process.exit(1);
+    const message = `internal error: ${err?.message ?? String(e)}`;
+    const debug = process.env.KUBEADM_HA_DEBUG ? (err?.stack ?? "") : "(set KUBEADM_HA_DEBUG=1 for the stack trace)";
+    process.stderr.write(`${message}\n${debug}\n`);
+    return finish(command, json, EXIT.failed, { error: message });
   }
 }
 
-const started = Date.now();
-/** A progress line on stderr: elapsed time, host, phase, message. Keeps stdout clean for --json. */
-export function progress(host: string, phase: string, message: string): void {
-  const s = ((Date.now() - started) / 1000).toFixed(1).padStart(6);
-  process.stderr.write(`[${s}s] ${host.padEnd(12)} ${phase.padEnd(10)} ${message}\n`);
+function invocation<O extends Flags>(def: CommandDef<O>, argv: string[], json: boolean): Invocation<O> {
+  const { values, positionals } = parseCommand(def, argv);
+  let flag = (values as { spec?: string }).spec;
+  let rest = positionals;
+  if (def.specPositional && positionals.length > 0) {
+    if (positionals.length > 1 || flag !== undefined)
+      throw new UserError(
+        `${def.name}: one spec only: pass it as --spec FILE (got ${[...(flag !== undefined ? [`--spec ${flag}`] : []), ...positionals].join(", ")}).`,
+      );
+    process.stderr.write(
+      `warning: a spec file as a plain argument is deprecated; write --spec ${positionals[0]} instead.\n`,
+    );
+    flag = positionals[0];
+    rest = [];
+  }
+  let choice: SpecChoice | undefined;
+  let spec: ClusterSpec | undefined;
+  const specChoice = () => {
+    if (!def.spec) throw new Error(`${def.name} declares no spec use`);
+    if (!choice) {
+      choice = chooseSpecFile({ command: def.name, use: def.spec, flag });
+      if (choice.note) process.stderr.write(`${choice.note}\n`);
+    }
+    return choice;
+  };
+  return {
+    values,
+    positionals: rest,
+    json,
+    specChoice,
+    spec: () => {
+      spec ??= loadChosenSpec(specChoice());
+      return spec;
+    },
+    confirm: (what, opts = {}) =>
+      confirmChange({ command: def.name, what, yes: opts.yes ?? (values as { yes?: boolean }).yes }),
+    exit: (code, outcome) => finish(def.name, json, code, outcome),
+  };
 }

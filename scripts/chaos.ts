@@ -1,7 +1,6 @@
 // bun run chaos: the seed's section 8 failure matrix against the spec's cluster; see lib/ops/chaos.ts.
-import { createInterface } from "node:readline";
-import { parseCommand, progress, runCommand } from "../lib/cli.ts";
-import { UserError } from "../lib/errors.ts";
+import { defineCommand, JSON_FLAG, progress, runCommand, SPEC_FLAG } from "../lib/cli.ts";
+import { EXIT, UserError } from "../lib/errors.ts";
 import {
   active,
   type CaseResult,
@@ -17,9 +16,11 @@ import {
   snapshot,
 } from "../lib/ops/chaos.ts";
 import { DEFAULT_STOP_UNITS } from "../lib/ops/chaos-fault.ts";
-import { closeAll, connectAll } from "../lib/ops/connect.ts";
-import { loadSpec, specPath } from "../lib/spec/load.ts";
+import { closeAll, connectAll, hostProblems } from "../lib/ops/connect.ts";
 import { controlPlanes } from "../lib/spec/topology.ts";
+
+/** The cluster was not healthy (or not reachable) before anything was broken. */
+const UNHEALTHY = 3;
 
 function wholeNumber(flag: string, value: string | undefined, def: number, min: number, max: number): number {
   if (value === undefined) return def;
@@ -29,34 +30,56 @@ function wholeNumber(flag: string, value: string | undefined, def: number, min: 
   return n;
 }
 
-async function confirm(question: string): Promise<boolean> {
-  if (!process.stdin.isTTY) return false;
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  const answer = await new Promise<string>((res) => rl.question(question, res));
-  rl.close();
-  return answer.trim().toLowerCase() === "yes";
-}
-
-await runCommand(async () => {
-  const { values, positionals } = parseCommand({
-    name: "chaos",
-    usage: "bun run chaos [--max-down N] [--mode isolate|stop] [--yes] [--json] [--dry-run] [SPEC]",
-    description:
-      "Runs the runbook's failure matrix against the cluster: for k = 1 .. --max-down control planes (default 1), takes them down, watches GET /healthz through the VIP (from this machine), where the VIP is, etcd quorum (etcdctl on every control plane) and running pods (kubectl, when the cluster has one), restores them, waits until the cluster is healthy again and prints expected vs observed with the time to recover. --mode isolate (default) drops every packet of the node except the SSH connection this command drives it through (nft, in tables named kubeadm_ha_chaos; ARP too, so an isolated node cannot keep attracting VIP traffic); --mode stop stops --stop-units (default kubelet,containerd,etcd; running containers are stopped with crictl first). Every fault arms a timer on the node (--rollback-after, default 120 s) that undoes it if this command dies or loses the connection; Ctrl-C restores at once. More than one node down needs --yes or typing yes at the prompt. Refuses to start when the cluster is not healthy (VIP on exactly one control plane, /healthz 200, every etcd member healthy). --dry-run prints the plan and the health check only. Exit 0 when every case matched and recovered, 1 when one did not, 2 on bad input, 3 when the cluster was not healthy to begin with.",
-    options: {
-      "max-down": { type: "string" },
-      mode: { type: "string" },
-      yes: { type: "boolean" },
-      json: { type: "boolean" },
-      "dry-run": { type: "boolean" },
-      observe: { type: "string" },
-      "recover-timeout": { type: "string" },
-      "rollback-after": { type: "string" },
-      "stop-units": { type: "string" },
+const command = defineCommand({
+  name: "chaos",
+  usage: "bun run chaos [--spec FILE] [--max-down N] [--mode isolate|stop] [--yes] [--json] [--dry-run]",
+  description:
+    "Runs the runbook's failure matrix against the cluster: for k = 1 .. --max-down control planes, takes them down, watches GET /healthz through the VIP (from this machine), where the VIP is, etcd quorum (etcdctl on every control plane) and running pods (kubectl, when the cluster has one), restores them, waits until the cluster is healthy again and prints expected vs observed with the time to recover. isolate drops every packet of the node except the SSH connection this command drives it through (nft tables named kubeadm_ha_chaos; ARP too); stop stops --stop-units (running containers are stopped with crictl first). Every fault arms a timer on the node (--rollback-after) that undoes it if this command dies or loses the connection; Ctrl-C restores at once. Refuses to start when the cluster is not healthy (VIP on exactly one control plane, /healthz 200, every etcd member healthy). Asks first unless --yes (or --dry-run).",
+  options: {
+    ...SPEC_FLAG,
+    "max-down": { type: "string", value: "N", description: "take up to N control planes down at once (default 1)" },
+    mode: { type: "string", value: "MODE", description: "isolate (network cut, default) or stop (stop services)" },
+    yes: { type: "boolean", description: "break the cluster without asking (needed without a terminal)" },
+    ...JSON_FLAG,
+    "dry-run": { type: "boolean", description: "print the plan and the health check only; change nothing" },
+    observe: { type: "string", value: "SECONDS", description: "how long each fault is watched (default 10)" },
+    "recover-timeout": {
+      type: "string",
+      value: "SECONDS",
+      description: "how long to wait for recovery after each case (default 180)",
     },
-    allowPositionals: true,
-  });
-  const spec = loadSpec(specPath(positionals[0]));
+    "rollback-after": {
+      type: "string",
+      value: "SECONDS",
+      description: "each node undoes its fault by itself after this (default 120)",
+    },
+    "stop-units": {
+      type: "string",
+      value: "UNITS",
+      description: `--mode stop: the systemd units to stop (default ${DEFAULT_STOP_UNITS.join(",")})`,
+    },
+  },
+  spec: "hosts",
+  specPositional: true,
+  exits: {
+    0: "every case as expected and recovered (or --dry-run)",
+    1: "a case did not match or did not recover",
+    2: "bad input, or not confirmed (nothing changed)",
+    3: "the cluster was not healthy (or not reachable) to begin with; nothing changed",
+    130: "interrupted by SIGINT (Ctrl-C); every fault undone",
+    143: "interrupted by SIGTERM; every fault undone",
+  },
+  jsonData:
+    "{cluster, mode, holderBefore, cases: [{down, nodes, expected, observed, match, mismatches, recoverySeconds, restored}]}; with --dry-run {cluster, mode, holderBefore, plan, problems}",
+  examples: [
+    "bun run chaos --spec cluster.yaml --dry-run",
+    "bun run chaos --spec cluster.yaml --max-down 3 --yes --json",
+  ],
+});
+
+await runCommand(command, async (cli) => {
+  const { values } = cli;
+  const spec = cli.spec();
   const cpNodes = controlPlanes(spec);
   const maxDown = wholeNumber("max-down", values["max-down"], 1, 1, cpNodes.length);
   const mode = (values.mode ?? "isolate") as ChaosMode;
@@ -81,34 +104,32 @@ await runCommand(async () => {
         `--stop-units: "${u}" is not a systemd unit name. Example: --stop-units kubelet,containerd,etcd.`,
       );
 
-  if (maxDown > 1 && !values.yes && !values["dry-run"]) {
-    const ok = await confirm(
-      `This takes up to ${maxDown} of ${cpNodes.length} control planes of "${spec.name}" down at once${maxDown * 2 >= cpNodes.length ? ", which stops the Kubernetes API (no etcd quorum) until they are restored" : ""}. Type yes to go on: `,
+  if (!values.yes && !values["dry-run"])
+    await cli.confirm(
+      `takes up to ${maxDown} of ${cpNodes.length} control planes of "${spec.name}" down at once${maxDown * 2 >= cpNodes.length ? ", which stops the Kubernetes API (no etcd quorum) until they are restored" : ""}`,
     );
-    if (!ok)
-      throw new UserError(
-        `--max-down ${maxDown} takes the API down for a while: confirm at the prompt (type yes) or pass --yes. Nothing was changed.`,
-      );
-  }
 
   const sessions = await connectAll(spec, cpNodes, { phase: "chaos" });
   const unreachable = sessions.filter((s) => !s.remote);
   if (unreachable.length) {
     closeAll(sessions);
+    const problems = hostProblems(
+      unreachable.map((s) => ({ host: s.node.name, error: s.error, aliases: [s.node.ssh?.host ?? s.node.address] })),
+    );
     throw new UserError(
-      `cannot reach ${unreachable.map((s) => `${s.node.name} (${s.error})`).join("; ")} over SSH: the matrix needs every control plane. Nothing was changed.`,
-      3,
+      `the matrix needs every control plane, and ${unreachable.map((s) => s.node.name).join(", ")} cannot be reached over SSH. Nothing was changed.\n\n${problems.text}`,
+      UNHEALTHY,
     );
   }
   const cps = sessions as Live[];
 
   let interrupted = false;
-  const onSigint = async () => {
+  const onSigint = async (sig: NodeJS.Signals) => {
+    const code = sig === "SIGTERM" ? 143 : 130;
     if (interrupted) {
-      process.stderr.write(
-        `second Ctrl-C: leaving now; each node restores itself within ${rollbackSeconds} s (rollback timer)\n`,
-      );
-      process.exit(130);
+      const left = `second ${sig}: leaving now; each node restores itself within ${rollbackSeconds} s (rollback timer)`;
+      process.stderr.write(`${left}\n`);
+      cli.exit(code, { error: left });
     }
     interrupted = true;
     progress("chaos", "interrupt", `restoring ${[...active.keys()].join(", ") || "nothing (no fault in place)"}`);
@@ -119,7 +140,9 @@ await runCommand(async () => {
       );
     else progress("chaos", "interrupt", "restored; stopping");
     closeAll(sessions);
-    process.exit(130);
+    cli.exit(code, {
+      error: `interrupted by ${sig}; ${failed.length ? `restore failed on ${failed.join("; ")}` : "every fault undone"}`,
+    });
   };
   process.on("SIGINT", onSigint);
   process.on("SIGTERM", onSigint);
@@ -139,18 +162,19 @@ await runCommand(async () => {
       mode,
     );
     if (values["dry-run"]) {
-      process.stdout.write(planText(cases, mode, holder));
-      process.stdout.write(
-        problems.length || preflight.length
-          ? `would refuse to run: ${[...problems, ...preflight.map((p) => `${p.s.node.name}: ${p.why}`)].join("; ")}\n`
-          : "cluster healthy: the plan can run\n",
-      );
-      return 0;
+      const refusals = [...problems, ...preflight.map((p) => `${p.s.node.name}: ${p.why}`)];
+      if (!cli.json) {
+        process.stdout.write(planText(cases, mode, holder));
+        process.stdout.write(
+          refusals.length ? `would refuse to run: ${refusals.join("; ")}\n` : "cluster healthy: the plan can run\n",
+        );
+      }
+      return { data: { cluster: spec.name, mode, holderBefore: holder, plan: cases, problems: refusals } };
     }
     if (problems.length)
       throw new UserError(
         `refusing to inject failures into a cluster that is not healthy: ${problems.join("; ")}. Fix it first (bun run verify names the broken piece), then run chaos again. Nothing was changed.`,
-        3,
+        UNHEALTHY,
       );
     if (preflight.length)
       throw new UserError(
@@ -185,13 +209,14 @@ await runCommand(async () => {
       }
     }
     const ok = results.length === cases.length && results.every((r) => r.match && r.recoverySeconds !== null);
-    if (values.json)
-      process.stdout.write(
-        `${JSON.stringify({ command: "chaos", cluster: spec.name, ok, mode, holderBefore: holder, cases: results }, null, 2)}\n`,
-      );
-    else process.stdout.write(`failure matrix for ${spec.name} (${mode})\n\n${markdownMatrix(results)}`);
+    if (!cli.json) process.stdout.write(`failure matrix for ${spec.name} (${mode})\n\n${markdownMatrix(results)}`);
     progress("chaos", "done", ok ? "every case as expected and recovered" : "some cases did NOT match or recover");
-    return ok ? 0 : 1;
+    const bad = results.filter((r) => !r.match || r.recoverySeconds === null).map((r) => `k=${r.down}`);
+    return {
+      code: ok ? EXIT.ok : EXIT.failed,
+      data: { cluster: spec.name, mode, holderBefore: holder, cases: results },
+      error: ok ? undefined : `cases that did not match or recover: ${bad.join(", ") || "the matrix stopped early"}`,
+    };
   } finally {
     if (active.size) await restoreActive();
     process.off("SIGINT", onSigint);

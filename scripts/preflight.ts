@@ -1,20 +1,28 @@
 // bun run preflight: are the hosts ready? Read-only; see lib/ops/preflight.ts.
-import { parseCommand, progress, runCommand } from "../lib/cli.ts";
+import { defineCommand, JSON_FLAG, progress, runCommand, SPEC_FLAG } from "../lib/cli.ts";
 import { closeAll, connectAll } from "../lib/ops/connect.ts";
 import { runPreflight } from "../lib/ops/preflight.ts";
-import { type CheckRow, formatTable, jsonReport, sortRows } from "../lib/ops/report.ts";
-import { loadSpec, specPath } from "../lib/spec/load.ts";
+import { type CheckRow, failedRowsMessage, formatTable, reportData, sortRows } from "../lib/ops/report.ts";
 
-await runCommand(async () => {
-  const { values, positionals } = parseCommand({
-    name: "preflight",
-    usage: "bun run preflight [--json] [--strict] [SPEC]",
-    description:
-      "Checks every host before anything is installed: the ports the topology needs (control planes: 6443, 2379, 2380, 10250, 10257, 10259, the load-balancer and stats ports; workers: 10250) are free on their host, or held by this cluster's own daemons (reported as info), and reachable from every peer that needs them (a python3 or perl listener runs for a few seconds on the target; peers connect with bash's /dev/tcp); swap; the overlay and br_netfilter modules; the cgroup driver; NTP sync and clock skew between hosts (under 2 s); passwordless sudo. Changes nothing on the hosts. One table of every finding with its fix. Exit 0 when nothing failed, 1 when something did (--strict: warnings too), 2 on bad input.",
-    options: { json: { type: "boolean" }, strict: { type: "boolean" } },
-    allowPositionals: true,
-  });
-  const spec = loadSpec(specPath(positionals[0]));
+const command = defineCommand({
+  name: "preflight",
+  usage: "bun run preflight [--spec FILE] [--json] [--strict]",
+  description:
+    "Checks every host before anything is installed: the ports the topology needs (control planes: 6443, 2379, 2380, 10250, 10257, 10259, the load-balancer and stats ports; workers: 10250) are free on their host, or held by this cluster's own daemons (reported as info), and reachable from every peer that needs them (a python3 or perl listener runs for a few seconds on the target; peers connect with bash's /dev/tcp); swap; the overlay and br_netfilter modules; the cgroup driver; NTP sync and clock skew between hosts (under 2 s); passwordless sudo. Changes nothing on the hosts. One table of every finding with its fix.",
+  options: {
+    ...SPEC_FLAG,
+    ...JSON_FLAG,
+    strict: { type: "boolean", description: "warnings fail too (exit 1)" },
+  },
+  spec: "hosts",
+  specPositional: true,
+  exits: { 0: "nothing failed", 1: "a check failed (--strict: or warned)", 2: "bad input" },
+  jsonData: "{cluster, summary: {pass, fail, warn, info}, rows: [{host, check, status, detail, fix?}]}",
+  examples: ["bun run preflight --spec cluster.yaml", "bun run preflight --spec cluster.yaml --strict --json"],
+});
+
+await runCommand(command, async (cli) => {
+  const spec = cli.spec();
   const sessions = await connectAll(spec, spec.nodes, { phase: "preflight" });
   let rows: CheckRow[];
   try {
@@ -26,9 +34,9 @@ await runCommand(async () => {
     rows,
     spec.nodes.map((n) => n.name),
   );
-  const failed = rows.some((r) => r.status === "fail" || (values.strict && r.status === "warn"));
-  if (values.json) process.stdout.write(jsonReport("preflight", rows));
-  else process.stdout.write(formatTable(rows, `preflight for cluster ${spec.name} (${spec.nodes.length} hosts)`));
-  progress("preflight", "done", failed ? "problems found: fix the FAIL rows and run again" : "ready");
-  return failed ? 1 : 0;
+  const error = failedRowsMessage(rows, cli.values.strict);
+  if (!cli.json)
+    process.stdout.write(formatTable(rows, `preflight for cluster ${spec.name} (${spec.nodes.length} hosts)`));
+  progress("preflight", "done", error ? "problems found: fix the FAIL rows and run again" : "ready");
+  return { code: error ? 1 : 0, data: reportData(spec.name, rows), error };
 });

@@ -1,11 +1,11 @@
-// bun run trust-hosts [--yes] [--replace] [--json]: first contact with the hosts, made explicit.
+// bun run trust-hosts [--spec FILE] [--yes [--replace]] [--json]: first contact with the hosts, made explicit.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { parseCommand, progress, runCommand } from "../lib/cli.ts";
+import { defineCommand, JSON_FLAG, progress, runCommand, SPEC_FLAG } from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
+import { hostProblems } from "../lib/ops/connect.ts";
 import { fingerprint, knownHostsLine, knownHostsMatches, knownHostsName } from "../lib/remote/known-hosts.ts";
 import { connectBastion, connectNode, knownHostsPath, type PresentedHostKey } from "../lib/remote/ssh.ts";
-import { loadSpec, specPath } from "../lib/spec/load.ts";
 
 interface Row {
   host: string;
@@ -19,20 +19,34 @@ interface Row {
   line?: string;
 }
 
-await runCommand(async () => {
-  const { values } = parseCommand({
-    name: "trust-hosts",
-    usage: "bun run trust-hosts [--yes] [--replace] [--json] [--spec FILE]",
-    description:
-      "Connects to every node (and the bastion) and prints the SHA256 fingerprint of each host key, marked known, new or CHANGED against the spec's ssh.knownHostsPath. Compare them with the hosts' consoles (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub). Only --yes writes new keys to known_hosts; a key that differs from the recorded one is never replaced unless --replace is given too. Every other command refuses hosts whose key is not in known_hosts.",
-    options: {
-      spec: { type: "string" },
-      yes: { type: "boolean" },
-      replace: { type: "boolean" },
-      json: { type: "boolean" },
+const command = defineCommand({
+  name: "trust-hosts",
+  usage: "bun run trust-hosts [--spec FILE] [--yes [--replace]] [--json]",
+  description:
+    "First contact with the hosts, made explicit: connects to every node (and the bastion) and prints the SHA256 fingerprint of each host key, marked known, new or CHANGED against the spec's ssh.knownHostsPath. Compare them with the hosts' consoles (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) before you pass --yes. Without --yes nothing is written; a key that differs from the recorded one is never replaced unless --replace is given too. Every other command refuses hosts whose key is not in known_hosts. Changes no host; --yes writes the local known_hosts file.",
+  options: {
+    ...SPEC_FLAG,
+    yes: { type: "boolean", description: "write the new keys to known_hosts (after you compared the fingerprints)" },
+    replace: {
+      type: "boolean",
+      description: "with --yes: also replace a recorded key that CHANGED (reinstalled host)",
     },
-  });
-  const spec = loadSpec(specPath(values.spec));
+    ...JSON_FLAG,
+  },
+  spec: "hosts",
+  exits: {
+    0: "every host answered (and, with --yes, its key is recorded)",
+    1: "a host could not be reached",
+    2: "bad input, or a CHANGED key without --replace (nothing written)",
+  },
+  jsonData:
+    "{knownHosts, written, hosts: [{node, host, port, keyType, fingerprint, state: known|new|changed|unreachable, written, error?}]}",
+  examples: ["bun run trust-hosts --spec cluster.yaml", "bun run trust-hosts --spec cluster.yaml --yes"],
+});
+
+await runCommand(command, async (cli) => {
+  const { values } = cli;
+  const spec = cli.spec();
   const path = knownHostsPath(spec);
   const existing = existsSync(path) ? readFileSync(path, "utf8") : "";
   const rows: Row[] = [];
@@ -117,27 +131,28 @@ await runCommand(async () => {
         );
     }
   }
-  if (values.json) {
-    process.stdout.write(
-      `${JSON.stringify(
-        rows.map(({ line: _line, ...r }) => r),
-        null,
-        2,
-      )}\n`,
-    );
-  } else {
+  const hosts = rows.map(({ line: _line, ...r }) => r);
+  const unreachable = rows.filter((r) => r.state === "unreachable");
+  // The same connection problem on many hosts is one paragraph naming them.
+  const problems = hostProblems(unreachable.map((r) => ({ host: r.node, error: r.error, aliases: [r.host] }))).text;
+  if (!cli.json) {
     for (const r of rows) {
       const what =
         r.state === "unreachable"
-          ? `UNREACHABLE: ${r.error}`
+          ? "UNREACHABLE (below)"
           : `${r.keyType} ${r.fingerprint}  ${r.state === "changed" ? "CHANGED" : r.state}${r.written ? " (written)" : ""}`;
       process.stdout.write(`${r.node.padEnd(12)} ${`${r.host}:${r.port}`.padEnd(22)} ${what}\n`);
     }
+    if (problems) process.stdout.write(`\n${problems}\n`);
     if (!values.yes && rows.some((r) => r.state === "new" || r.state === "changed")) {
       process.stdout.write(
         `\nNothing written. Check the fingerprints on the hosts' consoles, then run again with --yes to record them in ${path}.\n`,
       );
     }
   }
-  return rows.some((r) => r.state === "unreachable") ? 1 : 0;
+  return {
+    code: unreachable.length ? 1 : 0,
+    data: { knownHosts: path, written: rows.some((r) => r.written), hosts },
+    error: unreachable.length ? `cannot reach ${unreachable.map((r) => r.node).join(", ")}:\n\n${problems}` : undefined,
+  };
 });

@@ -1,44 +1,41 @@
-// bun scripts/validate.ts [--json] [FILE]: check a cluster spec and list every problem in it.
-import { parseCommand, runCommand } from "../lib/cli.ts";
+// bun run validate [--spec FILE] [--json]: check a cluster spec and list every problem in it.
+import { defineCommand, JSON_FLAG, runCommand, SPEC_FLAG } from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
-import { loadSpec, type Problem, SpecError, specPath } from "../lib/spec/load.ts";
+import { loadChosenSpec, type Problem, SpecError } from "../lib/spec/load.ts";
 import { controlPlanes, endpoint, workers } from "../lib/spec/topology.ts";
 
-const command = {
+const command = defineCommand({
   name: "validate",
-  usage: "bun scripts/validate.ts [--json] [FILE]",
+  usage: "bun run validate [--spec FILE] [--json]",
   description:
-    "Checks a cluster spec (FILE, else $CLUSTER_SPEC, else cluster.yaml, else cluster.example.yaml) and reports " +
-    "every problem at once, each with its line:column, the field, the bad value and the fix. Exits 0 when the " +
-    "spec is valid, 2 when it is not. --json prints { valid, file, problems: [{ path, line, column, message }] } on stdout.",
-  options: { json: { type: "boolean" } },
-  allowPositionals: true,
-} as const;
+    "Checks a cluster spec and reports every problem at once, each with its line:column, the field, the bad value " +
+    "and the fix. Reads the spec only. Without --spec and CLUSTER_SPEC it checks ./cluster.yaml, and where that " +
+    "does not exist the example spec (cluster.example.yaml), saying so on stderr.",
+  options: { ...SPEC_FLAG, ...JSON_FLAG },
+  spec: "fallback",
+  specPositional: true,
+  exits: { 0: "the spec is valid", 2: "the spec is invalid (every problem listed), or bad usage" },
+  jsonData: "{file, valid, problems: [{path, line, column, message}]}",
+  examples: ["bun run validate --spec cluster.yaml", "bun run validate --spec cluster.yaml --json"],
+});
 
 const count = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
-runCommand(() => {
-  const { values, positionals } = parseCommand(command);
-  if (positionals.length > 1)
-    throw new UserError(
-      `validate: expected one spec file, got ${positionals.length} (${positionals.join(", ")}). Pass a single FILE.`,
-    );
-  const file = specPath(positionals[0]);
-  const report = (valid: boolean, problems: Problem[]) =>
-    process.stdout.write(`${JSON.stringify({ valid, file, problems }, null, 2)}\n`);
+await runCommand(command, (cli) => {
+  const file = cli.specChoice().file;
   try {
-    const spec = loadSpec(file);
-    if (values.json) report(true, []);
-    else {
+    const spec = loadChosenSpec(cli.specChoice());
+    if (!cli.json) {
       const cps = controlPlanes(spec).length;
       process.stdout.write(
         `ok: ${file}: ${count(cps, "control plane")}, ${count(workers(spec).length, "worker")}, VIP ${endpoint(spec)}\n`,
       );
     }
-    return 0;
+    return { data: { file, valid: true, problems: [] } };
   } catch (e) {
-    if (!values.json || !(e instanceof UserError)) throw e;
-    report(false, e instanceof SpecError ? e.problems : [{ path: "", line: null, column: null, message: e.message }]);
-    return 2;
+    if (!cli.json || !(e instanceof UserError)) throw e;
+    const problems: Problem[] =
+      e instanceof SpecError ? e.problems : [{ path: "", line: null, column: null, message: e.message }];
+    return { code: e.exitCode, data: { file, valid: false, problems }, error: e.message };
   }
 });

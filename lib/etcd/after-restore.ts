@@ -2,7 +2,7 @@
 // Kubernetes docs' restore steps and kubeadm's own record): kubeadm-config points at the
 // restored data dir, and everything that watched the old revisions starts over.
 import { parse, stringify } from "yaml";
-import { progress } from "../cli.ts";
+import { progress } from "../progress.ts";
 import { connectNode, type Remote, sq } from "../remote/ssh.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
 import { workers } from "../spec/topology.ts";

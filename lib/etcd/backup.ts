@@ -2,8 +2,9 @@
 // verify it against the remote checksum, clean up, apply retention.
 import { chmodSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
-import { progress } from "../cli.ts";
-import { UserError } from "../errors.ts";
+import { EXIT, UserError } from "../errors.ts";
+import { type Progress, progress } from "../progress.ts";
+import { type HostFailure, hostProblems } from "../remote/host-problems.ts";
 import { type ConnectOptions, connectNode, makeStagingDir, type Remote, removeStagingDir, sq } from "../remote/ssh.ts";
 import { resolveSpecPath } from "../spec/load.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
@@ -34,6 +35,8 @@ export interface BackupOptions {
   /** Override retention (default spec.etcd.backup.retention). */
   retention?: number;
   now?: Date;
+  /** Progress lines (default: stderr). */
+  log?: Progress;
 }
 
 export interface BackupResult extends SnapshotSidecar {
@@ -61,31 +64,39 @@ async function pickMember(spec: ClusterSpec, opts: BackupOptions): Promise<NodeE
     }
     candidates = [n];
   }
-  const problems: string[] = [];
+  const log = opts.log ?? progress;
+  const problems: HostFailure[] = [];
   for (const node of candidates) {
     let remote: Remote | undefined;
     try {
-      progress(node.name, "connect", "probing etcd");
+      log(node.name, "connect", "probing etcd");
       remote = await connectNode(spec, node, opts.connect);
       const { n, health } = await probeAndHealth(remote, node, opts.access);
       if (health.healthy) {
-        progress(node.name, "connect", `etcd ${n.version} healthy at ${n.endpoint} (tools: ${n.toolsSource})`);
+        log(node.name, "connect", `etcd ${n.version} healthy at ${n.endpoint} (tools: ${n.toolsSource})`);
         return n;
       }
-      problems.push(`${node.name}: etcd not healthy (${health.detail})`);
+      problems.push({
+        host: node.name,
+        error: new UserError(`${node.name}: etcd not healthy (${health.detail})`, EXIT.failed),
+      });
     } catch (e) {
       if (opts.node && e instanceof UserError && /HOST KEY|known_hosts/.test(e.message)) throw e;
-      problems.push((e as Error).message);
+      problems.push({ host: node.name, error: e, aliases: [node.ssh?.host ?? node.address] });
     }
     remote?.close();
   }
+  // One paragraph per distinct problem: a missing known_hosts is said once, naming every control plane.
+  const p = hostProblems(problems);
   throw new UserError(
-    `no healthy etcd member to back up from: ${problems.join("; ")}. Fix the member (or pass --node NAME of a healthy one) and run again.`,
+    `no healthy etcd member to back up from:\n\n${p.text}\n\nFix the member (or pass --node NAME of a healthy one) and run again.`,
+    p.exitCode,
   );
 }
 
 export async function runBackup(spec: ClusterSpec, opts: BackupOptions): Promise<BackupResult> {
   const t0 = Date.now();
+  const log = opts.log ?? progress;
   const dir = backupDir(spec, opts.outDir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
@@ -101,7 +112,7 @@ export async function runBackup(spec: ClusterSpec, opts: BackupOptions): Promise
   let remoteDir = "";
   let downloaded = false;
   try {
-    progress(n.node.name, "snapshot", "etcdctl snapshot save");
+    log(n.node.name, "snapshot", "etcdctl snapshot save");
     // The snapshot lands in the SSH user's private staging dir (on disk, not in a tmpfs /tmp)
     // and is handed to that user for SFTP.
     remoteDir = await makeStagingDir(remote, { parent: "/var/tmp", name: "kubeadm-ha-snapshot" });
@@ -118,13 +129,12 @@ echo "SIZE=$(stat -c %s "$d/snapshot.db")"`,
     );
     const size = Number(/SIZE=(\d+)/.exec(out)?.[1] ?? Number.NaN);
     if (!Number.isFinite(size))
-      throw new UserError(`${n.node.name}: snapshot save printed no file or size: ${out.trim().slice(0, 200)}`);
+      throw new UserError(
+        `${n.node.name}: snapshot save printed no file or size: ${out.trim().slice(0, 200)}`,
+        EXIT.failed,
+      );
     const remoteFile = `${remoteDir}/snapshot.db`;
-    progress(
-      n.node.name,
-      "download",
-      `${(size / 1e6).toFixed(1)} MB; sha256, status and member list on the node meanwhile`,
-    );
+    log(n.node.name, "download", `${(size / 1e6).toFixed(1)} MB; sha256, status and member list on the node meanwhile`);
     // The remote checksum, status and member list run on the node while the file streams here;
     // the local sha256 and etcd's embedded checksum come from one pass over the bytes as they arrive.
     const check = new StreamingSnapshotCheck();
@@ -142,7 +152,7 @@ echo "SIZE=$(stat -c %s "$d/snapshot.db")"`,
     const remoteSha = remoteFacts.sha256;
     const status = remoteFacts.status;
     const members = { clusterId: remoteFacts.clusterId, members: remoteFacts.members };
-    progress(
+    log(
       n.node.name,
       "verify",
       `${(status.totalSize / 1e6).toFixed(1)} MB, revision ${status.revision}, ${status.totalKeys} keys`,
@@ -150,8 +160,9 @@ echo "SIZE=$(stat -c %s "$d/snapshot.db")"`,
     if (sha !== remoteSha)
       throw new UserError(
         `${file}: download is corrupt (sha256 ${sha}, on ${n.node.name} ${remoteSha}). Run the backup again.`,
+        EXIT.failed,
       );
-    if (!embedded.ok) throw new UserError(`${file}: ${embedded.reason}. Run the backup again.`);
+    if (!embedded.ok) throw new UserError(`${file}: ${embedded.reason}. Run the backup again.`, EXIT.failed);
     const facts: SnapshotSidecar = {
       file,
       cluster: spec.name,
@@ -165,8 +176,8 @@ echo "SIZE=$(stat -c %s "$d/snapshot.db")"`,
     };
     writeSidecars(file, sha, facts);
     const removed = applyRetention(dir, spec.name, opts.retention ?? spec.etcd.backup.retention, file);
-    for (const r of removed) progress("local", "retention", `removed ${r}`);
-    progress(n.node.name, "done", `${file} (sha256 ${sha.slice(0, 16)}...)`);
+    for (const r of removed) log("local", "retention", `removed ${r}`);
+    log(n.node.name, "done", `${file} (sha256 ${sha.slice(0, 16)}...)`);
     return {
       ...facts,
       sha256File: sha256Sidecar(file),

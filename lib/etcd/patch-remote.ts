@@ -1,7 +1,7 @@
 // etcd:patch-manifest on the hosts: the manual step of the runbook (point etcd.yaml
 // at a restored data dir), with a backup of the original and an atomic replace.
-import { progress } from "../cli.ts";
 import { UserError } from "../errors.ts";
+import { type Progress, progress } from "../progress.ts";
 import { type ConnectOptions, connectNode, sq } from "../remote/ssh.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
@@ -21,7 +21,7 @@ export interface PatchResult {
 export async function patchManifests(
   spec: ClusterSpec,
   dataDir: string,
-  opts: { node?: string; dryRun?: boolean; connect?: ConnectOptions },
+  opts: { node?: string; dryRun?: boolean; connect?: ConnectOptions; log?: Progress },
 ): Promise<PatchResult[]> {
   const cps = controlPlanes(spec);
   const targets = opts.node ? cps.filter((n) => n.name === opts.node) : cps;
@@ -29,6 +29,7 @@ export async function patchManifests(
     throw new UserError(
       `--node ${opts.node}: no control plane of that name (control planes: ${cps.map((n) => n.name).join(", ")}).`,
     );
+  const log = opts.log ?? progress;
   const results: PatchResult[] = [];
   for (const node of targets) {
     const remote = await connectNode(spec, node, opts.connect);
@@ -38,7 +39,7 @@ export async function patchManifests(
       const patched = patchEtcdManifest(text, dataDir, `${node.name}:${ETCD_MANIFEST}`);
       if (patched === text) {
         results.push({ node: node.name, oldDataDir: before.dataDir, newDataDir: dataDir, changed: false });
-        progress(node.name, "patch", `already on ${dataDir}`);
+        log(node.name, "patch", `already on ${dataDir}`);
         continue;
       }
       const present = await remote.exec(`test -d ${sq(dataDir)}/member`, { sudo: true });
@@ -65,7 +66,7 @@ export async function patchManifests(
         sudo: true,
         what: "replacing etcd.yaml",
       });
-      progress(node.name, "patch", `${before.dataDir} -> ${dataDir} (original in ${backup})`);
+      log(node.name, "patch", `${before.dataDir} -> ${dataDir} (original in ${backup})`);
       results.push({ node: node.name, oldDataDir: before.dataDir, newDataDir: dataDir, backup, changed: true });
     } finally {
       remote.close();

@@ -6,8 +6,9 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:os";
 import { dirname } from "node:path";
-import { progress } from "../cli.ts";
 import { UserError } from "../errors.ts";
+import { progress } from "../progress.ts";
+import { hostProblems } from "../remote/host-problems.ts";
 import { type ConnectOptions, connectNode, type Remote, sq } from "../remote/ssh.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
@@ -223,13 +224,16 @@ async function prepare(
   const stamp = utcStamp(opts.now);
   const stateDir = restoreStateDir(stamp);
   const remotes = await Promise.allSettled(cps.map((node) => connectNode(spec, node, opts.connect)));
-  const unreachable = remotes
-    .map((r, i) => (r.status === "rejected" ? `${cps[i]!.name}: ${(r.reason as Error).message}` : ""))
-    .filter(Boolean);
+  const unreachable = remotes.flatMap((r, i) =>
+    r.status === "rejected"
+      ? [{ host: cps[i]!.name, error: r.reason, aliases: [cps[i]!.ssh?.host ?? cps[i]!.address] }]
+      : [],
+  );
   if (unreachable.length) {
     for (const r of remotes) if (r.status === "fulfilled") r.value.close();
+    // One paragraph per distinct problem, naming the control planes it applies to.
     throw new UserError(
-      `every control plane must be reachable before a restore starts; nothing was changed. ${unreachable.join(" ")}`,
+      `every control plane must be reachable before a restore starts; nothing was changed.\n\n${hostProblems(unreachable).text}`,
     );
   }
   const members: Member[] = [];

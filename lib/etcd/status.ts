@@ -1,7 +1,8 @@
 // etcd:status: the checks and the table, locally when an etcd tool is here,
 // otherwise on a control plane (the file is uploaded to a private staging dir).
-import { progress } from "../cli.ts";
+
 import { UserError } from "../errors.ts";
+import { type Progress, progress } from "../progress.ts";
 import { type ConnectOptions, connectNode, makeStagingDir, removeStagingDir } from "../remote/ssh.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
@@ -18,7 +19,7 @@ export interface StatusReport extends SnapshotStatus {
 
 export async function snapshotStatus(
   file: string,
-  opts: { spec?: () => ClusterSpec; node?: string; connect?: ConnectOptions },
+  opts: { spec?: () => ClusterSpec; node?: string; connect?: ConnectOptions; log?: Progress },
 ): Promise<StatusReport> {
   const v = await verifySnapshotFile(file);
   const base = { file, sha256: v.sha256, sidecarChecked: v.sidecarChecked, embeddedChecksum: "ok" as const };
@@ -39,7 +40,7 @@ export async function snapshotStatus(
   try {
     const n = await probeNode(remote, node);
     dir = await makeStagingDir(remote, { parent: "/var/tmp", name: "kubeadm-ha-status" });
-    progress(node.name, "upload", `${file} for snapshot status`);
+    (opts.log ?? progress)(node.name, "upload", `${file} for snapshot status`);
     await remote.put({ path: file }, `${dir}/snapshot.db`, { mode: 0o600 });
     const status = await remoteSnapshotStatus(n, `${dir}/snapshot.db`).catch((e: Error) => {
       throw new UserError(

@@ -4,8 +4,8 @@
 // the seed expects. The SSH sessions opened at the start drive everything, so an isolated
 // node stays reachable through its own session and can always be restored.
 import { connect } from "node:net";
-import { progress } from "../cli.ts";
 import { ETCD_TOOLS_SH, etcdctlFlags, KUBEADM_ETCD_ACCESS } from "../etcd/remote.ts";
+import { progress } from "../progress.ts";
 import type { Remote } from "../remote/ssh.ts";
 import { sq } from "../remote/ssh.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";

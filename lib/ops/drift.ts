@@ -11,7 +11,7 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { progress } from "../cli.ts";
+import { type Progress, progress } from "../progress.ts";
 import { type Remote, sq } from "../remote/ssh.ts";
 import type { RenderedFile, Step } from "../render/types.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
@@ -134,12 +134,18 @@ export async function nodeDrift(
   return { host, checked, items };
 }
 
-export async function runDrift(spec: ClusterSpec, steps: Step[], sessions: Session[]): Promise<NodeDrift[]> {
+export async function runDrift(
+  spec: ClusterSpec,
+  steps: Step[],
+  sessions: Session[],
+  opts: { log?: Progress } = {},
+): Promise<NodeDrift[]> {
+  const log = opts.log ?? progress;
   return Promise.all(
     sessions.map(async (s): Promise<NodeDrift> => {
       if (!s.remote) return { host: s.node.name, checked: 0, items: [], error: s.error ?? "not connected" };
       const mine = steps.filter((st) => st.node.name === s.node.name);
-      progress(
+      log(
         s.node.name,
         "drift",
         `hashing ${mine.reduce((n, st) => n + st.files.length + (st.absent?.length ?? 0), 0)} files`,
@@ -215,11 +221,11 @@ export function fixPlan(spec: ClusterSpec, addresses: string[], opts: { yes?: bo
   const cwd = stackDir(spec);
   return {
     cwd,
+    // Without --yes terraform shows the plan and asks (which -input=false would refuse outright).
     argv: [
       "terraform",
       "apply",
-      "-input=false",
-      ...(opts.yes ? ["-auto-approve"] : []),
+      ...(opts.yes ? ["-input=false", "-auto-approve"] : []),
       ...addresses.map((a) => `-replace=${a}`),
     ],
     variables: opts.variables,

@@ -4,8 +4,9 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { isMap, isSeq, parseDocument } from "yaml";
-import { progress } from "../cli.ts";
-import { UserError } from "../errors.ts";
+import { EXIT, UserError } from "../errors.ts";
+import { type Progress, progress } from "../progress.ts";
+import { type HostFailure, hostProblems } from "../remote/host-problems.ts";
 import { type ConnectOptions, connectNode, type Remote, sq } from "../remote/ssh.ts";
 import { specBaseDir } from "../spec/load.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
@@ -43,34 +44,36 @@ export interface FetchResult {
 /** admin.conf from the first control plane that answers (spec order). */
 export async function fetchAdminConf(
   spec: ClusterSpec,
-  opts: { connect?: ConnectOptions; path?: string } = {},
+  opts: { connect?: ConnectOptions; path?: string; log?: Progress } = {},
 ): Promise<FetchResult> {
   const path = opts.path ?? ADMIN_CONF;
-  const tried: string[] = [];
+  const log = opts.log ?? progress;
+  const tried: HostFailure[] = [];
   for (const node of controlPlanes(spec)) {
     let remote: Remote;
     try {
       remote = await connectNode(spec, node, { readyTimeoutMs: 10_000, ...opts.connect });
     } catch (e) {
-      tried.push(`${node.name}: ${(e as Error).message.split(". ")[0]}`);
+      tried.push({ host: node.name, error: e, aliases: [node.ssh?.host ?? node.address] });
       continue;
     }
     try {
       const r = await remote.exec(`cat -- ${sq(path)}`, { sudo: true, timeoutMs: 15_000 });
       if (r.code === 0 && /^\s*clusters:/m.test(r.stdout)) {
-        progress(node.name, "kubeconfig", `read ${path}`);
+        log(node.name, "kubeconfig", `read ${path}`);
         return { from: node.name, content: r.stdout };
       }
-      tried.push(
-        `${node.name}: ${r.code === 0 ? `${path} is not a kubeconfig` : r.stderr.trim().split("\n")[0] || `exit ${r.code}`}`,
-      );
+      const why = r.code === 0 ? `${path} is not a kubeconfig` : r.stderr.trim().split("\n")[0] || `exit ${r.code}`;
+      tried.push({ host: node.name, error: new UserError(why, EXIT.failed) });
     } finally {
       remote.close();
     }
   }
+  // One paragraph per distinct problem (a missing known_hosts is said once, naming every node).
+  const problems = hostProblems(tried);
   throw new UserError(
-    `no control plane gave ${path}: ${tried.join("; ")}. The cluster may not be initialized yet (kubeadm init writes it), or SSH/sudo fails; check with bun run verify.`,
-    1,
+    `no control plane gave ${path}:\n\n${problems.text}\n\nThe cluster may not be initialized yet (kubeadm init writes it), or SSH/sudo fails; check with bun run verify.`,
+    problems.exitCode,
   );
 }
 

@@ -9,7 +9,7 @@
 // so it dies on its own even if this command is killed. A host with neither gets a
 // "cannot test reachability" warning. Peers connect with bash's /dev/tcp under
 // `timeout 2`, so no nc/telnet is needed anywhere.
-import { progress } from "../cli.ts";
+import { type Progress, progress } from "../progress.ts";
 import { type Remote, sq } from "../remote/ssh.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { type Session, sshRow } from "./connect.ts";
@@ -557,7 +557,12 @@ export interface PreflightResult {
   listened: Map<string, number[]>;
 }
 
-export async function runPreflight(spec: ClusterSpec, sessions: Session[]): Promise<PreflightResult> {
+export async function runPreflight(
+  spec: ClusterSpec,
+  sessions: Session[],
+  opts: { log?: Progress } = {},
+): Promise<PreflightResult> {
+  const log = opts.log ?? progress;
   const rows: CheckRow[] = [];
   const plan = portPlan(spec);
   const byName = new Map(spec.nodes.map((n) => [n.name, n]));
@@ -569,7 +574,7 @@ export async function runPreflight(spec: ClusterSpec, sessions: Session[]): Prom
   const clocks = new Map<string, ClockSample>();
   await Promise.all(
     live.map(async (s) => {
-      progress(s.node.name, "preflight", "reading ports, swap, modules, cgroups, time");
+      log(s.node.name, "preflight", "reading ports, swap, modules, cgroups, time");
       const r = await s.remote.exec("bash -s", { stdin: FACTS_SCRIPT, timeoutMs: 30_000 });
       facts.set(s.node.name, parseFacts(r.stdout));
       const c = await sampleClock(s.remote);
@@ -598,7 +603,7 @@ export async function runPreflight(spec: ClusterSpec, sessions: Session[]): Prom
     await Promise.all(
       [...toListen.entries()].map(async ([name, ports]) => {
         const s = live.find((x) => x.node.name === name)!;
-        progress(name, "preflight", `test listener on ${ports.join(", ")}`);
+        log(name, "preflight", `test listener on ${ports.join(", ")}`);
         listeners.set(name, await startTestListener(s.remote, ports));
       }),
     );
@@ -625,7 +630,7 @@ export async function runPreflight(spec: ClusterSpec, sessions: Session[]): Prom
       live.map(async (s) => {
         const targets = probeTargets.get(s.node.name);
         if (!targets?.length) return;
-        progress(s.node.name, "preflight", `connecting to ${targets.length} peer ports`);
+        log(s.node.name, "preflight", `connecting to ${targets.length} peer ports`);
         const r = await s.remote.exec("bash -s", { stdin: probeScript(targets), timeoutMs: 30_000 });
         probes.set(s.node.name, parseProbes(r.stdout));
       }),

@@ -51,10 +51,18 @@ export function formatTable(rows: CheckRow[], title?: string): string {
 
 const oneLine = (s: string): string => s.replace(/\s*\n\s*/g, " | ").trim();
 
-/** The JSON document the commands print with --json. */
-export function jsonReport(command: string, rows: CheckRow[], extra: Record<string, unknown> = {}): string {
-  const summary = summarize(rows);
-  return `${JSON.stringify({ command, ok: summary.fail === 0, summary, ...extra, rows }, null, 2)}\n`;
+/** The `data` of a check command's JSON envelope: the cluster, the counts and every row. */
+export function reportData(cluster: string, rows: CheckRow[], extra: Record<string, unknown> = {}) {
+  return { cluster, summary: summarize(rows), ...extra, rows };
+}
+
+/** "2 checks failed (cp-1 ssh, vip /healthz through the VIP)": the envelope's error for failed rows. */
+export function failedRowsMessage(rows: CheckRow[], strict = false): string | undefined {
+  const bad = rows.filter((r) => r.status === "fail" || (strict && r.status === "warn"));
+  if (!bad.length) return undefined;
+  const names = bad.map((r) => `${r.host} ${r.check}`);
+  const shown = names.length > 8 ? [...names.slice(0, 8), `${names.length - 8} more`] : names;
+  return `${bad.length} check${bad.length === 1 ? "" : "s"} failed (${shown.join(", ")}); each row has its fix.`;
 }
 
 /** Sort rows by the spec's node order (then vip/cluster rows), keeping each host's checks in the order made. */

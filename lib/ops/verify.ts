@@ -2,8 +2,9 @@
 // VIP on exactly one control plane, haproxy answering on each, every backend UP,
 // /healthz through the VIP, etcd members and their health, nodes Ready, and an
 // opt-in workload test. Reads only, except --workload (its own namespace, removed).
-import { progress } from "../cli.ts";
+
 import { ETCD_TOOLS_SH, etcdctlFlags, KUBEADM_ETCD_ACCESS } from "../etcd/remote.ts";
+import { type Progress, progress } from "../progress.ts";
 import { type Remote, sq } from "../remote/ssh.ts";
 import { SECRETS_DIR } from "../render/paths.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
@@ -424,7 +425,12 @@ async function nodeRows(spec: ClusterSpec, at: Live | undefined): Promise<CheckR
   });
 }
 
-async function workloadRows(spec: ClusterSpec, at: Live | undefined, image: string): Promise<CheckRow[]> {
+async function workloadRows(
+  spec: ClusterSpec,
+  at: Live | undefined,
+  image: string,
+  log: Progress = progress,
+): Promise<CheckRow[]> {
   if (!at)
     return [
       {
@@ -435,11 +441,7 @@ async function workloadRows(spec: ClusterSpec, at: Live | undefined, image: stri
         fix: "Run --workload once the cluster is initialized.",
       },
     ];
-  progress(
-    at.node.name,
-    "verify",
-    `workload test in namespace ${WORKLOAD_NAMESPACE} (deploy, scale to 4, NodePort, curl)`,
-  );
+  log(at.node.name, "verify", `workload test in namespace ${WORKLOAD_NAMESPACE} (deploy, scale to 4, NodePort, curl)`);
   const r = await at.remote.exec("bash -s", { sudo: true, stdin: workloadScript(spec, image), timeoutMs: 600_000 });
   const steps = parseSteps(r.stdout);
   if (steps.length === 0)
@@ -477,9 +479,12 @@ export interface VerifyOptions {
   workload?: boolean;
   /** Image for the workload test (the seed uses nginx). */
   image?: string;
+  /** Progress lines (default: stderr). */
+  log?: Progress;
 }
 
 export async function runVerify(spec: ClusterSpec, sessions: Session[], opts: VerifyOptions = {}): Promise<CheckRow[]> {
+  const log = opts.log ?? progress;
   const rows: CheckRow[] = sessions.filter((s) => !s.remote).map(sshRow);
   const isLive = (s: Session): s is Live => !!s.remote;
   const cps = sessions.filter((s) => s.node.role === "control-plane").filter(isLive);
@@ -493,19 +498,19 @@ export async function runVerify(spec: ClusterSpec, sessions: Session[], opts: Ve
     });
     return rows;
   }
-  progress("verify", "vip", "where is the VIP");
+  log("verify", "vip", "where is the VIP");
   rows.push(...(await vipRows(spec, cps)));
-  progress("verify", "haproxy", "frontends and backends");
+  log("verify", "haproxy", "frontends and backends");
   for (const r of await Promise.all(cps.map((s) => frontendRow(spec, s)))) rows.push(r);
   for (const r of await Promise.all(cps.map((s) => backendRows(spec, s)))) rows.push(...r);
-  progress("verify", "healthz", "GET /healthz through the VIP");
+  log("verify", "healthz", "GET /healthz through the VIP");
   rows.push(await healthzRow(spec, cps));
-  progress("verify", "etcd", "members and health");
+  log("verify", "etcd", "members and health");
   rows.push(...(await etcdRows(spec, cps)));
   const kubectlAt = await findKubectl(cps);
-  progress("verify", "nodes", kubectlAt ? `kubectl get nodes on ${kubectlAt.node.name}` : "no kubectl: skipped");
+  log("verify", "nodes", kubectlAt ? `kubectl get nodes on ${kubectlAt.node.name}` : "no kubectl: skipped");
   rows.push(...(await nodeRows(spec, kubectlAt)));
-  if (opts.workload) rows.push(...(await workloadRows(spec, kubectlAt, opts.image ?? "nginx")));
+  if (opts.workload) rows.push(...(await workloadRows(spec, kubectlAt, opts.image ?? "nginx", log)));
   return rows;
 }
 

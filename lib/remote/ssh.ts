@@ -19,7 +19,7 @@ import {
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
-import { UserError } from "../errors.ts";
+import { EXIT, UserError } from "../errors.ts";
 import { shq } from "../render/phase-script.ts";
 import { resolveSpecPath } from "../spec/load.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
@@ -240,9 +240,11 @@ function openClient(
         e.level === "client-authentication"
           ? `authentication as ${hop.user} failed (is the key in ~${hop.user}/.ssh/authorized_keys?)`
           : e.message;
+      // A refused login is the spec's credentials (bad input); a host that does not answer is a failure.
       fail(
         new UserError(
           `${hop.name} (${hop.user}@${hop.host}:${hop.port}): cannot connect over SSH: ${why}. Check the address, port and credentials in the spec and that sshd runs there.`,
+          e.level === "client-authentication" ? EXIT.usage : EXIT.failed,
         ),
       );
     });
@@ -327,6 +329,7 @@ export async function connectNode(spec: ClusterSpec, node: NodeSpec, opts: Conne
     ).catch((e: Error) => {
       throw new UserError(
         `${node.name}: the bastion ${bastion.host} could not open a connection to ${hop.host}:${hop.port}: ${e.message}. Check that the bastion can reach the node and allows TCP forwarding.`,
+        EXIT.failed,
       );
     });
     const client = await openClient(spec, hop, knownHosts, opts, stream);
@@ -357,7 +360,8 @@ function wrap(client: Client, hop: Hop, jump?: Client): Remote {
   const execStream = (cmd: string, opts: StreamOptions = {}): Promise<ExecResult> =>
     new Promise<ExecResult>((res, rej) => {
       client.exec(withSudo(cmd, opts.sudo), (err, ch) => {
-        if (err) return rej(new UserError(`${hop.name}: cannot start a command over SSH: ${err.message}.`));
+        if (err)
+          return rej(new UserError(`${hop.name}: cannot start a command over SSH: ${err.message}.`, EXIT.failed));
         const out: Buffer[] = [];
         const errOut: Buffer[] = [];
         let code = -1;
@@ -372,6 +376,7 @@ function wrap(client: Client, hop: Hop, jump?: Client): Remote {
             rej(
               new UserError(
                 `${hop.name}: command timed out after ${((opts.timeoutMs ?? 0) / 1000).toFixed(1)} s: ${firstWords(cmd)}`,
+                EXIT.failed,
               ),
             );
           }, opts.timeoutMs);
@@ -412,6 +417,7 @@ function wrap(client: Client, hop: Hop, jump?: Client): Remote {
           : "";
         throw new UserError(
           `${hop.name}: ${opts.what ?? firstWords(cmd)} failed (exit ${r.code}): ${detail}.${sudoHint}`,
+          EXIT.failed,
         );
       }
       return r.stdout;
@@ -446,7 +452,8 @@ function wrap(client: Client, hop: Hop, jump?: Client): Remote {
       const cmd = `bash -c ${sq(script)} kubeadm-ha-upload ${sq(remotePath)}`;
       return new Promise<string>((res, rej) => {
         client.exec(cmd, (err, ch) => {
-          if (err) return rej(new UserError(`${hop.name}: cannot start an upload over SSH: ${err.message}.`));
+          if (err)
+            return rej(new UserError(`${hop.name}: cannot start an upload over SSH: ${err.message}.`, EXIT.failed));
           const out: Buffer[] = [];
           const errOut: Buffer[] = [];
           let code = -1;
@@ -461,13 +468,14 @@ function wrap(client: Client, hop: Hop, jump?: Client): Remote {
               return rej(
                 new UserError(
                   `${hop.name}: upload to ${remotePath} failed (exit ${code}): ${Buffer.concat(errOut).toString().trim().slice(0, 300)}`,
+                  EXIT.failed,
                 ),
               );
             res(hex);
           });
           pipeline(createReadStream(localPath, { highWaterMark: 256 * 1024 }), ch).catch((e: Error) => {
             ch.close();
-            rej(new UserError(`${hop.name}: upload to ${remotePath} failed: ${e.message}`));
+            rej(new UserError(`${hop.name}: upload to ${remotePath} failed: ${e.message}`, EXIT.failed));
           });
         });
       });
@@ -479,7 +487,7 @@ function wrap(client: Client, hop: Hop, jump?: Client): Remote {
       });
       const hex = out.trim().split(/\s+/)[0] ?? "";
       if (!/^[0-9a-f]{64}$/.test(hex))
-        throw new UserError(`${hop.name}: unexpected sha256sum output for ${remotePath}: ${out.trim()}`);
+        throw new UserError(`${hop.name}: unexpected sha256sum output for ${remotePath}: ${out.trim()}`, EXIT.failed);
       return hex;
     },
     close() {
@@ -526,7 +534,10 @@ export async function makeStagingDir(remote: Remote, opts: { parent?: string; na
     })
   ).trim();
   if (!dir.startsWith(prefix) || !/^[A-Za-z0-9]{10}$/.test(dir.slice(prefix.length)))
-    throw new UserError(`${remote.name}: mktemp -d printed ${JSON.stringify(dir)}, not a directory under ${prefix}*.`);
+    throw new UserError(
+      `${remote.name}: mktemp -d printed ${JSON.stringify(dir)}, not a directory under ${prefix}*.`,
+      EXIT.failed,
+    );
   return dir;
 }
 
@@ -600,6 +611,7 @@ async function parallelDownload(
         if (!n)
           throw new UserError(
             `${host}: ${remotePath} ended at ${off + got} bytes, expected ${size}; it changed during the download.`,
+            EXIT.failed,
           );
         got += n;
       }
@@ -616,7 +628,8 @@ async function parallelDownload(
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, Math.ceil(size / chunkSize) || 1) }, worker));
     flush();
-    if (written !== size) throw new UserError(`${host}: downloaded ${written} of ${size} bytes of ${remotePath}.`);
+    if (written !== size)
+      throw new UserError(`${host}: downloaded ${written} of ${size} bytes of ${remotePath}.`, EXIT.failed);
     fsyncSync(fd);
     open = false;
     closeSync(fd);

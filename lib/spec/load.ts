@@ -1,8 +1,8 @@
 // Reading a spec: YAML text -> validated ClusterSpec, or one UserError that lists every
 // problem in the file, each with its line:column, the field, the bad value and the fix.
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { homedir } from "node:os";
-import { dirname, isAbsolute, join, resolve } from "node:path";
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { type Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type YAMLError } from "yaml";
 import type { z } from "zod";
 import { UserError } from "../errors.ts";
@@ -57,16 +57,100 @@ export function parseSpec(text: string, source = "cluster.yaml"): ClusterSpec {
   return checked.spec;
 }
 
-/** Which spec file to use: $CLUSTER_SPEC, else cluster.yaml, else the embedded example. */
-export function specPath(explicit?: string): string {
-  if (explicit) return explicit;
-  if (process.env.CLUSTER_SPEC) return process.env.CLUSTER_SPEC;
-  return existsSync("cluster.yaml") ? "cluster.yaml" : "cluster.example.yaml";
+/** The example spec shipped with the project: placeholder hosts, never a real cluster. */
+export const EXAMPLE_SPEC = resolve(import.meta.dir, "../../cluster.example.yaml");
+
+/**
+ * How a command may use a spec. `hosts`: it contacts the spec's hosts, so the example is refused
+ * unless `--spec` names it. `local`: it only reads the spec (or writes local files). `fallback`:
+ * local, and with no spec given and no ./cluster.yaml it uses the example and says so (synth,
+ * validate: the first commands on a fresh checkout).
+ */
+export type SpecUse = "hosts" | "local" | "fallback";
+
+export interface SpecChoice {
+  file: string;
+  /** Where the choice came from: the --spec flag, $CLUSTER_SPEC, ./cluster.yaml, or the example fallback. */
+  source: "flag" | "env" | "default" | "example";
+  /** A line for stderr when the choice deserves one (the example fallback). */
+  note?: string;
 }
 
-export function loadSpec(path = specPath()): ClusterSpec {
+export const PICK_SPEC =
+  "Pick the cluster with --spec FILE or `export CLUSTER_SPEC=FILE`, or create ./cluster.yaml " +
+  "(cp cluster.example.yaml cluster.yaml, then describe your hosts in it).";
+
+/** Whether `file` is the example spec: the project's file itself, or an unedited copy of it. */
+export function isExampleSpec(file: string): boolean {
+  try {
+    if (realpathSync(file) === realpathSync(EXAMPLE_SPEC)) return true;
+    return readFileSync(file, "utf8") === readFileSync(EXAMPLE_SPEC, "utf8");
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The one spec convention of every command: --spec FILE, else $CLUSTER_SPEC, else ./cluster.yaml.
+ * Never a silent fallback: see SpecUse. Throws a UserError (exit 2) that says how to pick a spec.
+ */
+export function chooseSpecFile(opts: {
+  command: string;
+  use: SpecUse;
+  flag?: string;
+  env?: Record<string, string | undefined>;
+}): SpecChoice {
+  const env = opts.env ?? process.env;
+  let choice: SpecChoice;
+  if (opts.flag !== undefined) {
+    if (opts.flag.trim() === "") throw new UserError(`--spec is empty: name the spec file, e.g. --spec cluster.yaml.`);
+    choice = { file: opts.flag, source: "flag" };
+  } else if (env.CLUSTER_SPEC) choice = { file: env.CLUSTER_SPEC, source: "env" };
+  else if (existsSync("cluster.yaml")) choice = { file: "cluster.yaml", source: "default" };
+  else if (opts.use === "fallback") {
+    const rel = relative(process.cwd(), EXAMPLE_SPEC);
+    const file = rel.startsWith("..") ? EXAMPLE_SPEC : rel;
+    return {
+      file,
+      source: "example",
+      note: `note: no --spec, no CLUSTER_SPEC and no ./cluster.yaml: ${opts.command} uses the example spec ${file}. ${PICK_SPEC}`,
+    };
+  } else {
+    throw new UserError(
+      `${opts.command}: no cluster spec: no --spec, no CLUSTER_SPEC, and no ./cluster.yaml here. ${PICK_SPEC}`,
+    );
+  }
+  if (opts.use === "hosts" && choice.source !== "flag" && isExampleSpec(choice.file)) {
+    const via = choice.source === "env" ? `CLUSTER_SPEC=${choice.file}` : "./cluster.yaml";
+    throw new UserError(
+      `${opts.command} contacts the hosts of the spec, and ${via} is the example spec (cluster.example.yaml, ` +
+        `placeholder hosts), which is used only when named with --spec cluster.example.yaml. ${PICK_SPEC}`,
+    );
+  }
+  return choice;
+}
+
+/** The spec file for synth (main.ts): chooseSpecFile with the example fallback, its note on stderr. */
+export function specPath(explicit?: string): string {
+  const choice = chooseSpecFile({ command: "synth", use: "fallback", flag: explicit });
+  if (choice.note) process.stderr.write(`${choice.note}\n`);
+  return choice.file;
+}
+
+/** Load the chosen spec; a missing file is named with where its name came from. */
+export function loadChosenSpec(choice: SpecChoice): ClusterSpec {
+  if (choice.source === "env" && !existsSync(choice.file))
+    throw new UserError(
+      `CLUSTER_SPEC=${choice.file}: the file does not exist. Set CLUSTER_SPEC to an existing spec, or pass --spec FILE.`,
+    );
+  return loadSpec(choice.file);
+}
+
+export function loadSpec(path: string): ClusterSpec {
   if (!existsSync(path))
-    throw new UserError(`spec file ${path} does not exist. Pass an existing file or set CLUSTER_SPEC.`);
+    throw new UserError(
+      `spec file ${path} does not exist. Pass an existing file with --spec FILE (or CLUSTER_SPEC=FILE).`,
+    );
   if (statSync(path).isDirectory())
     throw new UserError(
       `spec file ${path} is a directory. Pass the YAML file itself, e.g. ${join(path, "cluster.yaml")}.`,

@@ -112,7 +112,7 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
 
   test("drift: a hand edit and a deleted file are caught with their -replace addresses; --fix puts them back", async () => {
     const drift = (args: string[]) => {
-      const r = Bun.spawnSync(["node_modules/.bin/bun", "scripts/drift.ts", ...args, labPaths.spec], {
+      const r = Bun.spawnSync(["node_modules/.bin/bun", "scripts/drift.ts", "--spec", labPaths.spec, ...args], {
         env: { ...process.env, CDKTF_OUTDIR: E2E_DIR, KUBEADM_HA_SECRETS_DIR: labPaths.secretsDir },
         stdout: "pipe",
         stderr: "pipe",
@@ -123,7 +123,7 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
     await labExec("cp-2", "echo '# edited by hand' >> /etc/haproxy/haproxy.cfg");
     await labExec("worker-1", "rm -f /etc/sysctl.d/99-kubeadm-ha.conf");
     const found = drift(["--json"]);
-    expect(found.code).toBe(2);
+    expect(found.code).toBe(3);
     for (const s of ["cp-2", "/etc/haproxy/haproxy.cfg", "worker-1", "/etc/sysctl.d/99-kubeadm-ha.conf"])
       expect(found.out).toContain(s);
     expect(found.out).toContain("terraform_data.loadbalancer_cp_2");

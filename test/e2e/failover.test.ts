@@ -138,6 +138,7 @@ describe.skipIf(guard.skip)("failure matrix on the lab (seed section 8)", () => 
         "--json",
         "--observe",
         "6",
+        "--spec",
         labPaths.spec,
       ],
       { timeoutMs: 600_000, cwd: PROJECT_ROOT },
@@ -151,7 +152,9 @@ describe.skipIf(guard.skip)("failure matrix on the lab (seed section 8)", () => 
           .join("\n")}`,
       );
     expect(r.code).toBe(0);
-    const report = JSON.parse(r.stdout) as {
+    const envelope = JSON.parse(r.stdout) as { ok: boolean; command: string; data: unknown };
+    expect([envelope.command, envelope.ok]).toEqual(["chaos", r.code === 0]);
+    const report = { ...(envelope.data as object), ok: envelope.ok } as {
       ok: boolean;
       mode: string;
       cases: {

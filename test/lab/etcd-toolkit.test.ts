@@ -249,7 +249,13 @@ ${kubectl} create configmap kubeadm-config --from-file=ClusterConfiguration=/roo
     process.stderr.write(stderr);
     expect(cut).toBe(true);
     expect(code).toBe(1);
-    const report = JSON.parse(stdout) as { ok: boolean; rolledBack: { node: string; ok: boolean }[] };
+    const envelope = JSON.parse(stdout) as {
+      ok: boolean;
+      error: { code: number };
+      data: { ok: boolean; rolledBack: { node: string; ok: boolean }[] };
+    };
+    expect([envelope.ok, envelope.error.code]).toEqual([false, 1]);
+    const report = envelope.data;
     expect(report.ok).toBe(false);
     expect(report.rolledBack.find((r) => r.node === "cp-1")?.ok).toBe(true);
     expect(report.rolledBack.find((r) => r.node === "cp-2")?.ok).toBe(true);
@@ -304,12 +310,12 @@ ${kubectl} create configmap kubeadm-config --from-file=ClusterConfiguration=/roo
     expect(healthy).toBe(true);
     expect(exit).toEqual({ code: 130, signal: null });
     expect(stderr).toMatch(/interrupt .*SIGINT.*roll/);
-    const report = JSON.parse(stdout) as {
-      ok: boolean;
-      status: string;
-      interrupted: string;
-      rolledBack: { node: string; ok: boolean }[];
+    const envelope = JSON.parse(stdout) as {
+      error: { code: number };
+      data: { ok: boolean; status: string; interrupted: string; rolledBack: { node: string; ok: boolean }[] };
     };
+    expect(envelope.error.code).toBe(130);
+    const report = envelope.data;
     expect([report.ok, report.status, report.interrupted]).toEqual([false, "interrupted", "SIGINT"]);
     expect(report.rolledBack.map((r) => [r.node, r.ok])).toEqual(CPS.map((n) => [n, true]));
     await waitLabEtcdHealthy(30);

@@ -151,7 +151,7 @@ describe.skipIf(lab.skip)("lab (real hosts)", () => {
     expect(spec.nodes.map((n) => n.name)).toEqual(HOSTS);
     expect(spec.controlPlaneEndpoint).toMatchObject({ vip: "198.18.0.10", port: 8443, interface: "eth0", prefix: 24 });
     expect(spec.ssh).toMatchObject({ user: LAB.user, privateKeyPath: "id_ed25519", knownHostsPath: "known_hosts" });
-    const r = await run([BUN, "scripts/validate.ts", labPaths.spec], { cwd: PROJECT_ROOT });
+    const r = await run([BUN, "scripts/validate.ts", "--spec", labPaths.spec], { cwd: PROJECT_ROOT });
     expect(`${r.stdout}${r.stderr}`).toContain("ok");
     expect(r.code).toBe(0);
   }, 60_000);

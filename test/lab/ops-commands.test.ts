@@ -33,6 +33,7 @@ const BUN = `${PROJECT_ROOT}/node_modules/.bin/bun`;
 const CPS = ["cp-1", "cp-2", "cp-3"];
 const times: string[] = [];
 
+/** The `data` of a check command's --json envelope, with the envelope's `ok`. */
 interface Report {
   ok: boolean;
   rows: { host: string; check: string; status: string; detail: string; fix?: string }[];
@@ -45,17 +46,18 @@ async function cli(
   args: string[] = [],
 ): Promise<{ code: number; report?: Report; stdout: string; stderr: string; seconds: number }> {
   const t0 = Date.now();
-  const r = await run([BUN, `scripts/${cmd}.ts`, ...args], {
+  const r = await run([BUN, `scripts/${cmd}.ts`, "--spec", labPaths.spec, ...args], {
     cwd: PROJECT_ROOT,
-    env: { CLUSTER_SPEC: labPaths.spec },
     timeoutMs: 180_000,
   });
-  let report: Report | undefined;
+  let envelope: { ok: boolean; command: string; data: Report | null } | undefined;
   try {
-    report = JSON.parse(r.stdout) as Report;
+    envelope = JSON.parse(r.stdout);
   } catch {
     /* not JSON */
   }
+  if (envelope) expect(envelope.command).toBe(cmd);
+  const report = envelope?.data ? { ...envelope.data, ok: envelope.ok } : undefined;
   return { ...r, report, seconds: (Date.now() - t0) / 1000 };
 }
 
@@ -241,22 +243,23 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
     await sh("cp-1", "echo '# tuned by hand' >> /etc/haproxy/haproxy.cfg");
     await sh("cp-2", "rm /etc/keepalived/check_apiserver.sh");
     const d = await cli("drift", ["--json"]);
-    expect(d.code).toBe(2);
+    expect(d.code).toBe(3);
     expect(d.report!.drift!.map((x) => `${x.host} ${x.path} ${x.kind}`).sort()).toEqual([
       "cp-1 /etc/haproxy/haproxy.cfg changed",
       "cp-2 /etc/keepalived/check_apiserver.sh missing",
     ]);
     expect(d.report!.replace).toEqual(["terraform_data.loadbalancer_cp_1", "terraform_data.loadbalancer_cp_2"]);
     const text = await cli("drift");
-    expect(text.code).toBe(2);
+    expect(text.code).toBe(3);
     expect(text.stdout).toContain("-replace=terraform_data.loadbalancer_cp_1");
     const dry = await cli("drift", ["--fix", "--dry-run"]);
-    // Without a synthesized stack --fix is bad input (64); with one it prints the apply.
-    if (dry.code === 64) expect(dry.stderr).toContain("bun run synth");
+    // Without a synthesized stack --fix is bad input (2); with one it prints the apply (drift found: 3),
+    // which terraform confirms itself (no --yes: no -auto-approve).
+    if (dry.code === 2) expect(dry.stderr).toContain("bun run synth");
     else {
-      expect(dry.code).toBe(2);
+      expect(dry.code).toBe(3);
       expect(dry.stderr).toMatch(
-        /terraform apply -input=false -replace=terraform_data.loadbalancer_cp_1 -replace=terraform_data.loadbalancer_cp_2/,
+        /terraform apply -replace=terraform_data.loadbalancer_cp_1 -replace=terraform_data.loadbalancer_cp_2/,
       );
     }
 
@@ -288,7 +291,7 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
 
     // The lab spec has no schedule: what the earlier "deploy" left is drift, fixed by the timer step.
     const d = await cli("drift", ["--json"]);
-    expect(d.code).toBe(2);
+    expect(d.code).toBe(3);
     expect(d.report!.drift!.map((x) => `${x.host} ${x.path} ${x.kind}`).sort()).toEqual(
       BACKUP_TIMER_PATHS.map((p) => `cp-1 ${p} unwanted`).sort(),
     );
@@ -361,6 +364,13 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
     const k = await cli("kubeconfig", ["--out", out]);
     expect(k.code).toBe(0);
     expect(k.stdout.trim()).toBe(out);
+    const j = await cli("kubeconfig", ["--out", out, "--json"]);
+    expect(JSON.parse(j.stdout)).toEqual({
+      ok: true,
+      command: "kubeconfig",
+      data: { file: out, outcome: "unchanged", from: "cp-2", server: `https://${LAB.vip}:${LAB.port}` },
+      error: null,
+    });
     expect(k.stderr).toContain("from cp-2");
     expect(k.stdout + k.stderr).not.toContain("bGFiLWtleQ==");
     expect(readFileSync(out, "utf8")).toContain(`server: https://${LAB.vip}:${LAB.port}\n`);
@@ -369,5 +379,7 @@ describe.skipIf(lab.skip)("ops commands on the lab", () => {
     const again = await cli("kubeconfig", ["--out", out]);
     expect(again.code).toBe(2);
     expect(again.stderr).toContain("--force");
+    const json = await cli("kubeconfig", ["--out", out, "--json"]);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, data: null, error: { code: 2 } });
   });
 });

@@ -19,7 +19,7 @@ import {
   reachRow,
   skewRows,
 } from "../../lib/ops/preflight.ts";
-import { formatTable, jsonReport } from "../../lib/ops/report.ts";
+import { failedRowsMessage, formatTable, reportData } from "../../lib/ops/report.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
 
 const spec = parseSpec(readFileSync(resolve(import.meta.dir, "../../cluster.example.yaml"), "utf8"));
@@ -168,7 +168,8 @@ describe("clocks and probes", () => {
     expect(t.split("\n")[0]).toMatch(/^HOST\s+CHECK\s+STATUS\s+DETAIL\s+FIX$/);
     expect(t).toContain("FAIL");
     expect(t).toContain("1 ok, 1 failed");
-    expect(JSON.parse(jsonReport("preflight", rows))).toMatchObject({ ok: false, summary: { fail: 1, pass: 1 } });
+    expect(reportData("c", rows)).toMatchObject({ cluster: "c", summary: { fail: 1, pass: 1 } });
+    expect(failedRowsMessage(rows)).toMatch(/^1 check failed \(/);
   });
 });
 

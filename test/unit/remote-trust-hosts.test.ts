@@ -59,7 +59,15 @@ nodes:
     expect(readFileSync(known, "utf8")).toBe(`${a.knownHostsLine}\n`);
     expect(statSync(known).mode & 0o777).toBe(0o600);
     const j = JSON.parse(run("--json").stdout);
-    expect(j).toEqual([expect.objectContaining({ node: "cp-1", state: "known", fingerprint: fp(a.hostKey) })]);
+    expect(j).toMatchObject({
+      ok: true,
+      command: "trust-hosts",
+      error: null,
+      data: { knownHosts: known, written: false },
+    });
+    expect(j.data.hosts).toEqual([
+      expect.objectContaining({ node: "cp-1", state: "known", fingerprint: fp(a.hostKey) }),
+    ]);
   });
 
   test("a changed key is refused with --yes alone and replaced with --replace", () => {

@@ -137,7 +137,9 @@ describe("command-line flags", () => {
     const scripts = readdirSync(join(ROOT, "scripts")).filter((f) => f.endsWith(".ts") && !(f in NOT_RUN));
     const helps = await inParallel(scripts, help);
     scripts.forEach((script, i) => {
-      for (const m of helps[i]!.matchAll(/^\s+(--[a-z-]+) VALUE$/gm)) flags.push({ script, flag: m[1]! });
+      // Help lines: "  -y, --flag VALUE   what it does" (string flags show a VALUE placeholder).
+      for (const m of helps[i]!.matchAll(/^ {2}(?:-\w, | {4})(--[a-z-]+) [A-Z][A-Z_]* /gm))
+        flags.push({ script, flag: m[1]! });
     });
   }, 120_000);
 

@@ -1,7 +1,7 @@
-// `bun scripts/validate.ts` as a user runs it: exit codes, stdout/stderr, --json, --help,
-// and never a stack trace.
+// `bun scripts/validate.ts` as a user runs it: exit codes, stdout/stderr, the --json envelope,
+// --help, and never a stack trace.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { INVALID_CASES, invalidSpec, VALID_SPECS, validSpec } from "../fixtures/specs/cases.ts";
@@ -39,7 +39,8 @@ async function validateAll(files: string[], extra: string[] = []): Promise<Map<s
   const results = new Map<string, Run>();
   const queue = [...files];
   const worker = async () => {
-    for (let f = queue.shift(); f !== undefined; f = queue.shift()) results.set(f, await validate([...extra, f]));
+    for (let f = queue.shift(); f !== undefined; f = queue.shift())
+      results.set(f, await validate([...extra, "--spec", f]));
   };
   await Promise.all([worker(), worker(), worker(), worker()]);
   return results;
@@ -81,16 +82,15 @@ describe("valid specs", () => {
     expect(runs.get(validSpec("single-control-plane.yaml"))?.stdout).toContain(": 1 control plane, 2 workers,");
   });
 
-  test("without FILE it checks cluster.example.yaml (no cluster.yaml, no CLUSTER_SPEC)", async () => {
+  test("without --spec, CLUSTER_SPEC or ./cluster.yaml it checks the example and says so on stderr", async () => {
     const dir = mkdtempSync(join(tmpdir(), "validate-"));
     try {
-      copyFileSync(join(ROOT, "cluster.example.yaml"), join(dir, "cluster.example.yaml"));
       const run = await validate([], { cwd: dir });
-      expect(run).toEqual({
-        code: 0,
-        stdout: "ok: cluster.example.yaml: 3 control planes, 2 workers, VIP 10.0.0.162:8443\n",
-        stderr: "",
-      });
+      expect(run.code).toBe(0);
+      expect(run.stdout).toBe(
+        `ok: ${join(ROOT, "cluster.example.yaml")}: 3 control planes, 2 workers, VIP 10.0.0.162:8443\n`,
+      );
+      expect(run.stderr).toContain("no --spec, no CLUSTER_SPEC and no ./cluster.yaml: validate uses the example spec");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -104,37 +104,44 @@ describe("valid specs", () => {
   });
 });
 
-describe("--json", () => {
+describe("--json: the envelope {ok, command, data: {file, valid, problems}, error}", () => {
   test("invalid: problems on stdout, exit 2", async () => {
     const file = invalidSpec("many-problems.yaml");
-    const run = await validate(["--json", file]);
+    const run = await validate(["--json", "--spec", file]);
     expect(run.code).toBe(2);
     expect(run.stderr).toBe("");
     const out = JSON.parse(run.stdout);
-    expect(out.valid).toBe(false);
-    expect(out.file).toBe(file);
-    expect(out.problems).toHaveLength(10);
-    expect(out.problems[0]).toEqual({
+    expect(out).toMatchObject({ ok: false, command: "validate", error: { code: 2 } });
+    expect(out.error.message).toStartWith(`${file} is not a valid cluster spec (10 problems)`);
+    expect(out.data.valid).toBe(false);
+    expect(out.data.file).toBe(file);
+    expect(out.data.problems).toHaveLength(10);
+    expect(out.data.problems[0]).toEqual({
       path: "name",
       line: 1,
       column: 7,
       message: `name: "Lab_1" must be a lowercase DNS label: letters, digits and '-', at most 63 characters; write "lab-1".`,
     });
-    expect(out.problems.map((p: { path: string }) => p.path)).toContain("nodes[2].name");
+    expect(out.data.problems.map((p: { path: string }) => p.path)).toContain("nodes[2].name");
   });
 
-  test("valid: valid true and no problems, exit 0", async () => {
-    const run = await validate(["--json", "cluster.example.yaml"]);
+  test("valid: ok, valid true and no problems, exit 0", async () => {
+    const run = await validate(["--json", "--spec", "cluster.example.yaml"]);
     expect(run.code).toBe(0);
-    expect(JSON.parse(run.stdout)).toEqual({ valid: true, file: "cluster.example.yaml", problems: [] });
+    expect(JSON.parse(run.stdout)).toEqual({
+      ok: true,
+      command: "validate",
+      data: { valid: true, file: "cluster.example.yaml", problems: [] },
+      error: null,
+    });
   });
 
   test("a missing file is one problem without a position", async () => {
-    const run = await validate(["--json", "/nonexistent.yaml"]);
+    const run = await validate(["--json", "--spec", "/nonexistent.yaml"]);
     expect(run.code).toBe(2);
     const out = JSON.parse(run.stdout);
-    expect(out).toMatchObject({ valid: false, file: "/nonexistent.yaml" });
-    expect(out.problems).toEqual([
+    expect(out.data).toMatchObject({ valid: false, file: "/nonexistent.yaml" });
+    expect(out.data.problems).toEqual([
       { path: "", line: null, column: null, message: expect.stringContaining("/nonexistent.yaml does not exist") },
     ]);
   });
@@ -144,12 +151,12 @@ describe("command line", () => {
   test("--help prints usage and exits 0", async () => {
     const run = await validate(["--help"]);
     expect(run.code).toBe(0);
-    expect(run.stdout).toContain("usage: bun scripts/validate.ts [--json] [FILE]");
+    expect(run.stdout).toContain("usage: bun run validate [--spec FILE] [--json]");
     expect(run.stdout).toContain("--json");
   });
 
   test("a missing file exits 2 naming it", async () => {
-    const run = await validate(["/nonexistent.yaml"]);
+    const run = await validate(["--spec", "/nonexistent.yaml"]);
     expect(run).toMatchObject({ code: 2, stdout: "" });
     expect(run.stderr).toContain("spec file /nonexistent.yaml does not exist");
     noStackTrace(run.stderr);
@@ -161,6 +168,6 @@ describe("command line", () => {
     expect(flag.stderr).toContain("--jsno");
     const two = await validate(["a.yaml", "b.yaml"]);
     expect(two.code).toBe(2);
-    expect(two.stderr).toContain("expected one spec file, got 2");
+    expect(two.stderr).toContain("one spec only: pass it as --spec FILE (got a.yaml, b.yaml)");
   });
 });

@@ -74,7 +74,7 @@ describe("validate and synth agree on every fixture", () => {
 
 async function cli(script: string, file: string, env: Record<string, string> = {}): Promise<number> {
   const cwd = mkdtempSync(join(work, "cli-"));
-  const proc = Bun.spawn([process.execPath, join(ROOT, script), ...(script === "main.ts" ? [] : [file])], {
+  const proc = Bun.spawn([process.execPath, join(ROOT, script), ...(script === "main.ts" ? [] : ["--spec", file])], {
     cwd,
     env: {
       ...process.env,
