@@ -190,6 +190,9 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
     const host = "cp-3";
     await labExec(host, "systemctl stop keepalived haproxy; rm -rf /run/kubeadm-ha /tmp/keepalived.data");
     await labExec(host, "systemd-tmpfiles --create --boot");
+    // --boot also creates /run/nologin ("System is booting up"), which systemd-user-sessions removes
+    // once a real boot has finished; without that the sudo user could not log in again.
+    await labExec(host, "rm -f /run/nologin");
     await labExec(host, "systemctl start keepalived");
     const dump = await labExec(
       host,
@@ -208,12 +211,13 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
     synthLab((spec) => {
       spec.nodes = spec.nodes.filter((n) => n.name !== "worker-1");
     });
-    const removed = await terraform(["apply", "-input=false", "-auto-approve"]);
+    const verbose = { log: !!process.env.KHA_E2E_VERBOSE };
+    const removed = await terraform(["apply", "-input=false", "-auto-approve"], verbose);
     expect(removed.code).toBe(0);
     await labSetClock(3 * 3600);
     try {
       synthLab();
-      const added = await terraform(["apply", "-input=false", "-auto-approve"]);
+      const added = await terraform(["apply", "-input=false", "-auto-approve"], verbose);
       if (added.code !== 0) process.stderr.write(added.out.slice(-4000));
       expect(added.code).toBe(0);
       expect(added.out).toContain("terraform_data.join_worker_1: Creation complete");
@@ -225,7 +229,10 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
       // certificates too: kubeadm deletes an upload two hours after it was made.
       await labSetClock(6 * 3600);
       await labExec("cp-3", "kubeadm reset -f >/dev/null");
-      const retried = await terraform(["apply", "-input=false", "-auto-approve", "-replace=terraform_data.join_cp_3"]);
+      const retried = await terraform(
+        ["apply", "-input=false", "-auto-approve", "-replace=terraform_data.join_cp_3"],
+        verbose,
+      );
       if (retried.code !== 0) process.stderr.write(retried.out.slice(-4000));
       expect(retried.code).toBe(0);
       expect((await labExec("cp-3", "test -s /etc/kubernetes/admin.conf && echo joined")).stdout.trim()).toBe("joined");
