@@ -1,4 +1,4 @@
-// Entry point: spec ► secrets ► rendered steps ► HaCluster stack ► cdktf.out.
+// Entry point: spec ► secrets ► rendered steps ► HaCluster stack ► cdktf.out + the review tree.
 // `bun run main.ts` (fast) and `npx cdktf synth|deploy|diff` both run this.
 import { resolve } from "node:path";
 import { App, CloudBackend, LocalBackend, NamedCloudWorkspace, TerraformOutput, TerraformStack } from "cdktf";
@@ -7,15 +7,18 @@ import { HaCluster } from "./constructs/ha-cluster.ts";
 import { builtinBackend, hashicorpBackend } from "./constructs/step-backend.ts";
 import { runCommand } from "./lib/cli.ts";
 import { renderCluster } from "./lib/render/index.ts";
+import { reviewTree } from "./lib/render/review-tree.ts";
+import type { Step } from "./lib/render/types.ts";
 import { caCertHash, ensureSecrets } from "./lib/secrets.ts";
 import { shq } from "./lib/shell.ts";
 import { loadSpec, specPath } from "./lib/spec/load.ts";
 import type { ClusterSpec } from "./lib/spec/schema.ts";
 import { endpoint } from "./lib/spec/topology.ts";
+import { replaceTree } from "./lib/write-tree.ts";
 
 export interface StackOptions {
   spec: ClusterSpec;
-  /** Absolute directory for the reviewable rendered tree (default <cwd>/out/<cluster>). */
+  /** Absolute directory for the review tree (default <cwd>/out/<cluster>). */
   renderDir?: string;
   /** Absolute directory of the synthesized stack (to reference renderDir relatively). */
   stackDir: string;
@@ -42,6 +45,9 @@ function localCommands(spec: ClusterSpec, specFile: string | undefined) {
 
 export class KubeadmHaStack extends TerraformStack {
   readonly cluster: HaCluster;
+  /** What the stack's steps upload and run, for the review tree. */
+  readonly steps: Step[];
+  readonly renderDir: string;
 
   constructor(scope: Construct, id: string, opts: StackOptions) {
     super(scope, id);
@@ -57,13 +63,14 @@ export class KubeadmHaStack extends TerraformStack {
       new LocalBackend(this, { path: "terraform.tfstate" });
     }
     const secrets = ensureSecrets(spec);
-    const steps = renderCluster(spec, { caCertPem: secrets.caCert, caCertHash: caCertHash(secrets.caCert) });
+    this.steps = renderCluster(spec, { caCertPem: secrets.caCert, caCertHash: caCertHash(secrets.caCert) });
+    this.renderDir = opts.renderDir ?? resolve("out", spec.name);
     this.cluster = new HaCluster(this, "cluster", {
       spec,
-      steps,
+      steps: this.steps,
       secretsVersion: secrets.version,
       backend: spec.terraform.resources === "builtin" ? builtinBackend() : hashicorpBackend(this),
-      renderDir: opts.renderDir ?? resolve("out", spec.name),
+      renderDir: this.renderDir,
       stackDir: opts.stackDir,
       localCommands: localCommands(spec, opts.specFile),
     });
@@ -71,18 +78,39 @@ export class KubeadmHaStack extends TerraformStack {
   }
 }
 
+export interface SynthOptions {
+  /** cdktf's output directory; the stack lands in <outdir>/stacks/<stackName>. */
+  outdir: string;
+  /** Default: the spec's name. */
+  stackName?: string;
+  renderDir?: string;
+  specFile?: string;
+}
+
+/**
+ * Synthesize a spec: cdk.tf.json, then the review tree (written fresh, for both back-ends).
+ * Everything that synthesizes (this entry point, `cdktf synth`, the tests) goes through here.
+ */
+export function synthesize(spec: ClusterSpec, opts: SynthOptions): { stack: KubeadmHaStack; stackDir: string } {
+  const app = new App({ outdir: opts.outdir });
+  const stackName = opts.stackName ?? spec.name;
+  const stackDir = resolve(app.outdir, "stacks", stackName);
+  const stack = new KubeadmHaStack(app, stackName, {
+    spec,
+    stackDir,
+    renderDir: opts.renderDir,
+    specFile: opts.specFile,
+  });
+  app.synth();
+  replaceTree(stack.renderDir, reviewTree(stack.steps));
+  return { stack, stackDir };
+}
+
 if (import.meta.main) {
   await runCommand(() => {
     const file = specPath();
     const spec = loadSpec(file);
-    const app = new App({ outdir: process.env.CDKTF_OUTDIR ?? "cdktf.out" });
-    const stackName = spec.name;
-    const stack = new KubeadmHaStack(app, stackName, {
-      spec,
-      stackDir: resolve(app.outdir, "stacks", stackName),
-      specFile: file,
-    });
-    app.synth();
+    const { stack, stackDir } = synthesize(spec, { outdir: process.env.CDKTF_OUTDIR ?? "cdktf.out", specFile: file });
     const unknown = stack.cluster.connections.unknownHosts;
     if (unknown.length > 0) {
       process.stderr.write(
@@ -90,7 +118,7 @@ if (import.meta.main) {
       );
     }
     process.stderr.write(
-      `synthesized stack "${stackName}" (${spec.terraform.resources} resources) into ${resolve(app.outdir)}\n`,
+      `synthesized stack "${spec.name}" (${spec.terraform.resources} resources) into ${stackDir}; review every file and phase script in ${stack.renderDir}\n`,
     );
   });
 }

@@ -1,8 +1,6 @@
 // The two resource back-ends. They differ only in which Terraform resource types
 // carry the steps and the rendered files; the graph, the provisioners and the
 // connections are built once, in ha-cluster.ts. Every cdktf provider import lives here.
-import { mkdirSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
 import { File } from "@cdktf/provider-local/lib/file";
 import { LocalProvider } from "@cdktf/provider-local/lib/provider";
 import { NullProvider } from "@cdktf/provider-null/lib/provider";
@@ -47,7 +45,11 @@ export interface ResourceBackend {
   renderedFile(scope: Construct, id: string, props: RenderedFileProps): void;
 }
 
-/** null_resource steps + local_file copies (needs the hashicorp/null and hashicorp/local providers). */
+/**
+ * null_resource steps + local_file copies (needs the hashicorp/null and hashicorp/local providers).
+ * The copies are the config files of the review tree main.ts writes at synth, with the same
+ * content, so apply rewrites them identically and destroy removes them.
+ */
 export function hashicorpBackend(scope: Construct): ResourceBackend {
   new NullProvider(scope, "null");
   new LocalProvider(scope, "local");
@@ -69,7 +71,7 @@ export function hashicorpBackend(scope: Construct): ResourceBackend {
 
 /**
  * terraform_data steps, no provider at all (air-gapped sites, our end-to-end tests).
- * Rendered copies are written by the app at synth time instead of by Terraform.
+ * No resource for the rendered copies: the review tree main.ts writes at synth is all there is.
  */
 export function builtinBackend(): ResourceBackend {
   return {
@@ -83,9 +85,6 @@ export function builtinBackend(): ResourceBackend {
         connection: p.connection,
         provisioners: p.provisioners,
       }),
-    renderedFile: (_s, _id, p) => {
-      mkdirSync(dirname(p.filename), { recursive: true });
-      writeFileSync(p.filename, p.content, { mode: Number.parseInt(p.mode, 8) });
-    },
+    renderedFile: () => undefined,
   };
 }
