@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import { ensureSecrets, terraformEnv } from "../../lib/secrets.ts";
 import { loadSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
-import { synthesize } from "../../main.ts";
+import { synthesize } from "../../constructs/stack.ts";
 import { labPaths, labUp, PROJECT_ROOT } from "../lab/lab.ts";
 
 export const E2E_DIR = join(labPaths.stateDir, "e2e");

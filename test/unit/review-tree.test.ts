@@ -1,12 +1,23 @@
 // The review tree (out/<cluster>/<node>/…): written at synth for both back-ends, phase scripts
 // included, byte-identical to what the steps upload, and nothing else in it.
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { parseSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
-import { synthesize } from "../../main.ts";
+import { synthesize } from "../../constructs/stack.ts";
+import { replaceTree } from "../../lib/write-tree.ts";
 import { EXAMPLE, steps, synthSpec } from "./stack-helpers.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
@@ -180,5 +191,52 @@ describe("review tree on disk", () => {
     expect(tree.get("cp-1/phases/03-init.sh")?.content).toContain("kubeadm init");
     expect(tree.get("cp-1/etc/haproxy/haproxy.cfg")?.content).toContain("backend");
     expect(existsSync(join(cwd, "cdktf.out/stacks/example/cdk.tf.json"))).toBe(true);
+  });
+});
+
+describe("replaceTree", () => {
+  const files = [
+    { path: "a/etc/x.conf", content: "x\n", mode: "0644" },
+    { path: "a/etc/secret-free.yaml", content: "y\n", mode: "0600" },
+    { path: "a/phases/01-prepare.sh", content: "#!/bin/bash\n", mode: "0644" },
+  ];
+  const fresh = () => join(mkdtempSync(join(tmpdir(), "kha-tree-")), "example");
+
+  test("writes exactly the files, with their modes", () => {
+    const dir = fresh();
+    expect(replaceTree(dir, files)).toBe(true);
+    const tree = readTree(dir);
+    expect([...tree.keys()].sort()).toEqual(files.map((f) => f.path).sort());
+    for (const f of files) expect(tree.get(f.path)).toEqual({ content: f.content, mode: f.mode });
+  });
+
+  test("an identical tree is left alone; any difference (content, mode, an extra file or directory) rewrites it whole", () => {
+    const dir = fresh();
+    replaceTree(dir, files);
+    const inode = statSync(join(dir, "a/etc/x.conf")).ino;
+    expect(replaceTree(dir, files)).toBe(false);
+    expect(statSync(join(dir, "a/etc/x.conf")).ino).toBe(inode);
+    const changes: [string, () => void][] = [
+      ["content", () => writeFileSync(join(dir, "a/etc/x.conf"), "changed\n")],
+      ["mode", () => chmodSync(join(dir, "a/etc/secret-free.yaml"), 0o644)],
+      ["extra file", () => writeFileSync(join(dir, "a/etc/stray"), "")],
+      ["extra directory", () => mkdirSync(join(dir, "b"))],
+      ["missing file", () => rmSync(join(dir, "a/phases/01-prepare.sh"))],
+    ];
+    for (const [what, change] of changes) {
+      change();
+      expect([what, replaceTree(dir, files)]).toEqual([what, true]);
+      const tree = readTree(dir);
+      expect([what, [...tree.keys()].sort()]).toEqual([what, files.map((f) => f.path).sort()]);
+      expect(readdirSync(dir)).toEqual(["a"]);
+      expect(readFileSync(join(dir, "a/etc/x.conf"), "utf8")).toBe("x\n");
+      expect(tree.get("a/etc/secret-free.yaml")?.mode).toBe("0600");
+    }
+    expect(readdirSync(dirname(dir))).toEqual(["example"]);
+  });
+
+  test("refuses paths that would leave the tree", () => {
+    expect(() => replaceTree(fresh(), [{ path: "../x", content: "", mode: "0644" }])).toThrow(/plain relative/);
+    expect(() => replaceTree(fresh(), [{ path: "/etc/x", content: "", mode: "0644" }])).toThrow(/plain relative/);
   });
 });

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { UserError } from "../../lib/errors.ts";
 import { loadSpec } from "../../lib/spec/load.ts";
-import { synthesize } from "../../main.ts";
+import { synthesize } from "../../constructs/stack.ts";
 import { SPECS_DIR } from "../fixtures/specs/cases.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");

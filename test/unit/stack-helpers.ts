@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
-import { synthesize } from "../../main.ts";
+import { synthesize } from "../../constructs/stack.ts";
 
 export const EXAMPLE = readFileSync(resolve(import.meta.dir, "../../cluster.example.yaml"), "utf8");
 
