@@ -3,10 +3,10 @@
 // phase scripts, real keepalived/haproxy; kubeadm is the lab's recording stand-in).
 import { mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { synthesize } from "../../constructs/stack.ts";
 import { ensureSecrets, terraformEnv } from "../../lib/secrets.ts";
 import { loadSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
-import { synthesize } from "../../constructs/stack.ts";
 import { labPaths, labUp, PROJECT_ROOT } from "../lab/lab.ts";
 
 export const E2E_DIR = join(labPaths.stateDir, "e2e");

@@ -14,9 +14,9 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
+import { synthesize } from "../../constructs/stack.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
-import { synthesize } from "../../constructs/stack.ts";
 import { replaceTree } from "../../lib/write-tree.ts";
 import { EXAMPLE, steps, synthSpec } from "./stack-helpers.ts";
 

@@ -5,9 +5,9 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { synthesize } from "../../constructs/stack.ts";
 import { UserError } from "../../lib/errors.ts";
 import { loadSpec } from "../../lib/spec/load.ts";
-import { synthesize } from "../../constructs/stack.ts";
 import { SPECS_DIR } from "../fixtures/specs/cases.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");

@@ -2,9 +2,9 @@
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { synthesize } from "../../constructs/stack.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
-import { synthesize } from "../../constructs/stack.ts";
 
 export const EXAMPLE = readFileSync(resolve(import.meta.dir, "../../cluster.example.yaml"), "utf8");
 
