@@ -1,13 +1,13 @@
 // Entry point: spec ► secrets ► rendered steps ► HaCluster stack ► cdktf.out + the review tree.
 // `bun run main.ts` (fast) and `npx cdktf synth|deploy|diff` both run this.
 import { plugin } from "bun";
-import { INERT_MODULES } from "./constructs/inert-modules.ts";
+import { MODULE_STAND_INS } from "./constructs/module-stand-ins.ts";
 import { runCommand } from "./lib/cli.ts";
 import { loadSpec, specPath } from "./lib/spec/load.ts";
 
 if (import.meta.main) {
-  // Before cdktf loads (hence the dynamic import): modules cdktf requires that this stack never uses.
-  plugin(INERT_MODULES);
+  // Before cdktf loads (hence the dynamic import): lighter stand-ins for modules cdktf requires.
+  plugin(MODULE_STAND_INS);
   const { synthesize } = await import("./constructs/stack.ts");
   await runCommand(() => {
     const file = specPath();

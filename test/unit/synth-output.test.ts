@@ -1,6 +1,6 @@
 // What synth writes must not change by accident, and never because of how it is loaded:
-// - `bun run main.ts` (inert stand-ins for modules cdktf never uses here, see
-//   constructs/inert-modules.ts) writes the same cdk.tf.json as a synth with cdktf's own modules;
+// - `bun run main.ts` (lighter stand-ins for modules cdktf requires, see
+//   constructs/module-stand-ins.ts) writes the same cdk.tf.json as a synth with cdktf's own modules;
 // - the example's cdk.tf.json equals test/fixtures/golden/example.cdk.tf.json (captured before
 //   the synth speed work), with a fixed cluster CA and the machine's paths replaced by <root>/<work>.
 //   After an intended change of what synth renders: KHA_UPDATE_GOLDEN=1 bun test test/unit/synth-output.test.ts
@@ -19,10 +19,10 @@ const GOLDEN_CA = readFileSync(join(ROOT, "test/fixtures/golden/example-ca.crt")
 const HOME = "/home/kha-golden";
 
 /** A work dir laid out as a user's checkout: cluster.yaml, cdktf.out/, out/; secrets with the golden CA. */
-function workDir(): { work: string; secretsDir: string; spec: string } {
+function workDir(specText = EXAMPLE): { work: string; secretsDir: string; spec: string } {
   const work = mkdtempSync(join(tmpdir(), "kha-golden-"));
   const spec = join(work, "cluster.yaml");
-  writeFileSync(spec, EXAMPLE);
+  writeFileSync(spec, specText);
   const secretsDir = join(work, "secrets");
   mkdirSync(secretsDir, { mode: 0o700 });
   // Only the CA certificate reaches cdk.tf.json; the other values are placeholders of the right form.
@@ -59,7 +59,7 @@ function cliSynth(w: ReturnType<typeof workDir>): string {
   return readFileSync(join(w.work, "cdktf.out/stacks/example/cdk.tf.json"), "utf8");
 }
 
-/** The same synth in this process, with cdktf's own modules (no inert stand-ins registered here). */
+/** The same synth in this process, with cdktf's own modules (no stand-ins registered here). */
 function stockSynth(w: ReturnType<typeof workDir>, outdir: string): string {
   const saved = { home: process.env.HOME, secrets: process.env.KUBEADM_HA_SECRETS_DIR };
   process.env.HOME = HOME;
@@ -80,14 +80,17 @@ function stockSynth(w: ReturnType<typeof workDir>, outdir: string): string {
 const normalize = (json: string, work: string): string => json.replaceAll(ROOT, "<root>").replaceAll(work, "<work>");
 
 describe("synth output", () => {
-  test("main.ts with the inert modules writes the same cdk.tf.json as cdktf's own modules", () => {
-    const w = workDir();
-    const cli = cliSynth(w);
-    // Same relative layout (cdktf.out/stacks/example next to out/example), so relative paths agree.
-    const stock = stockSynth(w, "cdktf.out");
-    expect(cli.length).toBeGreaterThan(100_000);
-    expect(cli === stock).toBe(true);
-  });
+  test.each(["hashicorp", "builtin"])(
+    "main.ts with the module stand-ins writes the same cdk.tf.json as cdktf's own modules (%s)",
+    (backend) => {
+      const w = workDir(`${EXAMPLE}terraform: { resources: ${backend} }\n`);
+      const cli = cliSynth(w);
+      // Same relative layout (cdktf.out/stacks/example next to out/example), so relative paths agree.
+      const stock = stockSynth(w, "cdktf.out");
+      expect(cli.length).toBeGreaterThan(100_000);
+      expect(cli === stock).toBe(true);
+    },
+  );
 
   test("the example's cdk.tf.json is the golden one", () => {
     const w = workDir();
