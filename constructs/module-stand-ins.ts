@@ -8,9 +8,10 @@
 // test/unit/synth-output.test.ts checks that main.ts writes the same cdk.tf.json as cdktf's own
 // modules, and test/unit/module-stand-ins.test.ts compares the stringify with the real one.
 // No cdktf import here.
-import type { BunPlugin } from "bun";
+
 import { createRequire } from "node:module";
 import { join } from "node:path";
+import type { BunPlugin } from "bun";
 
 // The real packages, by absolute path, resolved now: once the plugin is registered the bare
 // names resolve to the stand-ins themselves.

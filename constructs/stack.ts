@@ -74,6 +74,17 @@ export class KubeadmHaStack extends TerraformStack {
     });
     new TerraformOutput(this, "control_plane_endpoint", { value: endpoint(spec) });
   }
+  /**
+   * cdktf resolves every token of every resource once before synthesizing, only to create
+   * outputs for references between stacks, then again to write cdk.tf.json. Alone in its app,
+   * this stack has no such references: skip that first run (a fifth of a synth). The backend
+   * check it also does stays.
+   */
+  override prepareStack(): void {
+    const stacks = this.node.scope?.node.children.filter((c) => TerraformStack.isStack(c)) ?? [];
+    if (stacks.length > 1) super.prepareStack();
+    else this.ensureBackendExists();
+  }
 }
 
 export interface SynthOptions {
