@@ -5,6 +5,7 @@ import { UserError } from "../errors.ts";
 import { type Remote, sq } from "../remote/ssh.ts";
 import type { NodeSpec } from "../spec/schema.ts";
 import { ETCD_MANIFEST, type EtcdManifestFacts, readEtcdManifest } from "./manifest.ts";
+import { type MemberInfo, parseMemberList } from "./member-list.ts";
 import { parseStatusJson, type SnapshotStatus } from "./snapshot.ts";
 import { ETCD_TOOLS_SH, type EtcdAccess, etcdctlFlags, SHA256_OF_SH } from "./tools-sh.ts";
 
@@ -141,14 +142,9 @@ export async function endpointHealth(n: NodeEtcd, access: EtcdAccess): Promise<E
   return { healthy: r.code === 0 && /is healthy/.test(text), detail: text.split("\n").slice(-1)[0] ?? "" };
 }
 
-export interface MemberInfo {
-  id: string;
-  name: string;
-  peerUrls: string[];
-  clientUrls: string[];
-}
+export { type MemberInfo, parseMemberList } from "./member-list.ts";
 
-/** Member list and cluster ID (hex) as this node's etcd sees them. IDs are uint64: parsed from the text, not as JS numbers. */
+/** Member list and cluster ID (hex) as this node's etcd sees them, every member (member-list.ts). */
 export async function memberList(
   n: NodeEtcd,
   access: EtcdAccess,
@@ -160,17 +156,6 @@ export async function memberList(
     { timeoutMs: 30_000 },
   );
   return parseMemberList(out);
-}
-
-export function parseMemberList(out: string): { clusterId: string; members: MemberInfo[] } {
-  const cid = /"cluster_id":(\d+)/.exec(out)?.[1];
-  const members: MemberInfo[] = [];
-  const re = /\{"ID":(\d+),"name":"([^"]*)","peerURLs":\[([^\]]*)\](?:,"clientURLs":\[([^\]]*)\])?/g;
-  for (let m = re.exec(out); m; m = re.exec(out)) {
-    const urls = (s?: string) => (s ? (JSON.parse(`[${s}]`) as string[]) : []);
-    members.push({ id: BigInt(m[1]!).toString(16), name: m[2]!, peerUrls: urls(m[3]), clientUrls: urls(m[4]) });
-  }
-  return { clusterId: cid ? BigInt(cid).toString(16) : "", members };
 }
 
 /** `snapshot status` of a file on the node. */
