@@ -8,11 +8,14 @@ import { requireTool } from "./tool-helpers.ts";
 
 const hasEtcd = requireTool("etcd") && requireTool("etcdctl");
 
-function freePort(): number {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = s.port;
-  s.stop(true);
-  return port;
+/** n distinct free loopback ports (all held open until every one is picked). */
+function freePorts(n: number): number[] {
+  const sockets = Array.from({ length: n }, () =>
+    Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } }),
+  );
+  const ports = sockets.map((s) => s.port);
+  for (const s of sockets) s.stop(true);
+  return ports;
 }
 
 describe("member list parser", () => {
@@ -53,8 +56,9 @@ describe("member list parser", () => {
 
 describe.skipIf(!hasEtcd)("member list of a real etcd", () => {
   const dir = mkdtempSync(join(tmpdir(), "kha-etcd-"));
-  const client = `http://127.0.0.1:${freePort()}`;
-  const peer = `http://127.0.0.1:${freePort()}`;
+  const [clientPort, peerPort, addedPort] = freePorts(3);
+  const client = `http://127.0.0.1:${clientPort}`;
+  const peer = `http://127.0.0.1:${peerPort}`;
   const etcd = Bun.spawn(
     [
       "etcd",
@@ -66,7 +70,7 @@ describe.skipIf(!hasEtcd)("member list of a real etcd", () => {
       `--initial-advertise-peer-urls=${peer}`,
       `--initial-cluster=m1=${peer}`,
     ],
-    { stdout: "ignore", stderr: "ignore" },
+    { stdout: "ignore", stderr: "pipe" },
   );
   afterAll(() => {
     etcd.kill();
@@ -80,10 +84,19 @@ describe.skipIf(!hasEtcd)("member list of a real etcd", () => {
     });
 
   test("a member added but not started (no name, no client URL) is in the list, with exact IDs", async () => {
-    for (let i = 0; i < 100 && etcdctl("endpoint", "health").exitCode !== 0; i++) await Bun.sleep(100);
-    const added = etcdctl("member", "add", "m2", `--peer-urls=http://127.0.0.1:${freePort()}`);
-    expect(added.exitCode).toBe(0);
-    const addedId = /Member ([0-9a-f]+) added to cluster ([0-9a-f]+)/.exec(added.stdout.toString());
+    let healthy = false;
+    for (let i = 0; i < 150 && !healthy; i++) {
+      healthy = etcdctl("endpoint", "health").exitCode === 0;
+      if (!healthy) await Bun.sleep(100);
+    }
+    expect(healthy).toBe(true);
+    const added = etcdctl("member", "add", "m2", `--peer-urls=http://127.0.0.1:${addedPort}`);
+    expect({ code: added.exitCode, out: added.stdout.toString(), err: added.stderr.toString() }).toMatchObject({
+      code: 0,
+      out: expect.stringMatching(/Member +[0-9a-f]+ added to cluster +[0-9a-f]+/),
+    });
+    // etcdctl pads IDs with spaces to 16 places here (%16x), and prints them unpadded in its table.
+    const addedId = /Member +([0-9a-f]+) added to cluster +([0-9a-f]+)/.exec(added.stdout.toString());
     const list = etcdctl("member", "list", "-w", "json");
     expect(list.exitCode).toBe(0);
     const parsed = parseMemberList(list.stdout.toString());
