@@ -1,7 +1,7 @@
-// `bun scripts/lab.ts up|down|status [--json]|etcdctl -- ARGS`: the lab's test hosts on this machine.
-import { parseCommand, progress, runCommand } from "../lib/cli.ts";
-import { UserError } from "../lib/errors.ts";
-import { applyLab } from "../test/e2e/apply.ts";
+// `bun test/lab/cli.ts up|down|status [--json]|etcdctl -- ARGS`: the lab's test hosts on this machine.
+import { parseCommand, progress, runCommand } from "../../lib/cli.ts";
+import { UserError } from "../../lib/errors.ts";
+import { applyLab } from "../e2e/apply.ts";
 import {
   etcdctlArgv,
   LAB,
@@ -13,7 +13,7 @@ import {
   labPaths,
   labStatus,
   labUp,
-} from "../test/lab/lab.ts";
+} from "./lab.ts";
 
 const VERBS = ["up", "down", "status", "etcdctl"] as const;
 
@@ -37,7 +37,7 @@ await runCommand(async () => {
   const { values, positionals } = parseCommand({
     name: "lab",
     usage:
-      "bun scripts/lab.ts up [--control-planes N] [--workers N] | down [--force] | status [--json] | etcdctl -- ARGS",
+      "bun test/lab/cli.ts up [--control-planes N] [--workers N] | down [--force] | status [--json] | etcdctl -- ARGS",
     description:
       "Test hosts on this machine (root only): systemd-nspawn containers booted on an overlay of /, each in its own " +
       "network namespace on the bridge kha-br0 (198.18.0.0/24; this machine is 198.18.0.1, the VIP 198.18.0.10). " +
@@ -122,7 +122,7 @@ await runCommand(async () => {
         return 0;
       }
       if (st.hosts.length === 0) {
-        process.stdout.write("lab is down (run: bun scripts/lab.ts up)\n");
+        process.stdout.write("lab is down (run: bun test/lab/cli.ts up)\n");
         return 0;
       }
       const yes = (b: boolean) => (b ? "yes" : "no");
@@ -144,7 +144,7 @@ await runCommand(async () => {
       needLab();
       const st = await labStatus();
       if (!st.hosts.some((h) => h.etcdHealthy || h.sshOk)) {
-        throw new UserError("lab etcdctl: the lab is not up. Run `bun scripts/lab.ts up` first.", 1);
+        throw new UserError("lab etcdctl: the lab is not up. Run `bun test/lab/cli.ts up` first.", 1);
       }
       const args = positionals.slice(1);
       if (args.length === 0)
