@@ -16,6 +16,8 @@ export class Connections {
   private readonly knownHosts: string;
   private sshKeyVariable?: TerraformVariable;
   private readonly hostKeyVariables = new Map<string, TerraformVariable>();
+  /** One connection block per node: every step (and every join's runs on the first control plane) shares it. */
+  private readonly byNode = new Map<string, SSHProvisionerConnection>();
   /** Hosts whose key is not in known_hosts (reported by synth). */
   readonly unknownHosts: string[] = [];
 
@@ -65,6 +67,15 @@ export class Connections {
   }
 
   forNode(node: NodeSpec): SSHProvisionerConnection {
+    let conn = this.byNode.get(node.name);
+    if (!conn) {
+      conn = this.connection(node);
+      this.byNode.set(node.name, conn);
+    }
+    return conn;
+  }
+
+  private connection(node: NodeSpec): SSHProvisionerConnection {
     const ssh = this.spec.ssh;
     const host = node.ssh?.host ?? node.address;
     const port = node.ssh?.port ?? ssh.port;

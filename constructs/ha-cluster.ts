@@ -10,6 +10,7 @@ import { type SSHProvisionerConnection, type TerraformResource, TerraformVariabl
 import { Construct } from "constructs";
 import { UserError } from "../lib/errors.ts";
 import { STATE_DIR, stageDir } from "../lib/render/paths.ts";
+import { treeConfigPath } from "../lib/render/review-tree.ts";
 import type { NodeRun, Phase, SecretName, Step } from "../lib/render/types.ts";
 import { HOST_SECRETS } from "../lib/secrets.ts";
 import type { ClusterSpec, NodeSpec } from "../lib/spec/schema.ts";
@@ -24,7 +25,7 @@ export interface HaClusterProps {
   /** Bumped when secrets rotate; a trigger for the steps that upload them (never the secrets themselves). */
   secretsVersion: number;
   backend: ResourceBackend;
-  /** Absolute directory of the reviewable rendered tree, e.g. <project>/out/<cluster>. */
+  /** Absolute directory of the review tree (lib/render/review-tree.ts), e.g. <project>/out/<cluster>. */
   renderDir: string;
   /** Absolute directory Terraform runs in (the synthesized stack), to reference renderDir relatively. */
   stackDir: string;
@@ -134,7 +135,7 @@ export class HaCluster extends Construct {
     for (const step of props.steps) {
       const stepId = tfId(`${step.phase}_${step.node.name}`);
       for (const f of step.files) {
-        const local = join(props.renderDir, step.node.name, f.path);
+        const local = join(props.renderDir, treeConfigPath(step.node.name, f.path));
         const filename = backend.name === "builtin" ? local : `\${path.module}/${relative(props.stackDir, local)}`;
         backend.renderedFile(this, `file_${stepId}_${tfId(f.path)}`, {
           filename,

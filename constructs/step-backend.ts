@@ -1,8 +1,6 @@
 // The two resource back-ends. They differ only in which Terraform resource types
 // carry the steps and the rendered files; the graph, the provisioners and the
 // connections are built once, in ha-cluster.ts. Every cdktf provider import lives here.
-import { mkdirSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
 import { File } from "@cdktf/provider-local/lib/file";
 import { LocalProvider } from "@cdktf/provider-local/lib/provider";
 import { NullProvider } from "@cdktf/provider-null/lib/provider";
@@ -15,7 +13,8 @@ import {
   type SSHProvisionerConnection,
   type TerraformResource,
 } from "cdktf";
-import type { Construct } from "constructs";
+import { ValidateTerraformVersion } from "cdktf/lib/validations/validate-terraform-version";
+import type { Construct, IValidation } from "constructs";
 
 export type Provisioner = FileProvisioner | LocalExecProvisioner | RemoteExecProvisioner;
 
@@ -47,7 +46,11 @@ export interface ResourceBackend {
   renderedFile(scope: Construct, id: string, props: RenderedFileProps): void;
 }
 
-/** null_resource steps + local_file copies (needs the hashicorp/null and hashicorp/local providers). */
+/**
+ * null_resource steps + local_file copies (needs the hashicorp/null and hashicorp/local providers).
+ * The copies are the config files of the review tree main.ts writes at synth, with the same
+ * content, so apply rewrites them identically and destroy removes them.
+ */
 export function hashicorpBackend(scope: Construct): ResourceBackend {
   new NullProvider(scope, "null");
   new LocalProvider(scope, "local");
@@ -69,23 +72,39 @@ export function hashicorpBackend(scope: Construct): ResourceBackend {
 
 /**
  * terraform_data steps, no provider at all (air-gapped sites, our end-to-end tests).
- * Rendered copies are written by the app at synth time instead of by Terraform.
+ * No resource for the rendered copies: the review tree main.ts writes at synth is all there is.
  */
 export function builtinBackend(): ResourceBackend {
+  let versionChecked = false;
   return {
     name: "builtin",
     selfRef: (key) => `\${self.input.${key}}`,
-    step: (s, id, p) =>
-      new DataResource(s, id, {
+    step: (s, id, p) => {
+      const r = new DataResource(s, id, {
         triggersReplace: p.triggers,
         input: p.selfValues,
         dependsOn: p.dependsOn,
         connection: p.connection,
         provisioners: p.provisioners,
-      }),
-    renderedFile: (_s, _id, p) => {
-      mkdirSync(dirname(p.filename), { recursive: true });
-      writeFileSync(p.filename, p.content, { mode: Number.parseInt(p.mode, 8) });
+      });
+      if (versionChecked) dropTerraformVersionCheck(r);
+      versionChecked = true;
+      return r;
     },
+    renderedFile: () => undefined,
   };
+}
+
+/**
+ * cdktf gives every terraform_data resource the same "Terraform >= 1.4" check, and each one runs
+ * `terraform version` at synth: 19 runs for the example (over a second), 400 for 200 workers.
+ * The first resource keeps it. constructs keeps validations in a private array (constructs and
+ * cdktf are pinned); test/unit/synth-terraform-check.test.ts counts the runs.
+ */
+function dropTerraformVersionCheck(r: DataResource): void {
+  const validations = (r.node as unknown as { _validations?: IValidation[] })._validations;
+  if (!Array.isArray(validations))
+    throw new Error("constructs no longer keeps node._validations: revisit step-backend.ts");
+  for (let i = validations.length - 1; i >= 0; i--)
+    if (validations[i] instanceof ValidateTerraformVersion) validations.splice(i, 1);
 }

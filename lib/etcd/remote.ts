@@ -5,76 +5,20 @@ import { UserError } from "../errors.ts";
 import { type Remote, sq } from "../remote/ssh.ts";
 import type { NodeSpec } from "../spec/schema.ts";
 import { ETCD_MANIFEST, type EtcdManifestFacts, readEtcdManifest } from "./manifest.ts";
+import { type MemberInfo, parseMemberList } from "./member-list.ts";
 import { parseStatusJson, type SnapshotStatus } from "./snapshot.ts";
+import { ETCD_TOOLS_SH, type EtcdAccess, etcdctlFlags, SHA256_OF_SH } from "./tools-sh.ts";
 
-/** Client certificate etcdctl uses; kubeadm's healthcheck client by default. */
-export interface EtcdAccess {
-  cacert: string;
-  cert: string;
-  key: string;
-}
-
-export const KUBEADM_ETCD_ACCESS: EtcdAccess = {
-  cacert: "/etc/kubernetes/pki/etcd/ca.crt",
-  cert: "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-  key: "/etc/kubernetes/pki/etcd/healthcheck-client.key",
-};
-
-/** Where kubeadm-ha keeps etcd binaries copied out of the etcd container. */
-export const TOOLS_DIR = "/var/lib/kubeadm-ha/bin";
-
-/**
- * Bash that defines `etcd_tools`: sets ETCDCTL, ETCDUTL (may be empty on 3.4),
- * ETCD_VERSION and TOOLS_SOURCE. Shared by the commands and the backup timer, so
- * it must stay shellcheck-clean.
- */
-export const ETCD_TOOLS_SH = `KHA_TOOLS=${sq(TOOLS_DIR)}
-etcd_tools() {
-  ETCDCTL=""
-  ETCDUTL=""
-  TOOLS_SOURCE=""
-  local id pid d b
-  # kubeadm nodes usually have etcdctl only inside the etcd image: copy it (and
-  # etcdutl) out of the running container so the same version works when etcd is stopped.
-  if command -v crictl >/dev/null 2>&1; then
-    id="$(crictl ps -q --state running --name '^etcd$' 2>/dev/null | head -n 1 || true)"
-    if [ -n "$id" ]; then
-      pid="$(crictl inspect --output go-template --template '{{.info.pid}}' "$id" 2>/dev/null || true)"
-      if [ -n "$pid" ] && [ -d "/proc/$pid/root" ]; then
-        install -d -m 0700 "$KHA_TOOLS"
-        for b in etcdctl etcdutl; do
-          for d in /usr/local/bin /usr/bin /bin; do
-            if [ -x "/proc/$pid/root$d/$b" ]; then
-              install -m 0700 "/proc/$pid/root$d/$b" "$KHA_TOOLS/$b"
-              break
-            fi
-          done
-        done
-        TOOLS_SOURCE="etcd container"
-      fi
-    fi
-  fi
-  if [ -x "$KHA_TOOLS/etcdctl" ]; then
-    ETCDCTL="$KHA_TOOLS/etcdctl"
-    [ -x "$KHA_TOOLS/etcdutl" ] && ETCDUTL="$KHA_TOOLS/etcdutl"
-    [ -n "$TOOLS_SOURCE" ] || TOOLS_SOURCE="copied from the etcd container"
-  else
-    ETCDCTL="$(command -v etcdctl || true)"
-    ETCDUTL="$(command -v etcdutl || true)"
-    TOOLS_SOURCE="host"
-  fi
-  if [ -z "$ETCDCTL" ]; then
-    echo "no etcdctl on this host and no running etcd container to copy it from" >&2
-    return 1
-  fi
-  export ETCDCTL_API=3
-  ETCD_VERSION="$("$ETCDCTL" version 2>/dev/null | sed -n 's/^etcdctl version: *//p')"
-}
-# snapshot status/restore: etcdutl when there is one (3.5+; etcdctl 3.6 lost them), else etcdctl (3.4).
-snaptool() {
-  if [ -n "$ETCDUTL" ]; then "$ETCDUTL" "$@"; else "$ETCDCTL" "$@"; fi
-}
-`;
+// The snippets and access constants live in the leaf module tools-sh.ts (the backup-timer
+// renderer uses them too and must not load the remote layer); re-exported for the commands.
+export {
+  ETCD_TOOLS_SH,
+  type EtcdAccess,
+  etcdctlFlags,
+  KUBEADM_ETCD_ACCESS,
+  SHA256_OF_SH,
+  TOOLS_DIR,
+} from "./tools-sh.ts";
 
 export interface NodeEtcd {
   node: NodeSpec;
@@ -111,10 +55,6 @@ export async function etcdScriptOk(
     throw new UserError(`${remote.name}: ${what} failed (exit ${r.code}): ${detail.slice(0, 600)}`);
   }
   return r.stdout;
-}
-
-export function etcdctlFlags(access: EtcdAccess, endpoint: string): string {
-  return `--endpoints=${sq(endpoint)} --cacert=${sq(access.cacert)} --cert=${sq(access.cert)} --key=${sq(access.key)}`;
 }
 
 const PROBE_SH = `etcd_tools
@@ -202,14 +142,9 @@ export async function endpointHealth(n: NodeEtcd, access: EtcdAccess): Promise<E
   return { healthy: r.code === 0 && /is healthy/.test(text), detail: text.split("\n").slice(-1)[0] ?? "" };
 }
 
-export interface MemberInfo {
-  id: string;
-  name: string;
-  peerUrls: string[];
-  clientUrls: string[];
-}
+export { type MemberInfo, parseMemberList } from "./member-list.ts";
 
-/** Member list and cluster ID (hex) as this node's etcd sees them. IDs are uint64: parsed from the text, not as JS numbers. */
+/** Member list and cluster ID (hex) as this node's etcd sees them, every member (member-list.ts). */
 export async function memberList(
   n: NodeEtcd,
   access: EtcdAccess,
@@ -223,17 +158,6 @@ export async function memberList(
   return parseMemberList(out);
 }
 
-export function parseMemberList(out: string): { clusterId: string; members: MemberInfo[] } {
-  const cid = /"cluster_id":(\d+)/.exec(out)?.[1];
-  const members: MemberInfo[] = [];
-  const re = /\{"ID":(\d+),"name":"([^"]*)","peerURLs":\[([^\]]*)\](?:,"clientURLs":\[([^\]]*)\])?/g;
-  for (let m = re.exec(out); m; m = re.exec(out)) {
-    const urls = (s?: string) => (s ? (JSON.parse(`[${s}]`) as string[]) : []);
-    members.push({ id: BigInt(m[1]!).toString(16), name: m[2]!, peerUrls: urls(m[3]), clientUrls: urls(m[4]) });
-  }
-  return { clusterId: cid ? BigInt(cid).toString(16) : "", members };
-}
-
 /** `snapshot status` of a file on the node. */
 export async function remoteSnapshotStatus(n: NodeEtcd, path: string): Promise<SnapshotStatus> {
   const out = await etcdScriptOk(
@@ -243,15 +167,6 @@ export async function remoteSnapshotStatus(n: NodeEtcd, path: string): Promise<S
   );
   return parseStatusJson(out);
 }
-
-/** Bash: `sha256_of FILE` prints the hex sha256, with openssl when there is one (it uses the CPU's SHA extensions; ~6x sha256sum on the lab). */
-export const SHA256_OF_SH = `sha256_of() {
-  if command -v openssl >/dev/null 2>&1; then
-    openssl dgst -sha256 -r "$1" | cut -d' ' -f1
-  else
-    sha256sum -- "$1" | cut -d' ' -f1
-  fi
-}`;
 
 export interface SnapshotFacts {
   sha256: string;

@@ -2,7 +2,7 @@
 // VIP on exactly one control plane, haproxy answering on each, every backend UP,
 // /healthz through the VIP, etcd members and their health, nodes Ready, and an
 // opt-in workload test. Reads only, except --workload (its own namespace, removed).
-
+import { type MemberInfo, parseMemberList } from "../etcd/member-list.ts";
 import { ETCD_TOOLS_SH, etcdctlFlags, KUBEADM_ETCD_ACCESS } from "../etcd/remote.ts";
 import { type Progress, progress } from "../progress.ts";
 import { type Remote, sq } from "../remote/ssh.ts";
@@ -50,21 +50,6 @@ export function parseStatsCsv(csv: string, backend = "kube_apiserver"): BackendS
     });
   }
   return out;
-}
-
-export interface EtcdMember {
-  name: string;
-  clientUrls: string[];
-}
-
-/** `etcdctl member list -w json`, by regex: member IDs are uint64 and would lose digits as JS numbers. */
-export function parseMemberList(json: string): EtcdMember[] {
-  const members: EtcdMember[] = [];
-  const re = /\{"ID":\d+,"name":"([^"]*)","peerURLs":\[[^\]]*\](?:,"clientURLs":\[([^\]]*)\])?/g;
-  for (let m = re.exec(json); m; m = re.exec(json)) {
-    members.push({ name: m[1]!, clientUrls: m[2] ? (JSON.parse(`[${m[2]}]`) as string[]) : [] });
-  }
-  return members;
 }
 
 /** `etcdctl endpoint health` lines: url -> healthy + the rest of the line. */
@@ -316,10 +301,18 @@ async function etcdRows(spec: ClusterSpec, cps: Live[]): Promise<CheckRow[]> {
       continue;
     }
     const [, membersPart = "", healthPart = ""] = r.stdout.split(/---MEMBERS---\n|---HEALTH---\n/);
-    const members = parseMemberList(membersPart);
+    let members: MemberInfo[];
+    try {
+      members = parseMemberList(membersPart).members;
+    } catch (e) {
+      errors.push(`${s.node.name}: ${(e as Error).message}`);
+      continue;
+    }
     const health = parseEndpointHealth(healthPart);
     const rows: CheckRow[] = [];
-    const names = members.map((m) => m.name);
+    // A member added but never started has no name yet; it still counts for quorum.
+    const label = (m: MemberInfo) => m.name || `unstarted member ${m.id}`;
+    const names = members.map(label);
     const missing = expected.filter((n) => !names.includes(n.name)).map((n) => n.name);
     const extra = names.filter((n) => !expected.some((e) => e.name === n));
     rows.push(
@@ -331,7 +324,7 @@ async function etcdRows(spec: ClusterSpec, cps: Live[]): Promise<CheckRow[]> {
             detail: `members (as ${s.node.name} sees them): ${names.join(", ") || "none"}${missing.length ? `; missing: ${missing.join(", ")}` : ""}${extra.length ? `; not in the spec: ${extra.join(", ")}` : ""}`,
             fix: missing.length
               ? `Join the missing control planes (re-apply their join steps); remove a stale member with etcdctl member remove <ID>.`
-              : "Remove members that are no longer control planes: etcdctl member remove <ID> (on a control plane, with the kubeadm etcd certs).",
+              : "Remove members that are no longer control planes, and members added but never started (they count for quorum): etcdctl member remove <ID> (on a control plane, with the kubeadm etcd certs).",
           }
         : {
             host: "cluster",
@@ -343,7 +336,7 @@ async function etcdRows(spec: ClusterSpec, cps: Live[]): Promise<CheckRow[]> {
     for (const m of members) {
       const url = m.clientUrls[0];
       const h = url ? health.get(url) : undefined;
-      const host = expected.some((e) => e.name === m.name) ? m.name : `etcd:${m.name}`;
+      const host = expected.some((e) => e.name === m.name) ? m.name : `etcd:${label(m)}`;
       rows.push(
         h?.healthy
           ? { host, check: "etcd member healthy", status: "pass", detail: `${url}: ${h.detail}` }
@@ -352,7 +345,7 @@ async function etcdRows(spec: ClusterSpec, cps: Live[]): Promise<CheckRow[]> {
               check: "etcd member healthy",
               status: "fail",
               detail: `${url ?? "(no client URL)"}: ${h?.detail ?? "no answer"}`,
-              fix: `On ${m.name}: check the etcd static pod runs (crictl ps --name etcd; kubelet logs), its data dir and certificates, and that port 2379/2380 is reachable from the other members.`,
+              fix: `On ${label(m)}: check the etcd static pod runs (crictl ps --name etcd; kubelet logs), its data dir and certificates, and that port 2379/2380 is reachable from the other members.`,
             },
       );
     }

@@ -20,7 +20,7 @@ import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import { EXIT, UserError } from "../errors.ts";
-import { shq } from "../render/phase-script.ts";
+import { shq } from "../shell.ts";
 import { resolveSpecPath } from "../spec/load.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { fingerprint, hostKeyFor, knownHostsMatches } from "./known-hosts.ts";

@@ -1,7 +1,7 @@
 // Scheduled etcd snapshots on each control plane: a systemd timer + oneshot
 // service running a script that snapshots the local member with kubeadm's
 // healthcheck client cert, verifies the file, and keeps the newest N.
-import { ETCD_TOOLS_SH, KUBEADM_ETCD_ACCESS } from "../etcd/remote.ts";
+import { ETCD_TOOLS_SH, KUBEADM_ETCD_ACCESS } from "../etcd/tools-sh.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { phaseScript, shq } from "./phase-script.ts";
 import type { RenderedFile, Step } from "./types.ts";

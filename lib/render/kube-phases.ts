@@ -309,7 +309,8 @@ kubeadm init phase upload-certs --upload-certs --config "$config" 2>&1 | redact_
     : ""
 }
 `;
-  return { node, files: [], secrets, script: kubeScript("join-token", node, [], secrets, spec, body) };
+  const name = "join-token";
+  return { node, name, files: [], secrets, script: kubeScript(name, node, [], secrets, spec, body) };
 }
 
 /** Runs on the first control plane after a join: the round's token and uploaded certificates are deleted. */
@@ -326,7 +327,8 @@ ${
     : ""
 }
 `;
-  return { node, files: [], secrets, script: kubeScript("join-cleanup", node, [], secrets, spec, body) };
+  const name = "join-cleanup";
+  return { node, name, files: [], secrets, script: kubeScript(name, node, [], secrets, spec, body) };
 }
 
 /** `kubeadm join` for a further control plane or a worker, through the VIP, pinned to the cluster CA. */

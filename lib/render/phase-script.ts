@@ -1,6 +1,7 @@
 // The frame every phase script shares: strict mode, step logging that names the
 // failing step, installing staged files only when they differ, and cleanup of the
 // staging directory (which may hold secrets) however the script ends.
+import { shq } from "../shell.ts";
 import { SECRETS_DIR } from "./paths.ts";
 import { INSTALLED_SECRETS, type Phase, type RenderedFile, SECRET_NAMES, type SecretName } from "./types.ts";
 
@@ -16,8 +17,8 @@ export interface PhaseScriptInput {
 
 const SECRET_NAMES_NOT_INSTALLED: readonly SecretName[] = SECRET_NAMES.filter((s) => !INSTALLED_SECRETS.includes(s));
 
-/** Quote a string for bash (single quotes). */
-export const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+/** The one quoting helper (lib/shell.ts), re-exported for the renderers. */
+export { shq };
 
 export function phaseScript(input: PhaseScriptInput): string {
   const installs = input.files.map((f) => `install_file ${f.mode} ${shq(f.path)}`).join("\n");

@@ -38,6 +38,8 @@ export const ROUND_SECRETS: readonly SecretName[] = ["bootstrap-token", "certifi
 /** A script run on one node: files to install, secrets to upload, the script that applies them. */
 export interface NodeRun {
   node: NodeSpec;
+  /** A run on another node than its step's: its name in the review tree, e.g. "join-token". */
+  name?: string;
   files: RenderedFile[];
   secrets: SecretName[];
   /** Complete bash script (see phase-script.ts); run as root from the staging directory. */

@@ -3,11 +3,10 @@
 // phase scripts, real keepalived/haproxy; kubeadm is the lab's recording stand-in).
 import { mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { App } from "cdktf";
+import { synthesize } from "../../constructs/stack.ts";
 import { ensureSecrets, terraformEnv } from "../../lib/secrets.ts";
 import { loadSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
-import { KubeadmHaStack } from "../../main.ts";
 import { type LabOs, labPaths, labUp, PROJECT_ROOT } from "../lab/lab.ts";
 
 export const E2E_DIR = join(labPaths.stateDir, "e2e");
@@ -27,14 +26,12 @@ export function synthLab(mutate?: (spec: ClusterSpec) => void): ClusterSpec {
   const spec = labSpec();
   mutate?.(spec);
   mkdirSync(E2E_DIR, { recursive: true });
-  const app = new App({ outdir: E2E_DIR });
-  new KubeadmHaStack(app, "lab", {
-    spec,
-    stackDir: STACK_DIR,
+  synthesize(spec, {
+    outdir: E2E_DIR,
+    stackName: "lab",
     renderDir: join(E2E_DIR, "rendered"),
     specFile: labPaths.spec,
   });
-  app.synth();
   return spec;
 }
 

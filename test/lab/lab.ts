@@ -471,7 +471,7 @@ export async function labExec(
 ): Promise<RunResult> {
   const name = bareName(host);
   const pid = leaderPid(name);
-  if (!pid) throw new Error(`lab host ${name} is not running (run: bun scripts/lab.ts up)`);
+  if (!pid) throw new Error(`lab host ${name} is not running (run: bun test/lab/cli.ts up)`);
   const [systemdCg, unifiedCg] = cgroupDirs(name);
   const enter = `echo $$ > ${systemdCg}/cgroup.procs 2>/dev/null; echo $$ > ${unifiedCg}/cgroup.procs 2>/dev/null; exec nsenter -t ${pid} -a -r -w -- /usr/bin/env -i PATH=${HOST_PATH} HOME=/root LANG=C.UTF-8 /bin/bash -c "$0"`;
   return run(["sh", "-c", enter, cmd], { timeoutMs: opts.timeoutMs ?? 120_000, input: opts.input });
@@ -732,7 +732,7 @@ function labSpecYaml(nodes: LabNode[]): string {
     // its sha256: the lab reaches nothing outside 198.18.0.0/15, so no manifest is downloaded.
     networking: { cni: { name: "calico", manifest: LAB_CNI_MANIFEST_PATH, sha256: LAB_CNI_MANIFEST_SHA256 } },
   };
-  return `# The lab cluster, written by \`bun scripts/lab.ts up\`; paths are relative to this file.\n${stringify(spec)}`;
+  return `# The lab cluster, written by \`bun test/lab/cli.ts up\`; paths are relative to this file.\n${stringify(spec)}`;
 }
 
 async function startHost(node: LabNode): Promise<void> {

@@ -76,7 +76,7 @@ describe("lab OS switch", () => {
 
   test("lab up --os refuses an unknown OS (exit 2, naming the choices) and other verbs refuse --os", () => {
     const cli = (args: string[]) =>
-      Bun.spawnSync([process.execPath, "scripts/lab.ts", ...args], { cwd: join(import.meta.dir, "../..") });
+      Bun.spawnSync([process.execPath, "test/lab/cli.ts", ...args], { cwd: join(import.meta.dir, "../..") });
     const bad = cli(["up", "--os", "debian11"]);
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr.toString()).toContain('--os "debian11" is not a lab OS. Use one of: debian12, debian13');

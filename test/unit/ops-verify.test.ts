@@ -5,11 +5,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { parseMemberList } from "../../lib/etcd/member-list.ts";
 import {
   etcdCheckScript,
   holdsVip,
   parseEndpointHealth,
-  parseMemberList,
   parseNodesReady,
   parseStatsCsv,
   parseSteps,
@@ -40,7 +40,7 @@ describe("parsers", () => {
     const members = parseMemberList(
       '{"header":{"cluster_id":17237436991929493444,"member_id":9372538179322589801,"raft_term":2},"members":[{"ID":9372538179322589801,"name":"cp-1","peerURLs":["https://198.18.0.11:2380"],"clientURLs":["https://198.18.0.11:2379"]},{"ID":10501334649042878790,"name":"cp-2","peerURLs":["https://198.18.0.12:2380"]}]}',
     );
-    expect(members).toEqual([
+    expect(members.members.map(({ name, clientUrls }) => ({ name, clientUrls }))).toEqual([
       { name: "cp-1", clientUrls: ["https://198.18.0.11:2379"] },
       { name: "cp-2", clientUrls: [] },
     ]);

@@ -5,10 +5,9 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { App } from "cdktf";
+import { synthesize } from "../../constructs/stack.ts";
 import { UserError } from "../../lib/errors.ts";
 import { loadSpec } from "../../lib/spec/load.ts";
-import { KubeadmHaStack } from "../../main.ts";
 import { SPECS_DIR } from "../fixtures/specs/cases.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
@@ -45,14 +44,7 @@ function synthVerdict(file: string): Verdict {
   return verdict(() => {
     const spec = loadSpec(file);
     const dir = join(work, `synth-${++seq}`);
-    const app = new App({ outdir: dir });
-    new KubeadmHaStack(app, spec.name, {
-      spec,
-      stackDir: join(dir, "stacks", spec.name),
-      renderDir: join(dir, "out", spec.name),
-      specFile: file,
-    });
-    app.synth();
+    synthesize(spec, { outdir: dir, renderDir: join(dir, "out", spec.name), specFile: file });
   });
 }
 

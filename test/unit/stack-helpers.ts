@@ -2,10 +2,9 @@
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { App } from "cdktf";
+import { synthesize } from "../../constructs/stack.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
-import { KubeadmHaStack } from "../../main.ts";
 
 export const EXAMPLE = readFileSync(resolve(import.meta.dir, "../../cluster.example.yaml"), "utf8");
 
@@ -18,6 +17,7 @@ export interface Synthesized {
   text: string;
   dir: string;
   renderDir: string;
+  stackDir: string;
 }
 
 export function synthSpec(
@@ -28,13 +28,10 @@ export function synthSpec(
   const spec = parseSpec(specText, "test.yaml");
   mutate?.(spec);
   const dir = mkdtempSync(join(tmpdir(), "kha-synth-"));
-  const app = new App({ outdir: dir });
-  const stackDir = join(dir, "stacks", spec.name);
   const renderDir = join(dir, "rendered", spec.name);
-  new KubeadmHaStack(app, spec.name, { spec, stackDir, renderDir, specFile: opts.specFile });
-  app.synth();
+  const { stackDir } = synthesize(spec, { outdir: dir, renderDir, specFile: opts.specFile });
   const text = readFileSync(join(stackDir, "cdk.tf.json"), "utf8");
-  return { spec, json: JSON.parse(text), text, dir, renderDir };
+  return { spec, json: JSON.parse(text), text, dir, renderDir, stackDir };
 }
 
 /** Step resources by "<phase>_<node>" id, from either back-end. */

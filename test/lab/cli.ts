@@ -1,8 +1,8 @@
-// `bun scripts/lab.ts up|down|status [--json]|etcdctl -- ARGS`: the lab's test hosts on this machine.
-import { parseCommand, progress, runCommand } from "../lib/cli.ts";
-import { UserError } from "../lib/errors.ts";
-import { applyLab } from "../test/e2e/apply.ts";
-import { isLabOs, LAB_OSES, type LabOs } from "../test/lab/debian-root.ts";
+// `bun test/lab/cli.ts up|down|status [--json]|etcdctl -- ARGS`: the lab's test hosts on this machine.
+import { parseCommand, progress, runCommand } from "../../lib/cli.ts";
+import { UserError } from "../../lib/errors.ts";
+import { applyLab } from "../e2e/apply.ts";
+import { isLabOs, LAB_OSES, type LabOs } from "./debian-root.ts";
 import {
   etcdctlArgv,
   LAB,
@@ -14,7 +14,7 @@ import {
   labPaths,
   labStatus,
   labUp,
-} from "../test/lab/lab.ts";
+} from "./lab.ts";
 
 const VERBS = ["up", "down", "status", "etcdctl"] as const;
 
@@ -38,7 +38,7 @@ await runCommand(async () => {
   const { values, positionals } = parseCommand({
     name: "lab",
     usage:
-      "bun scripts/lab.ts up [--os debian12|debian13] [--control-planes N] [--workers N] | down [--force] | status [--json] | etcdctl -- ARGS",
+      "bun test/lab/cli.ts up [--os debian12|debian13] [--control-planes N] [--workers N] | down [--force] | status [--json] | etcdctl -- ARGS",
     description:
       "Test hosts on this machine (root only): systemd-nspawn containers booted on an overlay of /, each in its own " +
       "network namespace on the bridge kha-br0 (198.18.0.0/24; this machine is 198.18.0.1, the VIP 198.18.0.10). " +
@@ -133,7 +133,7 @@ await runCommand(async () => {
         return 0;
       }
       if (st.hosts.length === 0) {
-        process.stdout.write("lab is down (run: bun scripts/lab.ts up)\n");
+        process.stdout.write("lab is down (run: bun test/lab/cli.ts up)\n");
         return 0;
       }
       const yes = (b: boolean) => (b ? "yes" : "no");
@@ -155,7 +155,7 @@ await runCommand(async () => {
       needLab();
       const st = await labStatus();
       if (!st.hosts.some((h) => h.etcdHealthy || h.sshOk)) {
-        throw new UserError("lab etcdctl: the lab is not up. Run `bun scripts/lab.ts up` first.", 1);
+        throw new UserError("lab etcdctl: the lab is not up. Run `bun test/lab/cli.ts up` first.", 1);
       }
       const args = positionals.slice(1);
       if (args.length === 0)

@@ -3,7 +3,7 @@
 //
 //   bun bench/soak.ts [--minutes 10] [--variant defaults|tuned] [--keep]
 import { parseArgs } from "node:util";
-import { synthLab } from "../test/e2e/apply.ts";
+import { synthLab } from "../e2e/apply.ts";
 import {
   applyLoadBalancers,
   CONTROL_PLANES,
@@ -12,10 +12,10 @@ import {
   restoreAll,
   VIP,
   vipHolders,
-} from "../test/e2e/failover-lab.ts";
-import { outage, startPoller } from "../test/e2e/poller.ts";
-import { labDown, labExec } from "../test/lab/lab.ts";
-import { sleep } from "../test/lab/sys.ts";
+} from "../e2e/failover-lab.ts";
+import { outage, startPoller } from "../e2e/poller.ts";
+import { labDown, labExec } from "../lab/lab.ts";
+import { sleep } from "../lab/sys.ts";
 import { MUTATE, TRACK_PROCESS_EDIT } from "./lb-variants.ts";
 
 const { values: args } = parseArgs({

@@ -2,7 +2,7 @@
 // bench-made keepalived edits some of them add on the lab hosts.
 // Since these measurements the schema defaults ARE "candidate+track_file" (VRRPv3 0.1 s,
 // connect 200ms, and the haproxy state file rendered by lib/render); "defaults" measures them.
-import type { ClusterSpec } from "../lib/spec/schema.ts";
+import type { ClusterSpec } from "../../lib/spec/schema.ts";
 
 const tuned = (s: ClusterSpec) => {
   s.loadBalancer.vrrp.version = 3;

@@ -23,10 +23,10 @@ import {
   memberList,
   probeNode,
   remoteSnapshotStatus,
-} from "../lib/etcd/remote.ts";
-import { checkEmbeddedHash, fileSha256, localSnapshotStatus } from "../lib/etcd/snapshot.ts";
-import { connectNode, type Remote } from "../lib/remote/ssh.ts";
-import { loadSpec } from "../lib/spec/load.ts";
+} from "../../lib/etcd/remote.ts";
+import { checkEmbeddedHash, fileSha256, localSnapshotStatus } from "../../lib/etcd/snapshot.ts";
+import { connectNode, type Remote } from "../../lib/remote/ssh.ts";
+import { loadSpec } from "../../lib/spec/load.ts";
 import {
   labDown,
   labEtcdAllHealthy,
@@ -37,7 +37,7 @@ import {
   PROJECT_ROOT,
   sshArgv,
   waitLabEtcdHealthy,
-} from "../test/lab/lab.ts";
+} from "../lab/lab.ts";
 
 const { values: args } = parseArgs({
   options: {

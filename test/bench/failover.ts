@@ -10,8 +10,8 @@
 // adverts (applied with terraform, a rolling change). Root only; contacts lab addresses only.
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import type { ClusterSpec } from "../lib/spec/schema.ts";
-import { synthLab } from "../test/e2e/apply.ts";
+import type { ClusterSpec } from "../../lib/spec/schema.ts";
+import { synthLab } from "../e2e/apply.ts";
 import {
   applyLoadBalancers,
   CONTROL_PLANES,
@@ -25,10 +25,10 @@ import {
   VIP,
   vipHolders,
   waitHealthy,
-} from "../test/e2e/failover-lab.ts";
-import { outage, type Poller, type Sample, startPoller } from "../test/e2e/poller.ts";
-import { labDown, labExec, labMissing, linkDown, linkUp, PROJECT_ROOT } from "../test/lab/lab.ts";
-import { sleep } from "../test/lab/sys.ts";
+} from "../e2e/failover-lab.ts";
+import { outage, type Poller, type Sample, startPoller } from "../e2e/poller.ts";
+import { labDown, labExec, labMissing, linkDown, linkUp, PROJECT_ROOT } from "../lab/lab.ts";
+import { sleep } from "../lab/sys.ts";
 import { MUTATE, TRACK_FILE_EDIT, TRACK_PROCESS_EDIT } from "./lb-variants.ts";
 
 const { values: args } = parseArgs({
