@@ -2,7 +2,6 @@
 // applied (once per test file / bench run), inject the faults the seed's section 8 and the
 // lab issue name, and put every host back. Only lab addresses (198.18.0.0/24) are contacted.
 
-import { connect } from "node:net";
 import { healthzStatus, tcpOpen as tcpOpenAnywhere } from "../../lib/ops/chaos.ts";
 import { labExec, labStatus, labUp, linkUp, requireLab } from "../lab/lab.ts";
 import { run, sleep } from "../lab/sys.ts";

@@ -6,7 +6,6 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
-import { UserError } from "../../lib/errors.ts";
 import { cniStep, defaultCniManifest, initStep, joinStep, KUBEADM_FUNCTIONS } from "../../lib/render/kube-phases.ts";
 import {
   caCertHashFromPem,

@@ -5,29 +5,14 @@
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { secretContent } from "../../constructs/ha-cluster.ts";
 import type { SecretName } from "../../lib/render/types.ts";
 import { roundSecret } from "../../lib/secrets.ts";
+import { terraformBin, terraformRun } from "./tool-helpers.ts";
 
-const terraform = Bun.which("terraform");
-if (!terraform && process.env.CI === "true") throw new Error("terraform is not on PATH; CI needs it");
-
-function tf(cwd: string, args: string[], env: Record<string, string>) {
-  const r = Bun.spawnSync([terraform!, ...args], {
-    cwd,
-    env: {
-      ...process.env,
-      ...env,
-      CHECKPOINT_DISABLE: "1",
-      TF_IN_AUTOMATION: "1",
-      TF_CLI_CONFIG_FILE: resolve(import.meta.dir, "../../.tf/terraformrc"),
-    },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  return { code: r.exitCode, out: r.stdout.toString() + r.stderr.toString() };
-}
+const terraform = terraformBin;
+const tf = terraformRun;
 
 describe.skipIf(!terraform)("round secrets", () => {
   test("Terraform's derivation (seed + self.id) equals roundSecret, and each resource gets its own", () => {

@@ -4,29 +4,13 @@
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { ensureSecrets, terraformEnv } from "../../lib/secrets.ts";
 import { EXAMPLE, steps, synthSpec } from "./stack-helpers.ts";
+import { terraformBin, terraformRun } from "./tool-helpers.ts";
 
-const terraform = Bun.which("terraform");
-if (!terraform && process.env.CI === "true")
-  throw new Error("terraform is not on PATH; CI needs it for the offline plan");
-
-const run = (cwd: string, args: string[], env: Record<string, string>) => {
-  const r = Bun.spawnSync([terraform!, ...args], {
-    cwd,
-    env: {
-      ...process.env,
-      ...env,
-      CHECKPOINT_DISABLE: "1",
-      TF_IN_AUTOMATION: "1",
-      TF_CLI_CONFIG_FILE: resolve(import.meta.dir, "../../.tf/terraformrc"),
-    },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  return { code: r.exitCode, out: r.stdout.toString() + r.stderr.toString() };
-};
+const terraform = terraformBin;
+const run = terraformRun;
 
 /** A real public key of `type` in "type base64" form, made by ssh-keygen. */
 function publicKey(type: "ed25519" | "ecdsa" | "rsa"): string {

@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 // Small helpers the renderer tests share.
 export function run(cmd: string[], stdin?: string, env: Record<string, string> = {}) {
   const p = Bun.spawnSync(cmd, {
@@ -30,3 +31,27 @@ export const requireIsolation = (): boolean =>
     "these tests need root and unshare(1)",
     "run as root with util-linux",
   );
+
+/** terraform on PATH (a failure in CI when it is missing, undefined elsewhere). */
+export const terraformBin = (() => {
+  const t = Bun.which("terraform");
+  if (!t && process.env.CI === "true") throw new Error("terraform is not on PATH; CI needs it for the offline tests");
+  return t ?? undefined;
+})();
+
+/** terraform ARGS in CWD, offline and quiet, with the project's CLI config and extra environment. */
+export function terraformRun(cwd: string, args: string[], env: Record<string, string> = {}) {
+  const r = Bun.spawnSync([terraformBin!, ...args], {
+    cwd,
+    env: {
+      ...process.env,
+      ...env,
+      CHECKPOINT_DISABLE: "1",
+      TF_IN_AUTOMATION: "1",
+      TF_CLI_CONFIG_FILE: resolve(import.meta.dir, "../../.tf/terraformrc"),
+    },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  return { code: r.exitCode, out: r.stdout.toString() + r.stderr.toString() };
+}
