@@ -3,47 +3,20 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { INVALID_CASES, invalidSpec, VALID_SPECS, validSpec } from "../fixtures/specs/cases.ts";
+import { eachLimited, type Ran, ROOT, runBun } from "./cli-helpers.ts";
 
-const ROOT = resolve(import.meta.dir, "../..");
 const SCRIPT = join(ROOT, "scripts/validate.ts");
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function validate(
-  args: string[],
-  opts: { cwd?: string; env?: Record<string, string | undefined> } = {},
-): Promise<Run> {
-  const env = { ...process.env, CLUSTER_SPEC: undefined, KUBEADM_HA_DEBUG: undefined, ...opts.env };
-  const proc = Bun.spawn([process.execPath, SCRIPT, ...args], {
-    cwd: opts.cwd ?? ROOT,
-    env,
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, stdout, stderr };
-}
+type Run = Ran;
+const validate = (args: string[], opts: { cwd?: string; env?: Record<string, string | undefined> } = {}) =>
+  runBun([SCRIPT, ...args], opts);
 
 /** Run many invocations a few at a time (each is a fresh bun process, ~0.2 s). */
 async function validateAll(files: string[], extra: string[] = []): Promise<Map<string, Run>> {
-  const results = new Map<string, Run>();
-  const queue = [...files];
-  const worker = async () => {
-    for (let f = queue.shift(); f !== undefined; f = queue.shift())
-      results.set(f, await validate([...extra, "--spec", f]));
-  };
-  await Promise.all([worker(), worker(), worker(), worker()]);
-  return results;
+  const runs = await eachLimited(files, (f) => validate([...extra, "--spec", f]));
+  return new Map(files.map((f, i) => [f, runs[i]!]));
 }
 
 const noStackTrace = (text: string) => {
