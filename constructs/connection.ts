@@ -3,7 +3,7 @@
 // variable instead, so Terraform stops and asks rather than trusting blindly; the
 // variable refuses an empty or malformed key, which Terraform would take as "no check".
 import { existsSync, readFileSync } from "node:fs";
-import { Fn, type SSHProvisionerConnection, TerraformVariable } from "cdktf";
+import { Fn, type SSHProvisionerConnection, TerraformVariable, Token } from "cdktf";
 import type { Construct } from "constructs";
 import { HOST_KEY_PATTERN, hostKeyFor } from "../lib/remote/known-hosts.ts";
 import { resolveSpecPath } from "../lib/spec/load.ts";
@@ -99,6 +99,35 @@ export class Connections {
       bastionPrivateKey: this.privateKey(b.privateKeyPath ?? ssh.privateKeyPath),
       bastionHostKey: this.hostKey("bastion", b.host, b.port),
     };
+  }
+
+  /**
+   * The connection of whichever of `nodes` the Terraform expression `name` names (the join_via
+   * variable): each field is one lookup over the nodes' own connections, or the shared value.
+   */
+  forNamed(nodes: NodeSpec[], name: string): SSHProvisionerConnection {
+    const conns = nodes.map((n) => [n.name, this.forNode(n)] as const);
+    const pick = <T>(field: (c: SSHProvisionerConnection) => T): T => {
+      const values = conns.map(([, c]) => field(c));
+      if (values.every((v) => v === values[0])) return values[0] as T;
+      return Fn.lookup(Object.fromEntries(conns.map(([n, c]) => [n, field(c)])), name) as T;
+    };
+    const first = conns[0]![1];
+    return {
+      ...first,
+      host: Token.asString(pick((c) => c.host)),
+      port: Token.asNumber(pick((c) => c.port)),
+      user: pick((c) => c.user),
+      privateKey: pick((c) => c.privateKey),
+      hostKey: pick((c) => c.hostKey),
+    };
+  }
+
+  /** The sudo prefix for a run on the node `name` names (see forNamed). */
+  sudoForNamed(nodes: NodeSpec[], name: string): string {
+    const prefixes = nodes.map((n) => (this.needsSudo(n) ? "sudo -n " : ""));
+    if (prefixes.every((p) => p === prefixes[0])) return prefixes[0]!;
+    return Token.asString(Fn.lookup(Object.fromEntries(nodes.map((n, i) => [n.name, prefixes[i]])), name));
   }
 
   /** Where the node's SSH key comes from: a file named in the spec, the agent, or the ssh_private_key variable. */

@@ -2,11 +2,12 @@
 // a cluster is built, with explicit dependsOn so `terraform graph` shows it:
 //   prepare (all) ► load balancer (control planes, one at a time) ► init ► CNI
 //   ► control-plane joins (one at a time) ► worker joins (parallel)
-// A join step mints its own token on the first control plane, joins, then deletes the token.
+// A join step mints its own token on the join-via control plane (the first one unless
+// node:replace names another), joins, then deletes the token.
 // Each step is replaced (and so re-run) when the sha256 of what it uploads changes.
 import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
-import { type SSHProvisionerConnection, type TerraformResource, TerraformVariable, Token } from "cdktf";
+import { Fn, type SSHProvisionerConnection, type TerraformResource, TerraformVariable, Token } from "cdktf";
 import { Construct } from "constructs";
 import { UserError } from "../lib/errors.ts";
 import { STATE_DIR, stageDir } from "../lib/render/paths.ts";
@@ -54,13 +55,18 @@ export class HaCluster extends Construct {
   /** The Terraform resource of each step, keyed "<phase>/<node>". */
   readonly resources = new Map<string, TerraformResource>();
   readonly connections: Connections;
+  /** The join_via variable, when some run mints join material or reads where it was minted. */
+  private readonly joinVia?: TerraformVariable;
+  private readonly cps: NodeSpec[];
 
   constructor(scope: Construct, id: string, props: HaClusterProps) {
     super(scope, id);
     const { spec, backend } = props;
     validateProps(props);
     this.connections = new Connections(this, spec);
+    this.cps = spec.nodes.filter((n) => n.role === "control-plane");
     const secretVars = this.secretVariables(props.steps);
+    this.joinVia = this.joinViaVariable(spec, props.steps);
 
     const res = (phase: Phase, node: NodeSpec) => this.resources.get(`${phase}/${node.name}`);
     const dependencies = (step: Step): TerraformResource[] => {
@@ -235,6 +241,28 @@ export class HaCluster extends Construct {
     return out;
   }
 
+  /**
+   * Which control plane mints join material: the first by default; node:replace names a healthy
+   * one when the first is the node being replaced (so is down or empty). Not a trigger: changing it
+   * replaces nothing.
+   */
+  private joinViaVariable(spec: ClusterSpec, steps: Step[]): TerraformVariable | undefined {
+    if (!steps.some((s) => runsOf(s).some((r) => r.joinVia))) return undefined;
+    const names = spec.nodes.filter((n) => n.role === "control-plane").map((n) => n.name);
+    const v = new TerraformVariable(this, "join_via", {
+      type: "string",
+      default: firstControlPlane(spec).name,
+      description:
+        "The control plane that mints join material (bun run node:replace sets it when the first control plane is being replaced)",
+    });
+    v.overrideLogicalId("join_via");
+    v.addValidation({
+      condition: Fn.contains(names, v.stringValue),
+      errorMessage: `join_via must name a control plane of the spec: ${names.join(", ")}.`,
+    });
+    return v;
+  }
+
   /** One sensitive variable per secret source some step's uploads need. */
   private secretVariables(steps: Step[]): Map<string, TerraformVariable> {
     const used = new Set(steps.flatMap((s) => runsOf(s).flatMap((r) => r.secrets)));
@@ -270,7 +298,11 @@ export class HaCluster extends Construct {
   /** The step's own run, and the runs it makes on another node before and after it. */
   private provisioners(step: Step, secretVars: Map<string, TerraformVariable>): Provisioner[] {
     const run = (r: NodeRun, name: string, own: boolean): Provisioner[] => {
-      const connection = own ? undefined : this.connections.forNode(r.node);
+      const connection = own
+        ? undefined
+        : r.joinVia === "runs-there"
+          ? this.connections.forNamed(this.cps, this.joinVia!.stringValue)
+          : this.connections.forNode(r.node);
       return this.runProvisioners(r, name, secretVars).map((p) => (connection ? { ...p, connection } : p));
     };
     return [
@@ -290,7 +322,12 @@ export class HaCluster extends Construct {
     const stage = stageDir(name, "${self.id}");
     const dirs = new Set<string>([`${stage}/secrets`]);
     for (const f of r.files) dirs.add(`${stage}/root${f.path.slice(0, f.path.lastIndexOf("/"))}`);
-    const sudo = this.connections.needsSudo(r.node) ? "sudo -n " : "";
+    const sudo =
+      r.joinVia === "runs-there"
+        ? this.connections.sudoForNamed(this.cps, this.joinVia!.stringValue)
+        : this.connections.needsSudo(r.node)
+          ? "sudo -n "
+          : "";
     return [
       // Owned by the SSH user, 0700: uploads (and secrets) are never readable by others.
       { type: "remote-exec", inline: [`mkdir -m 0700 ${stage} && mkdir -p ${[...dirs].sort().join(" ")}`] },
@@ -305,6 +342,10 @@ export class HaCluster extends Construct {
           destination: `${stage}/secrets/${secret}`,
         }),
       ),
+      // Its name only (validated against the control planes), so the script knows where material was minted.
+      ...(r.joinVia
+        ? [{ type: "file", content: this.joinVia!.stringValue, destination: `${stage}/join-via` } as Provisioner]
+        : []),
       { type: "file", content: tfLiteral(r.script), destination: `${stage}/run.sh` },
       { type: "remote-exec", inline: [`${sudo}bash ${stage}/run.sh`] },
     ];

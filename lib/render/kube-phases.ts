@@ -143,6 +143,15 @@ check_running_version() {
   fi
 }
 
+# The control plane that mints join material (Terraform's join_via, uploaded into the stage); this
+# node when it is absent (a script run by hand from the review tree).
+join_via() { if [ -f "$STAGE/join-via" ]; then cat "$STAGE/join-via"; else printf '%s' "$NODE"; fi; }
+
+# Whether token $1 (the id part) exists; quiet, the listing holds whole tokens.
+token_exists() {
+  kubeadm token list --kubeconfig "$ADMIN_CONF" 2>/dev/null | awk '{ print $1 }' | grep -Eq "^$1([.]|$)"
+}
+
 # Wait until URL answers with a 2xx status, with progress every 10 s; stop after LIMIT seconds naming WHAT.
 wait_healthz() {
   local url="$1" limit="$2" what="$3" start elapsed last=0
@@ -180,19 +189,25 @@ const vipHealthz = (spec: ClusterSpec): string =>
   `https://${spec.controlPlaneEndpoint.vip}:${spec.controlPlaneEndpoint.port}/readyz`;
 const LOCAL_HEALTHZ = `https://127.0.0.1:${APISERVER_BIND_PORT}/readyz`;
 
-/** `kubeadm init` on the first control plane, with the cluster CA installed beforehand. */
+/**
+ * `kubeadm init` on the first control plane, with the cluster CA installed beforehand; or, when
+ * the first control plane is being replaced (join_via names another control plane), `kubeadm
+ * join` into the running cluster with material minted there. Init never runs while a cluster
+ * answers at the endpoint: that would start a second cluster behind the same VIP.
+ */
 export function initStep(spec: ClusterSpec, ctx: KubeadmContext, opts: WaitOptions = {}): Step {
   const node = firstControlPlane(spec);
   const wait = opts.waitSeconds ?? DEFAULT_WAIT_SECONDS;
   const files: RenderedFile[] = [
     { path: INIT_CONFIG_PATH, content: renderInitConfig(spec, ctx), mode: "0600" },
+    { path: JOIN_CONFIG_PATH, content: renderJoinConfig(spec, node, ctx), mode: "0600" },
     {
       path: STAGED_CA_PATH,
       content: ctx.caCertPem.endsWith("\n") ? ctx.caCertPem : `${ctx.caCertPem}\n`,
       mode: "0644",
     },
   ];
-  const secrets: SecretName[] = ["bootstrap-token", "ca-key"];
+  const secrets: SecretName[] = ["bootstrap-token", "certificate-key", "ca-key"];
   const body = `
 step "check for an existing control plane"
 if [ -f "$ADMIN_CONF" ] && [ -f "$APISERVER_MANIFEST" ]; then
@@ -205,6 +220,26 @@ if [ -f "$ADMIN_CONF" ] && [ -f "$APISERVER_MANIFEST" ]; then
 fi
 if [ -f "$ADMIN_CONF" ] || [ -f "$APISERVER_MANIFEST" ] || [ -f "$KUBELET_CONF" ]; then
   die "an earlier kubeadm init or join on this node stopped half way (some of admin.conf, kubelet.conf, manifests/kube-apiserver.yaml exist, not all); inspect it, run kubeadm reset -f here, then deploy again"
+fi
+
+via="$(join_via)"
+if [ "$via" != "$NODE" ]; then
+  step "join the running cluster as a control plane (material minted on $via; this node is being replaced)"
+  wait_healthz ${shq(vipHealthz(spec))} ${wait} "the API server behind the VIP"
+  config=""
+  make_private_tmp config
+  fill_secrets ${shq(JOIN_CONFIG_PATH)} "$config"
+  validate_config "$config"
+  kubeadm join --config "$config" 2>&1 | redact_secrets \\
+    || die "kubeadm join failed (its output is above); fix the cause, run kubeadm reset -f on this node, then run node:replace again"
+  step "wait for this node's API server"
+  wait_healthz ${shq(LOCAL_HEALTHZ)} ${wait} "this node's API server"
+  exit 0
+fi
+
+step "check that no cluster answers at the endpoint yet"
+if curl -fs --cacert ${shq(STAGED_CA_PATH)} --max-time 3 -o /dev/null ${shq(vipHealthz(spec))}; then
+  die "a cluster with this CA already answers at ${vipHealthz(spec)}, but this node has no kubeadm state (reinstalled, or its disk was replaced): kubeadm init here would start a second cluster behind the same VIP. Run bun run node:replace $NODE, which joins it to the running cluster through another control plane"
 fi
 
 step "install the cluster CA before kubeadm init"
@@ -235,7 +270,16 @@ wait_healthz ${shq(vipHealthz(spec))} ${wait} "the API server behind the VIP (ke
 step "delete init's bootstrap token (every join mints its own)"
 delete_round_token
 `;
-  return { phase: "init", node, files, secrets, script: kubeScript("init", node, files, secrets, spec, body) };
+  return {
+    phase: "init",
+    node,
+    files,
+    secrets,
+    joinVia: "reads",
+    script: kubeScript("init", node, files, secrets, spec, body),
+    before: joinTokenRun(spec, node, true),
+    after: joinCleanupRun(spec, node, true),
+  };
 }
 
 /** Which manifest the CNI step applies, or null for "none" (the rules are validate.ts's). */
@@ -278,17 +322,26 @@ kubectl --kubeconfig "$ADMIN_CONF" apply --server-side --force-conflicts -f "$fi
 }
 
 /**
- * Runs on the first control plane before a join: mint this join's own bootstrap token (and, for a
- * control plane, upload the certificates encrypted with this join's own key). The values are new
+ * Runs on the join-via control plane before a join: mint this join's own bootstrap token (and, for
+ * a control plane, upload the certificates encrypted with this join's own key). The values are new
  * for every run of the join step, so a join retried or added days after init always has fresh,
  * unexpired material, and a token seen on one node is never valid for another round.
+ * `onlyIfRunning`: for the first control plane's step, which mints only when a cluster already
+ * runs there (a replacement); at the first init there is nothing to mint from.
  */
-function joinTokenRun(spec: ClusterSpec, joining: NodeSpec): NodeRun {
+function joinTokenRun(spec: ClusterSpec, joining: NodeSpec, onlyIfRunning = false): NodeRun {
   const node = firstControlPlane(spec);
   const controlPlane = joining.role === "control-plane";
   const secrets: SecretName[] = controlPlane ? ["bootstrap-token", "certificate-key"] : ["bootstrap-token"];
+  const missing = onlyIfRunning
+    ? `if [ ! -f "$ADMIN_CONF" ]; then
+  printf '[kubeadm-ha] %s %s: no cluster runs here yet, so %s starts one with kubeadm init; nothing to mint\\n' "$NODE" "$PHASE" ${shq(joining.name)}
+  exit 0
+fi`
+    : `[ -f "$ADMIN_CONF" ] || die "$ADMIN_CONF is missing: this control plane is not initialized (choose a healthy one as join_via)"`;
   const body = `
-[ -f "$ADMIN_CONF" ] || die "$ADMIN_CONF is missing: the init step has not completed on this node"
+NODE="$(join_via)"
+${missing}
 src=""
 config=""
 make_private_tmp src
@@ -310,25 +363,52 @@ kubeadm init phase upload-certs --upload-certs --config "$config" 2>&1 | redact_
 }
 `;
   const name = "join-token";
-  return { node, name, files: [], secrets, script: kubeScript(name, node, [], secrets, spec, body) };
+  return {
+    node,
+    name,
+    files: [],
+    secrets,
+    joinVia: "runs-there",
+    script: kubeScript(name, node, [], secrets, spec, body),
+  };
 }
 
-/** Runs on the first control plane after a join: the round's token and uploaded certificates are deleted. */
-function joinCleanupRun(spec: ClusterSpec, joining: NodeSpec): NodeRun {
+/** Runs on the join-via control plane after a join: the round's token and uploaded certificates are deleted. */
+function joinCleanupRun(spec: ClusterSpec, joining: NodeSpec, onlyIfMinted = false): NodeRun {
   const node = firstControlPlane(spec);
   const secrets: SecretName[] = ["bootstrap-token"];
-  const body = `
-step ${shq(`delete the join material of ${joining.name}`)}
+  const cleanup = `step ${shq(`delete the join material of ${joining.name}`)}
 delete_round_token
 ${
   joining.role === "control-plane"
     ? `kubectl --kubeconfig "$ADMIN_CONF" -n kube-system delete secret kubeadm-certs --ignore-not-found >/dev/null \\
   || warn "could not delete secret kube-system/kubeadm-certs (kubeadm deletes it two hours after the upload)"`
     : ""
-}
+}`;
+  // After a first init there is no round to clean up (init deletes its own token).
+  const body = onlyIfMinted
+    ? `
+NODE="$(join_via)"
+read_secret_checked token bootstrap-token "$TOKEN_PATTERN" "bootstrap token"
+if [ -f "$ADMIN_CONF" ] && token_exists "\${token%%.*}"; then
+${cleanup}
+else
+  printf '[kubeadm-ha] %s %s: no join round to clean up for %s\\n' "$NODE" "$PHASE" ${shq(joining.name)}
+fi
+`
+    : `
+NODE="$(join_via)"
+${cleanup}
 `;
   const name = "join-cleanup";
-  return { node, name, files: [], secrets, script: kubeScript(name, node, [], secrets, spec, body) };
+  return {
+    node,
+    name,
+    files: [],
+    secrets,
+    joinVia: "runs-there",
+    script: kubeScript(name, node, [], secrets, spec, body),
+  };
 }
 
 /** `kubeadm join` for a further control plane or a worker, through the VIP, pinned to the cluster CA. */

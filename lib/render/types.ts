@@ -46,11 +46,18 @@ export interface NodeRun {
   script: string;
   /** Paths the step removes (left by an earlier spec); drift reports them when they are on the host. */
   absent?: string[];
+  /**
+   * The join-via control plane (Terraform variable join_via: the first control plane unless
+   * `node:replace` names a healthy one because the first is the node being replaced).
+   * "runs-there": the run connects to it instead of `node` (which names the default).
+   * "reads": the run only learns its name (in $STAGE/join-via).
+   */
+  joinVia?: "runs-there" | "reads";
 }
 
 /**
  * One phase on one node. A step may also run scripts on another node around its own, with
- * the same round secrets: a join mints its token on the first control plane (`before`) and
+ * the same round secrets: a join mints its token on the join-via control plane (`before`) and
  * deletes it there once the node has joined (`after`).
  */
 export interface Step extends NodeRun {

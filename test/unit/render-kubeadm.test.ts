@@ -212,7 +212,10 @@ describe("join configuration", () => {
       certificateKey: "__CERTIFICATE_KEY__",
     });
     expect(join.discovery.bootstrapToken.caCertHashes).toEqual([ctx.caCertHash]);
-    expect(() => renderJoinConfig(s, s.nodes[0]!, ctx)).toThrow(/first control plane/);
+    // The first control plane has one too, for when it is replaced and joins the running cluster.
+    expect(docs(renderJoinConfig(s, s.nodes[0]!, ctx))[0].controlPlane.localAPIEndpoint.advertiseAddress).toBe(
+      s.nodes[0]!.address,
+    );
   });
 });
 
@@ -250,12 +253,18 @@ describe("steps", () => {
     const init = all[0]!;
     expect(init.node.name).toBe("cp-1");
     expect(init.phase).toBe("init");
-    expect(init.secrets).toEqual(["bootstrap-token", "ca-key"]);
+    expect(init.secrets).toEqual(["bootstrap-token", "certificate-key", "ca-key"]);
     expect(init.files.map((f) => [f.path, f.mode])).toEqual([
       ["/etc/kubeadm-ha/kubeadm-init.yaml", "0600"],
+      ["/etc/kubeadm-ha/kubeadm-join.yaml", "0600"],
       ["/etc/kubeadm-ha/pki/ca.crt", "0644"],
     ]);
-    expect(init.files[1]!.content.trim()).toBe(caCertPem.trim());
+    expect(init.files[2]!.content.trim()).toBe(caCertPem.trim());
+    // Replacing the first control plane: material minted on the join-via control plane when a cluster runs there.
+    expect(init.joinVia).toBe("reads");
+    expect(init.before!.joinVia).toBe("runs-there");
+    expect(init.before!.script).toContain("no cluster runs here yet");
+    expect(init.after!.script).toContain("token_exists");
     const sc = init.script;
     expect(sc).toMatch(/kubeadm init --config "\$config" --skip-token-print/);
     expect(sc).not.toContain("--upload-certs");
@@ -267,11 +276,13 @@ describe("steps", () => {
     expect(sc).toContain("kubeadm upgrade");
   });
 
-  test("each join mints its material on the first control plane before, and deletes it after", () => {
+  test("each join mints its material on the join-via control plane before, and deletes it after", () => {
     const [cp2, w1] = [all[2]!, all[4]!];
     for (const j of [cp2, w1]) {
+      // The first control plane unless node:replace names another (Terraform's join_via).
       expect(j.before!.node.name).toBe("cp-1");
       expect(j.after!.node.name).toBe("cp-1");
+      expect([j.before!.joinVia, j.after!.joinVia]).toEqual(["runs-there", "runs-there"]);
       expect(j.before!.files).toEqual([]);
       expect(j.before!.script).toContain(
         'kubeadm token create --config "$config" --kubeconfig "$ADMIN_CONF" >/dev/null',
@@ -499,7 +510,8 @@ esac
 echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-key $key"
 `,
       kubectl: `#!/bin/sh\necho '{"clientVersion":{"gitVersion":"v1.31.4"},"serverVersion":{"gitVersion":"'"$SERVER_VERSION"'"}}'\n`,
-      curl: "#!/bin/sh\nexit 0\n",
+      // Init's CA-pinned check finds no cluster unless CLUSTER_ELSEWHERE (another control plane serves one).
+      curl: '#!/bin/sh\ncase "$*" in *--cacert*) [ -n "${CLUSTER_ELSEWHERE:-}" ] || exit 7 ;; esac\nexit 0\n',
     };
     for (const [name, text] of Object.entries(stubs)) {
       writeFileSync(join(dir, "bin", name), text);
@@ -514,8 +526,10 @@ echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-
         step: { files: { path: string; content: string; mode: string }[]; secrets: string[]; script: string },
         serverVersion = "v1.31.4",
         env: Record<string, string> = {},
+        joinVia?: string,
       ) {
         const stage = mkdtempSync(join(work, "stage-"));
+        if (joinVia) writeFileSync(join(stage, "join-via"), joinVia);
         for (const f of step.files) {
           run(["mkdir", "-p", join(stage, "root", f.path, "..")]);
           writeFileSync(join(stage, "root", f.path), f.content);
@@ -580,6 +594,32 @@ echo "kubeadm join 10.0.0.162:8443 --token $token --control-plane --certificate-
       const upgraded = h.run(initStep(spec(), ctx, { waitSeconds: 5 }), "v1.30.5");
       expect(upgraded.code).toBe(1);
       expect(upgraded.err).toContain("runs Kubernetes v1.30.5, but kubernetes.version is 1.31.4");
+    },
+  );
+
+  test.skipIf(!isolated)(
+    "a reinstalled first control plane never inits a second cluster: it refuses, or joins through join_via",
+    () => {
+      const h = host();
+      const refused = h.run(initStep(spec(), ctx, { waitSeconds: 5 }), undefined, { CLUSTER_ELSEWHERE: "1" });
+      expect(refused.code).toBe(1);
+      expect(refused.err).toContain("kubeadm init here would start a second cluster");
+      expect(refused.err).toContain("bun run node:replace cp-1");
+      expect(existsSync(join(h.capture, "kubeadm.log"))).toBe(false);
+
+      const joined = h.run(initStep(spec(), ctx, { waitSeconds: 5 }), undefined, { CLUSTER_ELSEWHERE: "1" }, "cp-2");
+      expect(joined.err).toBe("");
+      expect(joined.code).toBe(0);
+      expect(joined.out).toContain("material minted on cp-2");
+      expect(joined.out + joined.err).not.toContain(TOKEN);
+      const log = readFileSync(join(h.capture, "kubeadm.log"), "utf8").trim();
+      expect(log).toMatch(/^config validate --config (\S+)\njoin --config \1$/);
+      const seen = docs(readFileSync(join(h.capture, "join.yaml"), "utf8"))[0];
+      expect(seen.nodeRegistration.name).toBe("cp-1");
+      expect(seen.controlPlane.certificateKey).toBe(KEY);
+      expect(seen.discovery.bootstrapToken.caCertHashes).toEqual([ctx.caCertHash]);
+      // No CA key was installed: a joining control plane gets its certificates from the cluster.
+      expect(existsSync(join(h.upper, "kubernetes/pki/ca.key"))).toBe(false);
     },
   );
 

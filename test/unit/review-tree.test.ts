@@ -17,6 +17,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { synthesize } from "../../constructs/stack.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
+import { firstControlPlane } from "../../lib/spec/topology.ts";
 import { replaceTree } from "../../lib/write-tree.ts";
 import { EXAMPLE, steps, synthSpec } from "./stack-helpers.ts";
 
@@ -60,12 +61,19 @@ function uploads(spec: ClusterSpec, json: Record<string, any>): Upload[] {
     for (const p of r.provisioner ?? []) {
       if (!p.file) continue;
       const host = p.file.connection?.host ?? r.connection?.host;
-      const node = byAddress.get(host);
+      // A run on the join-via control plane: its host is a lookup on var.join_via, whose default is the first.
+      const node =
+        byAddress.get(host) ?? (/\[var\.join_via\]\}$/.test(host) ? firstControlPlane(spec).name : undefined);
       if (!node) throw new Error(`${id}: a file provisioner to ${host}, which is no node`);
-      const m = /^\/tmp\/kubeadm-ha-stage\.\$\{self\.id\}\.[\w-]+\/(root(\/.+)|run\.sh|secrets\/[\w-]+)$/.exec(
+      const m = /^\/tmp\/kubeadm-ha-stage\.\$\{self\.id\}\.[\w-]+\/(root(\/.+)|run\.sh|join-via|secrets\/[\w-]+)$/.exec(
         p.file.destination,
       );
       if (!m) throw new Error(`${id}: an upload to ${p.file.destination}, which the review tree does not know`);
+      // The join_via variable's value (a node name), not content of the tree.
+      if (m[1] === "join-via") {
+        expect(p.file.content).toBe("${var.join_via}");
+        continue;
+      }
       const kind = m[2] ? "config" : m[1] === "run.sh" ? "script" : "secret";
       out.push({ node, kind, hostPath: m[2], content: p.file.content });
     }
@@ -117,21 +125,24 @@ describe.each(["hashicorp", "builtin"] as const)("review tree (%s back-end)", (b
     expect(names("cp-1")).toEqual([
       "01-prepare.sh",
       "02-loadbalancer.sh",
-      "03-init.sh",
-      "04-cni.sh",
-      "05-join-token-for-cp-2.sh",
-      "06-join-cleanup-for-cp-2.sh",
-      "07-join-token-for-cp-3.sh",
-      "08-join-cleanup-for-cp-3.sh",
-      "09-join-token-for-worker-1.sh",
-      "10-join-cleanup-for-worker-1.sh",
-      "11-join-token-for-worker-2.sh",
-      "12-join-cleanup-for-worker-2.sh",
-      "13-etcd-backup-timer.sh",
+      // init's own runs on the join-via control plane: they mint only when cp-1 is being replaced
+      "03-join-token-for-cp-1.sh",
+      "04-init.sh",
+      "05-join-cleanup-for-cp-1.sh",
+      "06-cni.sh",
+      "07-join-token-for-cp-2.sh",
+      "08-join-cleanup-for-cp-2.sh",
+      "09-join-token-for-cp-3.sh",
+      "10-join-cleanup-for-cp-3.sh",
+      "11-join-token-for-worker-1.sh",
+      "12-join-cleanup-for-worker-1.sh",
+      "13-join-token-for-worker-2.sh",
+      "14-join-cleanup-for-worker-2.sh",
+      "15-etcd-backup-timer.sh",
     ]);
     expect(names("cp-2")).toEqual(["01-prepare.sh", "02-loadbalancer.sh", "03-join.sh", "04-etcd-backup-timer.sh"]);
     expect(names("worker-1")).toEqual(["01-prepare.sh", "02-join.sh"]);
-    expect(tree.get("cp-1/phases/05-join-token-for-cp-2.sh")?.content).toContain('phase "join-token" for node cp-1');
+    expect(tree.get("cp-1/phases/07-join-token-for-cp-2.sh")?.content).toContain('phase "join-token" for node cp-1');
   });
 
   test("files keep the mode they get on the host; scripts are 0644", () => {
@@ -188,7 +199,7 @@ describe("review tree on disk", () => {
     expect(r.stderr.toString()).toContain("review every file and phase script in");
     expect(r.exitCode).toBe(0);
     const tree = readTree(join(cwd, "out", "example"));
-    expect(tree.get("cp-1/phases/03-init.sh")?.content).toContain("kubeadm init");
+    expect(tree.get("cp-1/phases/04-init.sh")?.content).toContain("kubeadm init");
     expect(tree.get("cp-1/etc/haproxy/haproxy.cfg")?.content).toContain("backend");
     expect(existsSync(join(cwd, "cdktf.out/stacks/example/cdk.tf.json"))).toBe(true);
   });

@@ -130,6 +130,8 @@ case "$name" in
       *) fail "unknown command $*" ;;
     esac ;;
   curl)
+    # A CA-pinned probe is init's "does a cluster answer already?": none does in the sandbox.
+    case " $* " in *" --cacert "*) exit 7 ;; esac
     out="$(opt -o "$@")"; [ -n "$out" ] && [ "$out" != /dev/null ] && printf 'stand-in download\n' >"$out"
     fmt="$(opt -w "$@")"; [ -n "$fmt" ] && printf '%b' "${"$"}{fmt//%\{http_code\}/200}" ;;
   apt-cache) [ "${"$"}{1:-}" = madison ] && printf '   %s | %s-1.1 | https://stand-in.example/ Packages\n' "${"$"}{2:-}" "$V" ;;

@@ -183,8 +183,8 @@ describe("secrets", () => {
     const s = steps(synthSpec(EXAMPLE).json);
     const bodies = Object.values(s).flatMap((r) => (r.provisioner ?? []).map((p: any) => p["remote-exec"]));
     const remoteExecs = bodies.filter((b) => b !== undefined);
-    // Two per run (make the stage, run the script), three runs per join: an empty list would pass vacuously.
-    const joins = Object.keys(s).filter((id) => id.startsWith("join_")).length;
+    // Two per run (make the stage, run the script), three runs per join and per init: an empty list would pass vacuously.
+    const joins = Object.keys(s).filter((id) => id.startsWith("join_") || id.startsWith("init_")).length;
     expect(remoteExecs).toHaveLength(2 * Object.keys(s).length + 4 * joins);
     // (a run on another node carries its connection, whose host key is not a secret)
     for (const body of remoteExecs) expect(JSON.stringify(body.inline)).not.toContain("var.");
@@ -196,17 +196,31 @@ describe("join rounds and staging", () => {
   const s = steps(json);
   const prov = (r: any) => r.provisioner.map((p: any) => ({ type: Object.keys(p)[0]!, ...p[Object.keys(p)[0]!] }));
 
-  test("each join mints its token on the first control plane, joins, then deletes the token there", () => {
-    for (const id of ["join_cp_2", "join_cp_3", "join_worker_1", "join_worker_2"]) {
+  test("each join mints its token on the join-via control plane, joins, then deletes the token there", () => {
+    const cps = ["cp_1", "cp_2", "cp_3"];
+    const lookup = (field: (cp: string) => string) =>
+      `\${{${cps.map((cp) => `"${cp.replace("_", "-")}" = "${field(cp)}"`).join(", ")}}[var.join_via]}`;
+    for (const id of ["init_cp_1", "join_cp_2", "join_cp_3", "join_worker_1", "join_worker_2"]) {
       const ps = prov(s[id]);
       const runs = ps.filter((p: any) => p.type === "remote-exec").map((p: any) => p.inline[0]);
       expect(runs.filter((c: string) => c.includes("/run.sh"))).toHaveLength(3);
-      const onFirst = ps.filter((p: any) => p.connection);
-      // before and after runs connect to cp-1 (and verify its host key), the join to the node itself
-      expect(new Set(onFirst.map((p: any) => p.connection.host))).toEqual(new Set([s.init_cp_1.connection.host]));
-      expect(onFirst.every((p: any) => p.connection.host_key === "${var.host_key_cp_1}")).toBe(true);
+      const onJoinVia = ps.filter((p: any) => p.connection);
+      // before and after runs connect to the control plane var.join_via names, verifying that
+      // one's host key; the step's own run to the node itself
+      expect(new Set(onJoinVia.map((p: any) => p.connection.host))).toEqual(
+        new Set([lookup((cp) => s[`init_cp_1`].connection.host.replace("163", String(162 + Number(cp.at(-1)))))]),
+      );
+      expect(new Set(onJoinVia.map((p: any) => p.connection.host_key))).toEqual(
+        new Set([lookup((cp) => `var.host_key_${cp}`).replace(/"(var\.host_key_cp_\d)"/g, "$1")]),
+      );
       expect(ps.filter((p: any) => !p.connection).length).toBeGreaterThan(0);
+      // every run learns the join-via name; nothing else is taken from the variable
+      expect(ps.filter((p: any) => p.type === "file" && p.destination.endsWith("/join-via")).length).toBeGreaterThan(0);
     }
+    expect(json.variable.join_via.default).toBe("cp-1");
+    expect(json.variable.join_via.validation[0].condition).toContain(
+      'contains(["cp-1", "cp-2", "cp-3"], var.join_via)',
+    );
   });
 
   test("round secrets are derived from the join seed and the step's own resource id: new on every run", () => {
