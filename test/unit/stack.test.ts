@@ -208,7 +208,7 @@ describe("join rounds and staging", () => {
       // before and after runs connect to the control plane var.join_via names, verifying that
       // one's host key; the step's own run to the node itself
       expect(new Set(onJoinVia.map((p: any) => p.connection.host))).toEqual(
-        new Set([lookup((cp) => s[`init_cp_1`].connection.host.replace("163", String(162 + Number(cp.at(-1)))))]),
+        new Set([lookup((cp) => s.init_cp_1.connection.host.replace("163", String(162 + Number(cp.at(-1)))))]),
       );
       expect(new Set(onJoinVia.map((p: any) => p.connection.host_key))).toEqual(
         new Set([lookup((cp) => `var.host_key_${cp}`).replace(/"(var\.host_key_cp_\d)"/g, "$1")]),
