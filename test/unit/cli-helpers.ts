@@ -77,6 +77,7 @@ export function commandCases(snapshot: string): CommandCase[] {
     c("etcd:status", ["scripts/etcd-status.ts", snapshot, "--node", "cp-1"]),
     c("etcd:restore", ["scripts/etcd-restore.ts", snapshot, "--dry-run"]),
     c("etcd:patch-manifest", ["scripts/etcd-patch-manifest.ts", "--data-dir", "/var/lib/etcd-restored", "--dry-run"]),
+    c("node:replace", ["scripts/node-replace.ts", "cp-2", "--dry-run"]),
     c("deploy", ["scripts/tf.ts", "deploy"], true, false),
     c("diff", ["scripts/tf.ts", "diff"], true, false),
     c("destroy", ["scripts/tf.ts", "destroy"], true, false),

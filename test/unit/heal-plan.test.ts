@@ -1,0 +1,142 @@
+// The rules of healing, without hosts: etcd's quorum arithmetic, which member is a node's (also
+// one that never started), which steps are a node's, the refusals and the plan node:replace prints.
+import { describe, expect, test } from "bun:test";
+import type { MemberInfo } from "../../lib/etcd/member-list.ts";
+import {
+  type MemberHealth,
+  memberOf,
+  peerUrlOf,
+  quorumOf,
+  removalProblem,
+  replacePlan,
+  stackSteps,
+  stepsProblem,
+} from "../../lib/heal/plan.ts";
+import type { NodeSpec } from "../../lib/spec/schema.ts";
+
+const m = (id: string, name: string, address: string, started = true): MemberInfo => ({
+  id,
+  name: started ? name : "",
+  peerUrls: [`https://${address}:2380`],
+  clientUrls: started ? [`https://${address}:2379`] : [],
+  isLearner: false,
+});
+const h = (member: MemberInfo, healthy: boolean): MemberHealth => ({ member, healthy });
+const cp1 = m("a1", "cp-1", "10.0.0.11");
+const cp2 = m("b2", "cp-2", "10.0.0.12");
+const cp3 = m("c3", "cp-3", "10.0.0.13");
+const node = (name: string, address: string, role = "control-plane") => ({ name, address, role }) as NodeSpec;
+
+describe("quorum", () => {
+  test("a majority of the members", () => {
+    expect([1, 2, 3, 4, 5, 6, 7].map(quorumOf)).toEqual([1, 2, 2, 3, 3, 4, 4]);
+  });
+
+  test("one of three dead: its member may go (2 of 2 left)", () => {
+    expect(removalProblem([h(cp1, true), h(cp2, false), h(cp3, true)], "b2", "cp-2")).toBeUndefined();
+  });
+
+  test("two of three dead: refused, pointing at etcd:recover", () => {
+    const p = removalProblem([h(cp1, true), h(cp2, false), h(cp3, false)], "b2", "cp-2");
+    expect(p).toContain("etcd has no quorum: 1 of 3 members healthy, 2 needed");
+    expect(p).toContain("etcd:recover --from");
+  });
+
+  test("five members, two down: refused (one control plane at a time; the join checks every member)", () => {
+    const five = [cp1, cp2, cp3, m("d4", "cp-4", "10.0.0.14"), m("e5", "cp-5", "10.0.0.15")];
+    const p = removalProblem(
+      five.map((x) => h(x, x.id !== "b2" && x.id !== "d4")),
+      "b2",
+      "cp-2",
+    );
+    expect(p).toContain("another etcd member is unhealthy too (cp-4 d4");
+  });
+
+  test("two healthy members: removing one leaves one, still a quorum of itself", () => {
+    expect(removalProblem([h(cp1, true), h(cp2, true)], "b2", "cp-2")).toBeUndefined();
+  });
+
+  test("nothing to remove: only the quorum is checked", () => {
+    expect(removalProblem([h(cp1, true)], undefined, "cp-2")).toBeUndefined();
+  });
+});
+
+describe("the node's member", () => {
+  test("by peer URL, also one added but never started (no name)", () => {
+    const unstarted = m("f6", "", "10.0.0.12", false);
+    expect(memberOf([cp1, unstarted, cp3], node("cp-2", "10.0.0.12"))?.id).toBe("f6");
+  });
+  test("by name when the address changed", () => {
+    expect(memberOf([cp1, cp2, cp3], node("cp-2", "10.0.0.99"))?.id).toBe("b2");
+  });
+  test("none", () => {
+    expect(memberOf([cp1, cp3], node("cp-2", "10.0.0.12"))).toBeUndefined();
+  });
+  test("IPv6 peer URLs in brackets", () => {
+    expect(peerUrlOf("fd00::12")).toBe("https://[fd00::12]:2380");
+  });
+});
+
+const stack = {
+  resource: {
+    terraform_data: {
+      prepare_cp_1: { triggers_replace: { node: "cp-1", address: "10.0.0.11" } },
+      init_cp_1: { triggers_replace: { node: "cp-1", address: "10.0.0.11" } },
+      prepare_cp_2: { triggers_replace: { node: "cp-2", address: "10.0.0.12" } },
+      loadbalancer_cp_2: { triggers_replace: { node: "cp-2", address: "10.0.0.12" } },
+      join_cp_2: { triggers_replace: { node: "cp-2", address: "10.0.0.12" } },
+      membership_cp_2: { triggers_replace: { node: "cp-2", address: "10.0.0.12" } },
+      preflight: { triggers_replace: { nodes: "cp-1=10.0.0.11" } },
+    },
+  },
+};
+
+describe("the node's steps", () => {
+  const steps = stackSteps(stack);
+  test("read from the stack's triggers; membership and local steps are not steps of a node", () => {
+    expect(steps.filter((s) => s.node === "cp-2").map((s) => s.address)).toEqual([
+      "terraform_data.prepare_cp_2",
+      "terraform_data.loadbalancer_cp_2",
+      "terraform_data.join_cp_2",
+    ]);
+  });
+  test("the first control plane is refused: its step is init", () => {
+    expect(stepsProblem(steps, node("cp-1", "10.0.0.11"), "/s")).toContain("is the first control plane");
+  });
+  test("a stack synthesized for another address is refused", () => {
+    expect(stepsProblem(steps, node("cp-2", "10.0.0.99"), "/s")).toContain(
+      "has cp-2 at 10.0.0.12, the spec at 10.0.0.99: synthesize",
+    );
+  });
+  test("a node the stack does not know is refused", () => {
+    expect(stepsProblem(steps, node("cp-9", "10.0.0.19"), "/s")).toContain("has no steps for cp-9");
+  });
+  test("a node of the stack is fine", () => {
+    expect(stepsProblem(steps, node("cp-2", "10.0.0.12"), "/s")).toBeUndefined();
+  });
+});
+
+test("the plan of a control-plane replacement, in order", () => {
+  const plan = replacePlan({
+    node: node("cp-2", "10.0.0.12"),
+    health: [h(cp1, true), h(cp2, false), h(cp3, true)],
+    via: "cp-1",
+    steps: stackSteps(stack).filter((s) => s.node === "cp-2"),
+    reachable: true,
+  });
+  expect(plan.map((p) => p.phase)).toEqual(["quorum", "etcd", "node", "reset", "terraform", "wait"]);
+  expect(plan[1]!.action).toBe("remove cp-2's stale member cp-2 b2 https://10.0.0.12:2380");
+  expect(plan[4]!.action).toContain("-replace for terraform_data.prepare_cp_2, terraform_data.loadbalancer_cp_2");
+  expect(plan[5]!.action).toBe("wait for 3 etcd members healthy and /readyz through the VIP");
+});
+
+test("the plan of a worker replacement has no etcd steps", () => {
+  const plan = replacePlan({
+    node: node("w-1", "10.0.0.21", "worker"),
+    health: [],
+    via: "cp-1",
+    steps: [],
+    reachable: true,
+  });
+  expect(plan.map((p) => p.phase)).toEqual(["node", "reset", "terraform", "wait"]);
+});
