@@ -189,3 +189,51 @@ export function stepsProblem(steps: StackStep[], node: NodeSpec, stackDir: strin
 /** When etcd:recover is the way, and when only etcd:restore is: said in the help, the output and the README. */
 export const RECOVER_VS_RESTORE =
   "Use etcd:recover when quorum is lost for good but one control plane still has its etcd data: it keeps every write that member had (no snapshot, nothing since the last backup is lost). Use etcd:restore when no member's data can be trusted or survived (every disk lost, or a bad write to undo): it goes back to the snapshot.";
+
+/** The step resources in Terraform's state (`terraform show -json`), as stackSteps reads the stack. */
+export function stateSteps(showJson: unknown): StackStep[] {
+  const root = (showJson as { values?: { root_module?: { resources?: unknown[] } } }).values?.root_module;
+  const out: StackStep[] = [];
+  for (const r of (root?.resources ?? []) as {
+    address: string;
+    type: string;
+    name: string;
+    values?: { triggers_replace?: Record<string, string>; triggers?: Record<string, string> };
+  }[]) {
+    if (r.type !== "terraform_data" && r.type !== "null_resource") continue;
+    const t = r.values?.triggers_replace ?? r.values?.triggers;
+    if (!t?.node || r.name.startsWith("membership_")) continue;
+    out.push({ address: r.address, node: t.node, nodeAddress: t.address ?? "", name: r.name });
+  }
+  return out;
+}
+
+/** A node's role as its steps say: control planes have a load-balancer step. */
+export const roleFromSteps = (steps: StackStep[], node: string): "control-plane" | "worker" =>
+  steps.some((s) => s.node === node && s.name.startsWith("loadbalancer_")) ? "control-plane" : "worker";
+
+/**
+ * Why node:remove must not go on: the node still in the spec (the spec is edited first, so
+ * Terraform's state and the spec agree), a stack not synthesized from that spec, a node Terraform
+ * never built, or too few control planes left without --force.
+ */
+export function removeProblem(opts: {
+  name: string;
+  inSpec: boolean;
+  inStack: boolean;
+  inState: boolean;
+  role: "control-plane" | "worker";
+  controlPlanesLeft: number;
+  force: boolean;
+}): string | undefined {
+  const { name } = opts;
+  if (opts.inSpec)
+    return `${name} is still in the spec. Remove it from the nodes list first and run bun run synth: node:remove then cleans the cluster side and applies that spec, so Terraform's state and the spec stay the same. Nothing was changed.`;
+  if (opts.inStack)
+    return `the synthesized stack still has steps for ${name}: run bun run synth with the edited spec first. Nothing was changed.`;
+  if (!opts.inState)
+    return `Terraform's state has no steps for ${name}: it was never deployed, or is already removed. Nothing was changed.`;
+  if (opts.role === "control-plane" && opts.controlPlanesLeft < 3 && !opts.force)
+    return `removing ${name} leaves ${opts.controlPlanesLeft} control plane${opts.controlPlanesLeft === 1 ? "" : "s"}: with fewer than 3 etcd members the cluster no longer survives the loss of one. Add a control plane first, or pass --force. Nothing was changed.`;
+  return undefined;
+}

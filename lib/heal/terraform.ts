@@ -7,7 +7,7 @@ import { UserError } from "../errors.ts";
 import type { Progress } from "../progress.ts";
 import { ensureSecrets, terraformEnv } from "../secrets.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
-import { type StackStep, stackSteps } from "./plan.ts";
+import { type StackStep, stackSteps, stateSteps } from "./plan.ts";
 
 /** Where `bun run synth` / deploy keep the cluster's stack (CDKTF_OUTDIR as main.ts reads it). */
 export const defaultStackDir = (spec: ClusterSpec): string =>
@@ -27,6 +27,17 @@ export function readStackSteps(stackDir: string): StackStep[] {
   return stackSteps(JSON.parse(readFileSync(file, "utf8")));
 }
 
+/** terraform's environment: the cluster's secrets as TF_VAR_* only (never created here), no checkpoint calls. */
+function terraformRunEnv(spec: ClusterSpec): Record<string, string | undefined> {
+  return {
+    ...process.env,
+    ...terraformEnv(ensureSecrets(spec, { create: false })),
+    CHECKPOINT_DISABLE: "1",
+    TF_IN_AUTOMATION: "1",
+    TF_CLI_CONFIG_FILE: process.env.TF_CLI_CONFIG_FILE ?? resolve(import.meta.dir, "../../.tf/terraformrc"),
+  };
+}
+
 export interface ApplyResult {
   code: number;
   seconds: number;
@@ -44,13 +55,7 @@ export async function terraformApply(
   const args = ["apply", "-input=false", "-auto-approve", "-no-color", ...replace.map((a) => `-replace=${a}`)];
   const proc = Bun.spawn(["terraform", ...args], {
     cwd: stackDir,
-    env: {
-      ...process.env,
-      ...terraformEnv(ensureSecrets(spec, { create: false })),
-      CHECKPOINT_DISABLE: "1",
-      TF_IN_AUTOMATION: "1",
-      TF_CLI_CONFIG_FILE: process.env.TF_CLI_CONFIG_FILE ?? resolve(import.meta.dir, "../../.tf/terraformrc"),
-    },
+    env: terraformRunEnv(spec),
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -73,4 +78,22 @@ export async function terraformApply(
   await Promise.all([pump(proc.stdout), pump(proc.stderr)]);
   const code = await proc.exited;
   return { code, seconds: (performance.now() - started) / 1000, tail: out.slice(-4000) };
+}
+
+/** The step resources in the stack's Terraform state (`terraform show -json`). */
+export async function readStateSteps(spec: ClusterSpec, stackDir: string): Promise<StackStep[]> {
+  const proc = Bun.spawn(["terraform", "show", "-json", "-no-color"], {
+    cwd: stackDir,
+    env: terraformRunEnv(spec),
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [out, err, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  if (code !== 0)
+    throw new UserError(`terraform show in ${stackDir} failed (exit ${code}): ${err.trim().slice(0, 600)}`, 1);
+  return stateSteps(JSON.parse(out));
 }

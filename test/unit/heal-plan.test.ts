@@ -8,8 +8,11 @@ import {
   peerUrlOf,
   quorumOf,
   removalProblem,
+  removeProblem,
   replacePlan,
+  roleFromSteps,
   stackSteps,
+  stateSteps,
   stepsProblem,
 } from "../../lib/heal/plan.ts";
 import type { NodeSpec } from "../../lib/spec/schema.ts";
@@ -139,4 +142,69 @@ test("the plan of a worker replacement has no etcd steps", () => {
     reachable: true,
   });
   expect(plan.map((p) => p.phase)).toEqual(["node", "reset", "terraform", "wait"]);
+});
+
+describe("node:remove's refusals", () => {
+  const base = {
+    name: "cp-3",
+    inSpec: false,
+    inStack: false,
+    inState: true,
+    role: "control-plane" as const,
+    controlPlanesLeft: 3,
+    force: false,
+  };
+  test("5 -> 4 -> 3 control planes are fine; a worker always", () => {
+    expect(removeProblem(base)).toBeUndefined();
+    expect(removeProblem({ ...base, role: "worker", controlPlanesLeft: 1 })).toBeUndefined();
+  });
+  test("3 -> 2 refused without --force, allowed with it", () => {
+    expect(removeProblem({ ...base, controlPlanesLeft: 2 })).toContain("leaves 2 control planes");
+    expect(removeProblem({ ...base, controlPlanesLeft: 2, force: true })).toBeUndefined();
+  });
+  test("the spec is edited first, and the stack synthesized from it", () => {
+    expect(removeProblem({ ...base, inSpec: true })).toContain(
+      "cp-3 is still in the spec. Remove it from the nodes list first",
+    );
+    expect(removeProblem({ ...base, inStack: true })).toContain("run bun run synth with the edited spec first");
+    expect(removeProblem({ ...base, inState: false })).toContain("Terraform's state has no steps for cp-3");
+  });
+});
+
+test("steps and role from terraform show -json", () => {
+  const show = {
+    values: {
+      root_module: {
+        resources: [
+          {
+            address: "terraform_data.prepare_cp_3",
+            type: "terraform_data",
+            name: "prepare_cp_3",
+            values: { triggers_replace: { node: "cp-3", address: "10.0.0.13" } },
+          },
+          {
+            address: "terraform_data.loadbalancer_cp_3",
+            type: "terraform_data",
+            name: "loadbalancer_cp_3",
+            values: { triggers_replace: { node: "cp-3", address: "10.0.0.13" } },
+          },
+          {
+            address: "null_resource.join_w_1",
+            type: "null_resource",
+            name: "join_w_1",
+            values: { triggers: { node: "w-1", address: "10.0.0.21" } },
+          },
+          { address: "local_file.x", type: "local_file", name: "x", values: {} },
+        ],
+      },
+    },
+  };
+  const steps = stateSteps(show);
+  expect(steps.map((s) => s.address)).toEqual([
+    "terraform_data.prepare_cp_3",
+    "terraform_data.loadbalancer_cp_3",
+    "null_resource.join_w_1",
+  ]);
+  expect(roleFromSteps(steps, "cp-3")).toBe("control-plane");
+  expect(roleFromSteps(steps, "w-1")).toBe("worker");
 });

@@ -45,6 +45,7 @@ const LOCAL_FLAGS: Record<string, string> = {
   "--bump-revision": "parsed as a whole number",
   "--stack-dir": "a directory on this machine (terraform runs there)",
   "--timeout": "parsed as a whole number",
+  "--from": "compared with the spec's node names only",
 };
 
 /** A Remote whose every exec runs in its own sandbox: the real ops functions, their real scripts. */
