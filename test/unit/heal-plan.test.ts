@@ -16,6 +16,7 @@ import {
   stepsProblem,
 } from "../../lib/heal/plan.ts";
 import type { NodeSpec } from "../../lib/spec/schema.ts";
+import { dependsOn, EXAMPLE, steps, synthSpec, triggersOf } from "./stack-helpers.ts";
 
 const m = (id: string, name: string, address: string, started = true): MemberInfo => ({
   id,
@@ -207,4 +208,25 @@ test("steps and role from terraform show -json", () => {
   ]);
   expect(roleFromSteps(steps, "cp-3")).toBe("control-plane");
   expect(roleFromSteps(steps, "w-1")).toBe("worker");
+});
+
+// A replacement host at a new address (the spec edited, the stack synthesized): the node's own
+// steps change, and so do the other control planes' load-balancer steps (haproxy backends,
+// keepalived peers), which the normal apply then replaces one after the other.
+test("a new address re-applies the other control planes' load balancers, one at a time", () => {
+  const base = steps(synthSpec(EXAMPLE).json);
+  const moved = synthSpec(EXAMPLE, (spec) => {
+    spec.nodes.find((n) => n.name === "cp-2")!.address = "10.0.0.99";
+  });
+  const after = steps(moved.json);
+  const changed = Object.keys(after)
+    .filter((id) => JSON.stringify(triggersOf(after[id])) !== JSON.stringify(triggersOf(base[id])))
+    .filter((id) => !id.startsWith("file_"));
+  for (const id of ["loadbalancer_cp_1", "loadbalancer_cp_2", "loadbalancer_cp_3", "prepare_cp_2", "join_cp_2"])
+    expect(changed).toContain(id);
+  expect(dependsOn(after.loadbalancer_cp_2)).toContain("loadbalancer_cp_1");
+  expect(dependsOn(after.loadbalancer_cp_3)).toContain("loadbalancer_cp_2");
+  // node:replace then accepts the stack for the new address.
+  const cp2 = moved.spec.nodes.find((n) => n.name === "cp-2")!;
+  expect(stepsProblem(stackSteps(moved.json), cp2, moved.stackDir)).toBeUndefined();
 });
