@@ -2,15 +2,21 @@
 import { defineCommand, JSON_FLAG, progress, runCommand, SPEC_FLAG } from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
 import { planText } from "../lib/heal/plan.ts";
-import { removeNode } from "../lib/heal/remove.ts";
+import { removeNodes } from "../lib/heal/remove.ts";
 import { defaultStackDir } from "../lib/heal/terraform.ts";
 
 const command = defineCommand({
   name: "node:remove",
   usage: "bun run node:remove NAME [--spec FILE] [--stack-dir DIR] [--force] [--yes] [--dry-run]",
   description:
-    "Takes a node out of the cluster for good. Edit the spec first: delete the node from nodes and run bun run synth; node:remove refuses while the node is still in the spec or the stack, so nothing changes behind Terraform's back. It reads the node's address and role from Terraform's state, drains it and deletes its Node, removes its etcd member (a control plane; only while the others keep quorum), runs kubeadm reset on the host if it answers, then applies the edited spec: Terraform drops the node's steps and rolls the other control planes' load balancers (haproxy backends, keepalived peers) one at a time. Refuses to leave fewer than 3 control planes unless --force. Asks first unless --yes.",
-  positionals: [{ name: "NAME", description: "the node to remove, as it was named in the spec" }],
+    "Takes nodes out of the cluster for good. Edit the spec first: delete the node from nodes and run bun run synth (5 -> 3 control planes: delete two, name both); node:remove refuses while a named node is still in the spec or the stack, and when the spec drops a node it was not given, so nothing changes behind Terraform's back. It reads the node's address and role from Terraform's state, drains it and deletes its Node, removes its etcd member (a control plane; only while the others keep quorum), runs kubeadm reset on the host if it answers, then applies the edited spec: Terraform drops the node's steps and rolls the other control planes' load balancers (haproxy backends, keepalived peers) one at a time. Etcd members come out one at a time, each while the members left keep quorum. Refuses to leave fewer than 3 control planes unless --force (the spec's validation already refuses an even number). Asks first unless --yes.",
+  positionals: [
+    {
+      name: "NAME...",
+      description: "the node(s) to remove, as they were named in the spec: every node the edited spec drops",
+    },
+  ],
+  allowPositionals: true,
   options: {
     ...SPEC_FLAG,
     "stack-dir": {
@@ -36,7 +42,8 @@ const command = defineCommand({
     130: "interrupted by SIGINT",
     143: "interrupted by SIGTERM",
   },
-  jsonData: "{node, role, address, plan: [{host, phase, action}], dryRun, removedMember, reset, members, seconds}",
+  jsonData:
+    "{nodes: [{node, role, address, removedMember, reset}], plan: [{host, phase, action}], dryRun, members, seconds}",
   examples: [
     "bun run node:remove worker-3 --spec cluster.yaml --dry-run",
     "bun run node:remove cp-5 --spec cluster.yaml --yes",
@@ -50,11 +57,15 @@ await runCommand(command, async (cli) => {
     throw new UserError(
       `--timeout ${values.timeout} is not a whole number of seconds from 10 to 3600. Example: --timeout 300.`,
     );
-  const name = cli.positionals[0];
-  if (!name || !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(name))
+  const names = cli.positionals;
+  if (names.length === 0)
     throw new UserError(
-      "node:remove needs the node's NAME (a DNS label, as it was in the spec), e.g. bun run node:remove worker-3.",
+      "node:remove needs the node's NAME (as it was in the spec), e.g. bun run node:remove worker-3.",
     );
+  for (const name of names)
+    if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(name))
+      throw new UserError(`node:remove: "${name}" is not a node name (a DNS label, as in the spec's nodes).`);
+  const name = names.join(" ");
   const spec = cli.spec();
   const onSignal = (sig: NodeJS.Signals) =>
     cli.exit(sig === "SIGTERM" ? 143 : 130, {
@@ -62,7 +73,7 @@ await runCommand(command, async (cli) => {
     });
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  const r = await removeNode(spec, name, {
+  const r = await removeNodes(spec, names, {
     stackDir: values["stack-dir"] ?? defaultStackDir(spec),
     force: !!values.force,
     dryRun: !!values["dry-run"],

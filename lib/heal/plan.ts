@@ -237,3 +237,8 @@ export function removeProblem(opts: {
     return `removing ${name} leaves ${opts.controlPlanesLeft} control plane${opts.controlPlanesLeft === 1 ? "" : "s"}: with fewer than 3 etcd members the cluster no longer survives the loss of one. Add a control plane first, or pass --force. Nothing was changed.`;
   return undefined;
 }
+
+/** Nodes Terraform's state has and the edited spec dropped, but node:remove was not given: the apply would drop them unseen. */
+export function unnamedDropped(state: StackStep[], specNodes: string[], names: string[]): string[] {
+  return [...new Set(state.map((s) => s.node))].filter((n) => !specNodes.includes(n) && !names.includes(n));
+}

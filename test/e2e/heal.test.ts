@@ -190,7 +190,7 @@ describe.skipIf(guard.skip)("healing on the lab", () => {
     expect(await keys("heal/recover/")).toHaveLength(20);
   }, 900_000);
 
-  test("node:remove of a worker, after the spec edit: drained, deleted, reset, its steps gone from the state", async () => {
+  test("node:remove of a worker, after the spec edit: drained, deleted, reset, its steps gone from the state; 3 -> 2 control planes refused", async () => {
     const still = await heal(["scripts/node-remove.ts", "worker-1"]);
     expect(still.code).toBe(2);
     expect(still.envelope.error!.message).toContain("worker-1 is still in the spec");
@@ -203,7 +203,7 @@ describe.skipIf(guard.skip)("healing on the lab", () => {
     });
     const r = await heal(["scripts/node-remove.ts", "worker-1"], edited);
     expect(r.code).toBe(0);
-    expect(r.envelope.data.reset).toBe(true);
+    expect(r.envelope.data.nodes[0].reset).toBe(true);
     process.stderr.write(`node:remove worker-1: ${r.seconds.toFixed(1)} s\n`);
     const cp1 = (await labExec("cp-1", "cat /var/log/kubeadm-standin.log")).stdout;
     expect(cp1).toMatch(/ kubectl .*drain worker-1 --ignore-daemonsets/);
@@ -212,5 +212,23 @@ describe.skipIf(guard.skip)("healing on the lab", () => {
     const state = await terraform(["state", "list"]);
     expect(state.out).not.toContain("_worker_1");
     expect((await terraform(["plan", "-input=false", "-detailed-exitcode"])).code).toBe(0);
+
+    // 3 -> 2 control planes: refused before anything changes (the spec's own validation: an even count).
+    const doc2 = { ...doc, nodes: doc.nodes.filter((n) => n.name !== "cp-3") };
+    const twoCps = join(labPaths.stateDir, "cluster-without-cp-3.yaml");
+    writeFileSync(twoCps, stringify(doc2));
+    synthLab((spec) => {
+      spec.nodes = spec.nodes.filter((n) => n.name !== "worker-1" && n.name !== "cp-3");
+    });
+    try {
+      const three = await heal(["scripts/node-remove.ts", "cp-3"], twoCps);
+      expect(three.code).toBe(2);
+      expect(three.envelope.error!.message).toContain("nodes: 2 control planes (cp-1, cp-2)");
+      expect(await healthyCount()).toBe(3);
+    } finally {
+      synthLab((spec) => {
+        spec.nodes = spec.nodes.filter((n) => n.name !== "worker-1");
+      });
+    }
   }, 600_000);
 });

@@ -14,6 +14,7 @@ import {
   stackSteps,
   stateSteps,
   stepsProblem,
+  unnamedDropped,
 } from "../../lib/heal/plan.ts";
 import type { NodeSpec } from "../../lib/spec/schema.ts";
 import { dependsOn, EXAMPLE, steps, synthSpec, triggersOf } from "./stack-helpers.ts";
@@ -229,4 +230,14 @@ test("a new address re-applies the other control planes' load balancers, one at 
   // node:replace then accepts the stack for the new address.
   const cp2 = moved.spec.nodes.find((n) => n.name === "cp-2")!;
   expect(stepsProblem(stackSteps(moved.json), cp2, moved.stackDir)).toBeUndefined();
+});
+
+test("node:remove must be given every node the edited spec drops (5 -> 3: both)", () => {
+  const state = stackSteps(stack).concat([
+    { address: "terraform_data.join_cp_4", node: "cp-4", nodeAddress: "10.0.0.14", name: "join_cp_4" },
+    { address: "terraform_data.join_cp_5", node: "cp-5", nodeAddress: "10.0.0.15", name: "join_cp_5" },
+  ]);
+  const spec = ["cp-1", "cp-2"];
+  expect(unnamedDropped(state, spec, ["cp-4"])).toEqual(["cp-5"]);
+  expect(unnamedDropped(state, spec, ["cp-4", "cp-5"])).toEqual([]);
 });
