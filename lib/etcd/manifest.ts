@@ -132,3 +132,27 @@ export function patchEtcdManifest(text: string, dataDir: string, where = ETCD_MA
   const flushSeq = /^( *)[\w.-]+:\n\1- /m.test(text);
   return doc.toString({ indentSeq: !flushSeq, lineWidth: 0 });
 }
+
+/** Whether the etcd command carries `--NAME` (as a bare flag or `--NAME=...`). */
+export function hasEtcdFlag(text: string, name: string, where = ETCD_MANIFEST): boolean {
+  const cmd = command(etcdContainer(load(text, where), where), where);
+  return cmd.items.some((i) => isScalar(i) && (i.value === `--${name}` || String(i.value).startsWith(`--${name}=`)));
+}
+
+/**
+ * The manifest with the bare flag `--NAME` added to the etcd command (once) or removed (every
+ * form of it), everything else as it was: etcd's recovery guide's `--force-new-cluster`, added
+ * for one start and then taken out again.
+ */
+export function withEtcdFlag(text: string, name: string, on: boolean, where = ETCD_MANIFEST): string {
+  if (!/^[a-z][a-z0-9-]*$/.test(name)) throw new Error(`not an etcd flag name: ${name}`);
+  const doc = load(text, where);
+  const cmd = command(etcdContainer(doc, where), where);
+  const is = (i: unknown) => isScalar(i) && (i.value === `--${name}` || String(i.value).startsWith(`--${name}=`));
+  const present = cmd.items.some(is);
+  if (on === present) return text;
+  if (on) cmd.add(doc.createNode(`--${name}`));
+  else cmd.items = cmd.items.filter((i) => !is(i));
+  const flushSeq = /^( *)[\w.-]+:\n\1- /m.test(text);
+  return doc.toString({ indentSeq: !flushSeq, lineWidth: 0 });
+}

@@ -100,7 +100,7 @@ export function tcpOpen(host: string, port: number, timeoutMs = 1500): Promise<b
 }
 
 /** GET /healthz on a fresh connection (curl: no connection reuse hides a dead backend). */
-export async function healthzStatus(host: string, port: number, timeoutMs = 2000): Promise<number> {
+export async function healthzStatus(host: string, port: number, timeoutMs = 2000, path = "/healthz"): Promise<number> {
   const p = Bun.spawn(
     [
       "curl",
@@ -113,7 +113,7 @@ export async function healthzStatus(host: string, port: number, timeoutMs = 2000
       "%{http_code}",
       "--max-time",
       String(timeoutMs / 1000),
-      `https://${host}:${port}/healthz`,
+      `https://${host}:${port}${path}`,
     ],
     { stdout: "pipe", stderr: "ignore" },
   );

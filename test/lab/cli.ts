@@ -1,4 +1,4 @@
-// `bun test/lab/cli.ts up|down|status [--json]|etcdctl -- ARGS`: the lab's test hosts on this machine.
+// `bun test/lab/cli.ts up|down|status [--json]|break NODE --disk|etcdctl -- ARGS`: the lab's test hosts on this machine.
 import { parseCommand, progress, runCommand } from "../../lib/cli.ts";
 import { UserError } from "../../lib/errors.ts";
 import { applyLab } from "../e2e/apply.ts";
@@ -8,6 +8,7 @@ import {
   LAB,
   LabBusy,
   LabUnavailable,
+  labBreakDisk,
   labDown,
   labMissing,
   labNodes,
@@ -16,7 +17,7 @@ import {
   labUp,
 } from "./lab.ts";
 
-const VERBS = ["up", "down", "status", "etcdctl"] as const;
+const VERBS = ["up", "down", "status", "break", "etcdctl"] as const;
 
 function count(flag: string, value: string | undefined, fallback: number, max: number, min: number): number {
   if (value === undefined) return fallback;
@@ -38,7 +39,7 @@ await runCommand(async () => {
   const { values, positionals } = parseCommand({
     name: "lab",
     usage:
-      "bun test/lab/cli.ts up [--os debian12|debian13] [--control-planes N] [--workers N] | down [--force] | status [--json] | etcdctl -- ARGS",
+      "bun test/lab/cli.ts up [--os debian12|debian13] [--control-planes N] [--workers N] | down [--force] | status [--json] | break NODE --disk | etcdctl -- ARGS",
     description:
       "Test hosts on this machine (root only): systemd-nspawn containers booted on an overlay of /, each in its own " +
       "network namespace on the bridge kha-br0 (198.18.0.0/24; this machine is 198.18.0.1, the VIP 198.18.0.10). " +
@@ -51,7 +52,9 @@ await runCommand(async () => {
       "from this machine's apt mirror and caches under /var/cache/kubeadm-ha-lab; the default, debian12, is this machine's " +
       "own root (KHA_LAB_OS sets the default too). A test that brought the lab up holds it until it ends; `up` and `down` refuse " +
       "while it does (`down --force` does not). `down` removes every host, namespace, mount, cgroup and the state dir, also what a " +
-      "crashed run left. `status` shows each host's SSH, etcd and VIP state. `etcdctl -- ARGS` runs etcdctl against " +
+      "crashed run left. `status` shows each host's SSH, etcd and VIP state. `break NODE --disk` destroys a host's disk " +
+      "as a reinstall would: the host keeps answering SSH, but its kubelet stand-in, etcd, keepalived and haproxy are stopped " +
+      "and its etcd data, /etc/kubernetes and kubeadm-ha's state (/etc/kubeadm-ha, /var/lib/kubeadm-ha) deleted. `etcdctl -- ARGS` runs etcdctl against " +
       "the lab's etcd with its client certificate.",
     options: {
       json: { type: "boolean" },
@@ -60,6 +63,7 @@ await runCommand(async () => {
       force: { type: "boolean" },
       "hosts-only": { type: "boolean" },
       os: { type: "string" },
+      disk: { type: "boolean" },
     },
     allowPositionals: true,
   });
@@ -69,7 +73,11 @@ await runCommand(async () => {
       `lab: ${verb ? `unknown command "${verb}"` : "no command given"}. Use one of: ${VERBS.join(", ")} (see --help).`,
     );
   }
-  if (verb !== "etcdctl" && positionals.length > 1) {
+  if (verb === "break") {
+    if (positionals.length !== 2 || !values.disk)
+      throw new UserError("lab break: name one host and what to break, e.g. `bun test/lab/cli.ts break cp-2 --disk`.");
+  } else if (values.disk) throw new UserError(`lab ${verb}: --disk applies to break only.`);
+  if (verb !== "etcdctl" && verb !== "break" && positionals.length > 1) {
     throw new UserError(
       `lab ${verb}: unexpected argument "${positionals[1]}". Only etcdctl takes arguments (after --).`,
     );
@@ -149,6 +157,20 @@ await runCommand(async () => {
             .trimEnd()}\n`,
         );
       process.stdout.write(`VIP ${st.vip}:${st.port}; ${st.os} hosts\n`);
+      return 0;
+    }
+    case "break": {
+      needLab();
+      const host = positionals[1]!;
+      const st = await labStatus();
+      if (!st.hosts.some((h) => h.name === host))
+        throw new UserError(
+          `lab break: no lab host "${host}" is up (hosts: ${st.hosts.map((h) => h.name).join(", ") || "none; run up first"}).`,
+        );
+      await labBreakDisk(host);
+      process.stdout.write(
+        `${host}: disk destroyed (host up, SSH answers; etcd data, /etc/kubernetes and kubeadm-ha state gone)\n`,
+      );
       return 0;
     }
     case "etcdctl": {

@@ -1098,3 +1098,65 @@ export async function labLeftovers(): Promise<string[]> {
   if (existsSync(labPaths.stateDir)) left.push(`directory ${labPaths.stateDir}`);
   return left;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Permanent loss
+
+/** The lab's own material a host needs to join again after `labBreakDisk` (see the README). */
+export const LAB_JOIN_PKI = "/etc/kha-lab/join-pki";
+
+/**
+ * A host's disk destroyed and the host reinstalled: it keeps running and answering SSH (same
+ * address, same host key, the lab's image files), but everything a deploy put on it is gone. Stops
+ * the kubelet stand-in (and with it etcd and the apiserver stand-in), keepalived and haproxy, and
+ * deletes the etcd data dir, /etc/kubernetes, kubeadm-ha's state (/etc/kubeadm-ha,
+ * /var/lib/kubeadm-ha) and the stand-ins' log. For a control plane it lays the lab's pending
+ * manifests and certificates back, where the stand-in kubeadm's next join finds what the real one
+ * downloads (kubeadm-certs) and generates (etcd's own certificates).
+ */
+export async function labBreakDisk(host: string): Promise<void> {
+  const name = bareName(host);
+  const state = labState();
+  const node = state?.nodes.find((n) => n.name === name);
+  if (!state || !node) throw new Error(`lab host ${name} is not part of the lab that is up`);
+  const stop = await labExec(
+    name,
+    `systemctl stop kubelet-standin.service kubelet.service keepalived.service haproxy.service 2>&1
+systemctl disable keepalived.service haproxy.service >/dev/null 2>&1 || true
+for i in $(seq 1 100); do
+  ss -Hltn '( sport = :2379 or sport = :2380 or sport = :6443 )' | grep -q . || exit 0
+  sleep 0.1
+done
+echo "etcd or the apiserver stand-in still listens after 10 s" >&2; exit 1`,
+  );
+  if (stop.code !== 0) throw new Error(`lab break --disk ${name}: stopping failed: ${stop.stderr || stop.stdout}`);
+  const root = `${hostDir(name)}/merged`;
+  for (const p of [
+    "/var/lib/etcd",
+    "/etc/kubernetes",
+    "/etc/kubeadm-ha",
+    "/var/lib/kubeadm-ha",
+    "/var/log/kubeadm-standin.log",
+    "/etc/kha-lab/pending-manifests",
+    LAB_JOIN_PKI,
+  ])
+    rmSync(`${root}${p}`, { recursive: true, force: true });
+  mkdirSync(`${root}/etc/kubernetes/manifests`, { recursive: true, mode: 0o755 });
+  if (node.role === "control-plane") {
+    const members = state.nodes.filter((n) => n.role === "control-plane");
+    const dir = "/etc/kha-lab/pending-manifests";
+    put(root, `${dir}/etcd.yaml`, etcdManifest(node, members), 0o600);
+    const standins = `${HOST_PROJECT}/test/lab/standins`;
+    put(
+      root,
+      `${dir}/kube-apiserver.yaml`,
+      apiserverManifest(node, bunPath(), `${standins}/apiserver-standin.ts`),
+      0o600,
+    );
+    await must(["cp", "-a", `${RUNTIME_DIR}/pki/${name}/pki`, `${root}${LAB_JOIN_PKI}`]);
+  }
+  // The kubelet stand-in runs again, as a reinstalled host's kubelet would (with nothing to run).
+  const start = await labExec(name, "systemctl start kubelet-standin.service 2>&1");
+  if (start.code !== 0)
+    throw new Error(`lab break --disk ${name}: restarting the kubelet stand-in failed: ${start.stdout}`);
+}

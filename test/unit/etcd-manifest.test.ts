@@ -1,7 +1,7 @@
 // Patching kubeadm's etcd.yaml: only the data dir moves; comments and every other line stay.
 import { describe, expect, test } from "bun:test";
 import { UserError } from "../../lib/errors.ts";
-import { patchEtcdManifest, readEtcdManifest } from "../../lib/etcd/manifest.ts";
+import { hasEtcdFlag, patchEtcdManifest, readEtcdManifest, withEtcdFlag } from "../../lib/etcd/manifest.ts";
 
 // As kubeadm 1.31 writes it (plus a comment an operator added).
 const KUBEADM_ETCD_YAML = `apiVersion: v1
@@ -127,5 +127,22 @@ describe("etcd manifest", () => {
     expect(noVolume).not.toContain("name: etcd-data\nstatus");
     expect(() => patchEtcdManifest(noVolume, "/x")).toThrow(/refusing to patch only half/);
     expect(() => patchEtcdManifest("a: [\n", "/x")).toThrow(/not valid YAML/);
+  });
+});
+
+describe("--force-new-cluster, added for one start and taken out again (etcd:recover)", () => {
+  test("added once, at the end of the command, everything else byte for byte", () => {
+    const on = withEtcdFlag(KUBEADM_ETCD_YAML, "force-new-cluster", true);
+    expect(hasEtcdFlag(on, "force-new-cluster")).toBe(true);
+    expect(hasEtcdFlag(KUBEADM_ETCD_YAML, "force-new-cluster")).toBe(false);
+    expect(withEtcdFlag(on, "force-new-cluster", true)).toBe(on);
+    expect(on.match(/--force-new-cluster/g)).toHaveLength(1);
+    expect(on.replace(/\n *- --force-new-cluster/, "")).toBe(KUBEADM_ETCD_YAML);
+  });
+  test("removed again gives the original back, also the --flag=true form", () => {
+    const on = withEtcdFlag(KUBEADM_ETCD_YAML, "force-new-cluster", true);
+    expect(withEtcdFlag(on, "force-new-cluster", false)).toBe(KUBEADM_ETCD_YAML);
+    const eq = on.replace("- --force-new-cluster", "- --force-new-cluster=true");
+    expect(withEtcdFlag(eq, "force-new-cluster", false)).toBe(KUBEADM_ETCD_YAML);
   });
 });

@@ -43,6 +43,9 @@ const LOCAL_FLAGS: Record<string, string> = {
   "--wait": "parsed as a whole number",
   "--revert-after": "parsed as a whole number",
   "--bump-revision": "parsed as a whole number",
+  "--stack-dir": "a directory on this machine (terraform runs there)",
+  "--timeout": "parsed as a whole number",
+  "--from": "compared with the spec's node names only",
 };
 
 /** A Remote whose every exec runs in its own sandbox: the real ops functions, their real scripts. */

@@ -1,0 +1,96 @@
+// Healing, measured on the lab (issue 11), each run on a freshly applied lab:
+//   1. node:replace of a control plane whose disk died (lab break --disk): command start -> etcd 3/3
+//      healthy and the node joined (the command returns only then), with the terraform part;
+//   2. failed requests through the VIP (GET /healthz every 50 ms, fresh connection each) from the
+//      fault to the end of the replacement, and the last failure after the fault;
+//   3. node:replace of a worker whose disk died;
+//   4. two control planes' disks destroyed: etcd:recover --from the survivor -> API serving through
+//      the VIP (first change to /readyz 200), then both replaced (3/3 again).
+//
+//   bun test/bench/heal.ts [--runs 1] [--json]
+//
+// Root only (the lab); contacts lab addresses only. Not part of CI. Takes the lab for the whole run
+// (wrap it in the lab lock) and leaves it down.
+import { parseArgs } from "node:util";
+import { applyLab, STACK_DIR } from "../e2e/apply.ts";
+import { outage, startPoller } from "../e2e/poller.ts";
+import { LAB, labBreakDisk, labDown, labPaths } from "../lab/lab.ts";
+import { BUN, ROOT } from "../unit/cli-helpers.ts";
+
+const { values } = parseArgs({ options: { runs: { type: "string" }, json: { type: "boolean" } } });
+const runs = Number(values.runs ?? 1);
+
+async function command(args: string[]): Promise<{ seconds: number; data: Record<string, unknown> }> {
+  const started = performance.now();
+  const stack = args[0]!.includes("node-") ? ["--stack-dir", STACK_DIR] : [];
+  const proc = Bun.spawn([BUN, ...args, "--spec", labPaths.spec, ...stack, "--yes", "--json"], {
+    cwd: ROOT,
+    env: { ...process.env, KUBEADM_HA_SECRETS_DIR: labPaths.secretsDir, CLUSTER_SPEC: undefined },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [out, err, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  if (code !== 0) throw new Error(`${args.join(" ")} exited ${code}:\n${err.slice(-4000)}`);
+  return { seconds: (performance.now() - started) / 1000, data: JSON.parse(out).data };
+}
+
+interface Run {
+  replaceCp: number;
+  replaceCpTerraform: number;
+  vipFailed: number;
+  vipTotal: number;
+  vipLastFailureMs: number;
+  replaceWorker: number;
+  recoverToApi: number;
+  recoverCommand: number;
+  regrow: number[];
+}
+
+const results: Run[] = [];
+try {
+  for (let i = 0; i < runs; i++) {
+    await applyLab();
+    const poller = startPoller(LAB.vip, LAB.port);
+    const faultAt = poller.now();
+    await labBreakDisk("cp-2");
+    const cp = await command(["scripts/node-replace.ts", "cp-2"]);
+    const o = outage(await poller.stop(), faultAt);
+    await labBreakDisk("worker-1");
+    const w = await command(["scripts/node-replace.ts", "worker-1"]);
+    await labBreakDisk("cp-2");
+    await labBreakDisk("cp-3");
+    const rec = await command(["scripts/etcd-recover.ts", "--from", "cp-1"]);
+    const regrow = [
+      (await command(["scripts/node-replace.ts", "cp-2"])).seconds,
+      (await command(["scripts/node-replace.ts", "cp-3"])).seconds,
+    ];
+    const r: Run = {
+      replaceCp: cp.seconds,
+      replaceCpTerraform: Number(cp.data.terraformSeconds),
+      vipFailed: o.failed,
+      vipTotal: o.total,
+      vipLastFailureMs: o.lastFailureAfterFaultMs,
+      replaceWorker: w.seconds,
+      recoverToApi: Number(rec.data.secondsToApi),
+      recoverCommand: rec.seconds,
+      regrow,
+    };
+    results.push(r);
+    process.stderr.write(`run ${i + 1}: ${JSON.stringify(r)}\n`);
+  }
+} finally {
+  await labDown();
+}
+
+const f = (n: number) => n.toFixed(1);
+if (values.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+else
+  for (const [i, r] of results.entries())
+    process.stdout.write(
+      `run ${i + 1}: node:replace control plane ${f(r.replaceCp)} s (terraform ${f(r.replaceCpTerraform)} s), VIP ${r.vipFailed} of ${r.vipTotal} failed (last ${r.vipLastFailureMs} ms after the fault); node:replace worker ${f(r.replaceWorker)} s; etcd:recover to API ${f(r.recoverToApi)} s (command ${f(r.recoverCommand)} s); regrow ${r.regrow.map(f).join(" s + ")} s\n`,
+    );
