@@ -143,7 +143,7 @@ export function replacePlan(f: ReplaceFacts): PlannedAction[] {
   plan.push({
     host: "local",
     phase: "terraform",
-    action: `terraform apply -replace for ${f.steps.map((s) => s.address).join(", ")} (fresh join token and certificate key: they derive from the new step ids)`,
+    action: `terraform apply -replace for ${f.steps.map((s) => s.address).join(", ")} -var join_via=${f.via} (join material minted on ${f.via}; a fresh token and certificate key: they derive from the new step ids)`,
   });
   plan.push({
     host: f.via,
@@ -171,15 +171,14 @@ export const planText = (plan: PlannedAction[]): string =>
   `${plan.map((p, i) => `${String(i + 1).padStart(2)}. ${p.host.padEnd(10)} ${p.phase.padEnd(10)} ${p.action}`).join("\n")}\n`;
 
 /**
- * Why the node's steps cannot be replaced: a first control plane (its step is init, which would
- * start a second cluster), a node the stack does not know, or a stack synthesized from another spec.
+ * Why the node's steps cannot be replaced: a node the stack does not know, or a stack synthesized
+ * from another spec. (The first control plane is replaced like the others: with join_via naming
+ * a healthy control plane its init step joins the running cluster instead of starting one.)
  */
 export function stepsProblem(steps: StackStep[], node: NodeSpec, stackDir: string): string | undefined {
   const mine = steps.filter((s) => s.node === node.name);
   if (mine.length === 0)
     return `the stack in ${stackDir} has no steps for ${node.name}: synthesize it from this spec first (bun run synth), and deploy once.`;
-  if (mine.some((s) => s.name.startsWith("init_")))
-    return `${node.name} is the first control plane: its step is kubeadm init, and running it again would start a second cluster. Replacing the first control plane is not supported yet; move a healthy control plane to the top of the nodes list only with a fresh deploy.`;
   const stale = mine.find((s) => s.nodeAddress && s.nodeAddress !== node.address);
   if (stale)
     return `the stack in ${stackDir} has ${node.name} at ${stale.nodeAddress}, the spec at ${node.address}: synthesize it from this spec first (bun run synth).`;

@@ -98,11 +98,13 @@ export async function replaceNode(spec: ClusterSpec, node: NodeSpec, opts: Repla
     target.remote = undefined;
 
     log("terraform", "apply", `replacing ${mySteps.map((s) => s.name).join(", ")}`);
+    // Join material is minted on the healthy control plane, not on the first one (which may be this node).
     const apply = await terraformApply(
       spec,
       opts.stackDir,
       mySteps.map((s) => s.address),
       log,
+      { join_via: via.node.name },
     );
     if (apply.code !== 0)
       throw new UserError(

@@ -44,15 +44,26 @@ export interface ApplyResult {
   tail: string;
 }
 
-/** `terraform apply -auto-approve` in the stack, replacing `replace` (addresses); output streamed as progress. */
+/**
+ * `terraform apply -auto-approve` in the stack, replacing `replace` (addresses), with `vars` (names
+ * and values the stack validates, e.g. join_via); output streamed as progress.
+ */
 export async function terraformApply(
   spec: ClusterSpec,
   stackDir: string,
   replace: string[],
   log: Progress,
+  vars: Record<string, string> = {},
 ): Promise<ApplyResult> {
   const started = performance.now();
-  const args = ["apply", "-input=false", "-auto-approve", "-no-color", ...replace.map((a) => `-replace=${a}`)];
+  const args = [
+    "apply",
+    "-input=false",
+    "-auto-approve",
+    "-no-color",
+    ...replace.map((a) => `-replace=${a}`),
+    ...Object.entries(vars).map(([k, v]) => `-var=${k}=${v}`),
+  ];
   const proc = Bun.spawn(["terraform", ...args], {
     cwd: stackDir,
     env: terraformRunEnv(spec),
