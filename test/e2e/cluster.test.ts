@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { healthzStatus } from "../../lib/ops/chaos.ts";
-import { APT_KEYRING_PATH, APT_SOURCES_PATH } from "../../lib/render/prepare.ts";
+import { APT_KEYRING_PATH, APT_SOURCES_PATH, prepareStep } from "../../lib/render/prepare.ts";
 import { ensureSecrets } from "../../lib/secrets.ts";
 import { APT_REVISION, LAB_APT_RELEASES } from "../lab/apt-repo.ts";
 import {
@@ -103,6 +103,36 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
         .map((n) => n.address)
         .sort(),
     );
+  });
+
+  test("a spec pinning another apt signing key makes prepare fail naming kubernetes.packages.aptKeyFingerprint, also on a host that has the key already", async () => {
+    const repo = labAptRepo()!;
+    const wrong = "DE15B14486CD377B9E876E1A234654DA9A296436";
+    const spec = labSpec();
+    spec.kubernetes.packages.aptKeyFingerprint = wrong;
+    const node = spec.nodes.find((n) => n.name === "worker-1")!;
+    const step = prepareStep(spec, node);
+    const before = await labExec(node.name, `sha256sum ${APT_KEYRING_PATH}`);
+    // The phase script as the builtin back-end runs it: its files staged under STAGE/root, then run.sh.
+    const b64 = (text: string) => Buffer.from(text).toString("base64");
+    const stage = "/root/kha-e2e-prepare";
+    const files = step.files.map(
+      (f) => `mkdir -p ${stage}/root${dirname(f.path)} && echo ${b64(f.content)} | base64 -d > ${stage}/root${f.path}`,
+    );
+    const r = await labExec(
+      node.name,
+      [
+        `rm -rf ${stage}`,
+        ...files,
+        `echo ${b64(step.script)} | base64 -d > ${stage}/run.sh`,
+        `bash ${stage}/run.sh`,
+      ].join(" && "),
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("kubernetes.packages.aptKeyFingerprint");
+    expect(r.stderr).toContain(`has fingerprint(s) ${repo.fingerprint}`);
+    expect(r.stderr).toContain(`and not ${wrong}`);
+    expect((await labExec(node.name, `sha256sum ${APT_KEYRING_PATH}`)).stdout).toBe(before.stdout);
   });
 
   test("apt refuses the lab repository with a tampered or a missing signature (and takes the signed one)", async () => {
