@@ -115,13 +115,24 @@ pick_package_version() {
   awk -F'|' -v want="$1" '{ v = $2; gsub(/[[:space:]]/, "", v); if (index(v, want "-") == 1) { print v; exit } }'
 }
 
+# The fingerprints of the OpenPGP (sub)keys in file $1, each followed by a space (none when it holds no key).
+key_fingerprints() {
+  (gpg --show-keys --with-colons "$1" 2>/dev/null || true) | awk -F: '$1 == "fpr" { printf "%s ", $10 }'
+}
+
+# Whether one of the (sub)keys in file $1 has fingerprint $2.
+key_has_fingerprint() {
+  case " $(key_fingerprints "$1")" in
+    *" $2 "*) return 0 ;;
+  esac
+  return 1
+}
+
 # Refuse a downloaded OpenPGP key ($1, from $3) unless one of its (sub)keys has fingerprint $2.
 check_key_fingerprint() {
   local fingerprints
-  fingerprints="$( (gpg --show-keys --with-colons "$1" 2>/dev/null || true) | awk -F: '$1 == "fpr" { printf "%s ", $10 }')"
-  case " $fingerprints" in
-    *" $2 "*) return 0 ;;
-  esac
+  key_has_fingerprint "$1" "$2" && return 0
+  fingerprints="$(key_fingerprints "$1")"
   [ -n "$fingerprints" ] || fingerprints="none (not an OpenPGP key)"
   die "the apt signing key from $3 has fingerprint(s) $fingerprints and not $2 (kubernetes.packages.aptKeyFingerprint); it was not installed"
 }
@@ -167,7 +178,8 @@ export function prepareStep(spec: ClusterSpec, node: NodeSpec): Step {
   const packagesApt = () => `
 step ${shq(`packages: kubeadm, kubelet, kubectl ${version} from ${aptRepositoryUrl(spec).split(" ")[0]}`)}
 install -d -m 0755 /etc/apt/keyrings
-if [ ! -s "$KEYRING" ] || changed ${shq(APT_SOURCES_PATH)}; then
+# Fetched again when the source changed, or when the installed key is not the one the spec pins now.
+if [ ! -s "$KEYRING" ] || changed ${shq(APT_SOURCES_PATH)} || ! key_has_fingerprint "$KEYRING" "$APT_KEY_FINGERPRINT"; then
   key_tmp="$(mktemp)"
   also_on_exit "rm -f -- $(printf '%q' "$key_tmp")"
   curl -fsSL --max-time 60 -o "$key_tmp" "$APT_KEY_URL" || die "could not download the apt signing key from $APT_KEY_URL (kubernetes.packages.aptKeyUrl)"

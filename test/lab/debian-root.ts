@@ -35,7 +35,8 @@ export const ROOT_CACHE_DIR = "/var/cache/kubeadm-ha-lab";
  * Debian 13's packages for a lab host: what the phase scripts, the ops commands and the
  * stand-ins run (bun itself comes from the checkout bound into every host). containerd is there
  * because `preinstalled` checks for it (the lab replaces its unit with an idle stand-in);
- * conntrack, iptables, ethtool and socat are binaries kubeadm's preflight looks for.
+ * conntrack, iptables, ethtool and socat are binaries kubeadm's preflight looks for; gpg is what
+ * prepare checks the apt signing key's fingerprint with (the lab's apt repository has only Kubernetes packages).
  */
 export const DEBIAN13_PACKAGES = [
   "ca-certificates",
@@ -46,6 +47,7 @@ export const DEBIAN13_PACKAGES = [
   "etcd-client",
   "etcd-server",
   "ethtool",
+  "gpg",
   "haproxy",
   "iproute2",
   "iptables",

@@ -24,12 +24,14 @@ import {
   rmdirSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { stringify } from "yaml";
 import { ensureSecrets } from "../../lib/secrets.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
+import { aptRepoMissing, buildLabAptPackages, type LabAptRepo, startLabAptRepo, stopLabGpg } from "./apt-repo.ts";
 import { type LabOs, labOsFromEnv, labRoot, rootMissing } from "./debian-root.ts";
 import { apiserverManifest, etcdManifest } from "./manifests.ts";
 import { makeLabPki } from "./pki.ts";
@@ -99,7 +101,18 @@ export interface LabOptions {
   kubeadm?: "running" | "pending";
   /** The hosts' OS: "debian12" (this machine's root) or "debian13" (built once); default KHA_LAB_OS, else debian12. */
   os?: LabOs;
+  /**
+   * The lab spec's kubernetes.packages.source. "apt" (default, the product's default): the spec
+   * installs from the lab's signed apt repository on 198.18.0.1, and "pending" hosts have no
+   * kubeadm, kubelet or kubectl until prepare installs them from it. "preinstalled": the stand-ins
+   * sit in /usr/local/bin from the start and the spec checks them. "running" hosts always carry
+   * the stand-ins in /usr/local/bin (hosts after a deploy; lab tests set their version with
+   * /etc/kha-lab/kubernetes-version).
+   */
+  packages?: LabPackages;
 }
+
+export type LabPackages = "apt" | "preinstalled";
 
 export interface LabUpResult {
   nodes: LabNode[];
@@ -191,7 +204,7 @@ export function labMissing(os: LabOs = labOsFromEnv()): string | undefined {
   }
   if (!readFileSync("/proc/filesystems", "utf8").includes("overlay")) return "the kernel has no overlayfs";
   if (!existsSync(`${PROJECT_ROOT}/node_modules/.bin/bun`)) return "node_modules/.bin/bun is missing (run npm ci)";
-  return rootMissing(os);
+  return aptRepoMissing() ?? rootMissing(os);
 }
 
 /**
@@ -244,6 +257,10 @@ const DISABLED_UNITS = [
 interface HostContext {
   nodes: LabNode[];
   kubeadm: "running" | "pending";
+  /** The stand-ins go to /usr/local/bin (else the packages from the lab's apt repository provide them). */
+  standinsPreinstalled: boolean;
+  /** The lab CA the apt repository's certificate is signed by (PEM, subject hash): every host trusts it. */
+  labCa: { pem: string; hash: string };
   publicKey: string;
   bun: string;
   pkiDir?: string;
@@ -289,6 +306,38 @@ function addSudoUser(root: string, user: string, publicKey: string): void {
   chmodSync(`${root}${home}/.ssh`, 0o700);
   for (const p of [home, `${home}/.ssh`, `${home}/.ssh/authorized_keys`, `${home}/.bashrc`, `${home}/.profile`])
     chownSync(`${root}${p}`, id, id);
+}
+
+/** Name of the lab CA in every host's system CA store. */
+const LAB_CA_NAME = "kubeadm-ha-lab-ca";
+
+/**
+ * apt on a host knows only the lab's repository (the prepare phase adds it): the OS root's own
+ * sources, package lists and caches are hidden in the host's upper layer, so apt never tries
+ * another address. The lab CA joins the system CA store in update-ca-certificates' layout
+ * (the certificate under /usr/local/share/ca-certificates, its link and hash link in
+ * /etc/ssl/certs, appended to the bundle), so apt and curl check the repository's certificate
+ * as they would a real mirror's.
+ */
+function useLabAptOnly(root: string, labCa: { pem: string; hash: string }): void {
+  remove(root, "/etc/apt/sources.list");
+  for (const dir of ["/etc/apt/sources.list.d", "/var/lib/apt/lists"]) {
+    const entries = existsSync(`${root}${dir}`) ? readdirSync(`${root}${dir}`) : [];
+    for (const e of entries) if (e !== "partial" && e !== "lock") remove(root, `${dir}/${e}`);
+  }
+  for (const f of ["pkgcache.bin", "srcpkgcache.bin"]) remove(root, `/var/cache/apt/${f}`);
+  const local = `/usr/local/share/ca-certificates/${LAB_CA_NAME}.crt`;
+  put(root, local, labCa.pem);
+  const bundlePath = "/etc/ssl/certs/ca-certificates.crt";
+  const bundle = existsSync(`${root}${bundlePath}`) ? readFileSync(`${root}${bundlePath}`, "utf8") : "";
+  put(root, bundlePath, `${bundle}${bundle === "" || bundle.endsWith("\n") ? "" : "\n"}${labCa.pem}`);
+  for (const [link, target] of [
+    [`/etc/ssl/certs/${LAB_CA_NAME}.pem`, local],
+    [`/etc/ssl/certs/${labCa.hash}.0`, `${LAB_CA_NAME}.pem`],
+  ] as const) {
+    remove(root, link);
+    symlinkSync(target, `${root}${link}`);
+  }
 }
 
 /** The host's `shadow` group (owns /etc/shadow on Debian), from its own /etc/group. */
@@ -339,9 +388,14 @@ async function prepareHost(node: LabNode, root: string, ctx: HostContext): Promi
   put(root, "/root/.profile", "# lab host\n");
   addSudoUser(root, LAB.user, ctx.publicKey);
 
-  // Stand-ins for the Kubernetes binaries, and facts they need about the lab.
-  for (const bin of ["kubeadm", "kubectl", "kubelet"]) {
-    put(root, `/usr/local/bin/${bin}`, readFileSync(`${standinsHere}/${bin}`), 0o755);
+  useLabAptOnly(root, ctx.labCa);
+
+  // Stand-ins for the Kubernetes binaries (unless the lab's apt repository is to provide them), and
+  // facts they need about the lab.
+  if (ctx.standinsPreinstalled) {
+    for (const bin of ["kubeadm", "kubectl", "kubelet"]) {
+      put(root, `/usr/local/bin/${bin}`, readFileSync(`${standinsHere}/${bin}`), 0o755);
+    }
   }
   remove(root, "/var/log/kubeadm-standin.log");
   put(root, "/etc/kha-lab/nodes", `${ctx.nodes.map((n) => `${n.name} ${n.role}`).join("\n")}\n`);
@@ -360,18 +414,23 @@ async function prepareHost(node: LabNode, root: string, ctx: HostContext): Promi
       "Environment=HOME=/root BUN_RUNTIME_TRANSPILER_CACHE_PATH=0\nKillMode=mixed\nTimeoutStopSec=15\n",
     ),
   );
-  put(
-    root,
-    "/etc/systemd/system/kubelet.service",
-    unit("LAB STAND-IN: kubelet (records its arguments, then idles)", "/usr/local/bin/kubelet"),
-  );
+  // The kubelet package brings its own unit (and kubeadm's drop-in); the preinstalled stand-in needs one.
+  if (ctx.standinsPreinstalled) {
+    put(
+      root,
+      "/etc/systemd/system/kubelet.service",
+      unit("LAB STAND-IN: kubelet (records its arguments, then idles)", "/usr/local/bin/kubelet"),
+    );
+  }
   // Real containerd cannot do anything useful here; this unit lets `systemctl restart containerd` succeed.
   put(
     root,
     "/etc/systemd/system/containerd.service",
     unit("LAB STAND-IN: containerd (idles; the lab runs no containers)", "/bin/sleep infinity"),
   );
-  for (const u of ["kubelet-standin.service", "kubelet.service", "containerd.service"]) {
+  const units = ["kubelet-standin.service", "containerd.service"];
+  if (ctx.standinsPreinstalled) units.push("kubelet.service");
+  for (const u of units) {
     const link = `${root}/etc/systemd/system/multi-user.target.wants/${u}`;
     rmSync(link, { force: true });
     await must(["ln", "-s", `/etc/systemd/system/${u}`, link]);
@@ -551,7 +610,15 @@ interface LabState {
   nodes: LabNode[];
   /** Absent in state written before hosts had a choice of OS: Debian 12. */
   os?: LabOs;
+  /** Absent in state written before the lab had an apt repository: preinstalled. */
+  packages?: LabPackages;
+  apt?: LabAptRepo;
   upAt: string;
+}
+
+/** The lab's apt repository (URL, key fingerprint, served directory, access log) while the lab is up. */
+export function labAptRepo(): LabAptRepo | undefined {
+  return labState()?.apt;
 }
 
 /** The OS of the lab that is up, if one is. */
@@ -718,10 +785,20 @@ const LAB_CNI_MANIFEST =
   "# LAB STAND-IN pod network manifest: applied by the CNI step, recorded by the kubectl stand-in.\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kha-lab-cni\n  namespace: kube-system\n";
 export const LAB_CNI_MANIFEST_SHA256 = createHash("sha256").update(LAB_CNI_MANIFEST).digest("hex");
 
-function labSpecYaml(nodes: LabNode[]): string {
+/** The cgroup (in both hierarchies) the apt repository's server runs in: `down` ends it with the hosts. */
+const APT_REPO_CGROUP = `${LAB.prefix}apt-repo`;
+
+function labSpecYaml(nodes: LabNode[], packages: LabPackages, repo: LabAptRepo): string {
   const spec = {
     name: "lab",
-    kubernetes: { version: LAB.kubernetesVersion, packages: { source: "preinstalled" } },
+    kubernetes: {
+      version: LAB.kubernetesVersion,
+      // The product's default: pinned and held packages from a signed apt repository (the lab's).
+      packages:
+        packages === "apt"
+          ? { source: "apt", aptRepository: repo.url, aptKeyUrl: repo.keyUrl, aptKeyFingerprint: repo.fingerprint }
+          : { source: "preinstalled" },
+    },
     ssh: { user: LAB.user, privateKeyPath: "id_ed25519", knownHostsPath: "known_hosts" },
     controlPlaneEndpoint: { vip: LAB.vip, port: LAB.port, interface: LAB.interface, prefix: LAB.prefixLength },
     nodes: nodes.map((n) => ({ name: n.name, address: n.address, role: n.role })),
@@ -780,6 +857,7 @@ export async function labUp(opts: LabOptions = {}): Promise<LabUpResult> {
   const os = opts.os ?? labOsFromEnv();
   // Built (once) before taking the lab: a first build takes minutes, longer than others wait for the lock.
   const lowerDir = await labRoot(os, (m) => log("lab", "root", m));
+  await buildLabAptPackages((m) => log("lab", "apt", m));
   await acquireLease(opts.waitMs ?? 15 * 60_000, log);
   return withLabLock(() => up(opts, os, lowerDir));
 }
@@ -789,6 +867,7 @@ async function up(opts: LabOptions, os: LabOs, lowerDir: string): Promise<LabUpR
   const start = Date.now();
   const nodes = labNodes(opts);
   const kubeadmMode = opts.kubeadm ?? "running";
+  const packages = opts.packages ?? "apt";
 
   const state = labState();
   // A pending lab is always new: its point is hosts that kubeadm has not touched yet.
@@ -798,6 +877,7 @@ async function up(opts: LabOptions, os: LabOs, lowerDir: string): Promise<LabUpR
     state &&
     sameNodes(state.nodes, nodes) &&
     (state.os ?? "debian12") === os &&
+    (state.packages ?? "preinstalled") === packages &&
     existsSync(labPaths.spec)
   ) {
     const st = await labStatus();
@@ -835,11 +915,22 @@ async function up(opts: LabOptions, os: LabOs, lowerDir: string): Promise<LabUpR
   await must(["mount", "-t", "tmpfs", "-o", "mode=0700", `${LAB.prefix}lab`, RUNTIME_DIR]);
   rmSync(labPaths.key, { force: true });
   rmSync(labPaths.publicKey, { force: true });
-  await must(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kubeadm-ha-lab", "-f", labPaths.key]);
+  // The apt repository (signed with a key made now, served on the bridge) while the lab key is made.
+  const [repo] = await Promise.all([
+    startLabAptRepo({
+      runtimeDir: RUNTIME_DIR,
+      address: LAB.gateway,
+      cgroup: APT_REPO_CGROUP,
+      bun: realpathSync(`${PROJECT_ROOT}/node_modules/.bin/bun`),
+      log: (m) => log("lab", "apt", m),
+    }),
+    must(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kubeadm-ha-lab", "-f", labPaths.key]),
+  ]);
   chmodSync(labPaths.key, 0o600);
   const publicKey = readFileSync(labPaths.publicKey, "utf8");
   const controlPlanes = nodes.filter((n) => n.role === "control-plane");
-  const secrets = ensureSecrets(parseSpec(labSpecYaml(nodes), labPaths.spec), { dir: labPaths.secretsDir });
+  const specYaml = labSpecYaml(nodes, packages, repo);
+  const secrets = ensureSecrets(parseSpec(specYaml, labPaths.spec), { dir: labPaths.secretsDir });
   const pki = await makeLabPki(`${RUNTIME_DIR}/pki`, controlPlanes, LAB.vip, {
     cert: secrets.caCert,
     key: secrets.caKey,
@@ -855,6 +946,11 @@ async function up(opts: LabOptions, os: LabOs, lowerDir: string): Promise<LabUpR
   const ctx: HostContext = {
     nodes,
     kubeadm: kubeadmMode,
+    standinsPreinstalled: packages === "preinstalled" || kubeadmMode === "running",
+    labCa: {
+      pem: repo.caCert,
+      hash: (await must(["openssl", "x509", "-noout", "-subject_hash"], { input: repo.caCert })).trim(),
+    },
     publicKey,
     bun: bunPath(),
     pkiDir: `${RUNTIME_DIR}/pki`,
@@ -875,10 +971,10 @@ async function up(opts: LabOptions, os: LabOs, lowerDir: string): Promise<LabUpR
     }),
   );
   writeFileSync(labPaths.knownHosts, `${knownHosts.join("\n")}\n`, { mode: 0o644 });
-  writeFileSync(labPaths.spec, labSpecYaml(nodes), { mode: 0o644 });
+  writeFileSync(labPaths.spec, specYaml, { mode: 0o644 });
   writeFileSync(
     `${RUNTIME_DIR}/state.json`,
-    JSON.stringify({ nodes, os, upAt: new Date().toISOString() } satisfies LabState),
+    JSON.stringify({ nodes, os, packages, apt: repo, upAt: new Date().toISOString() } satisfies LabState),
   );
   log("lab", "hosts", `overlays of ${lowerDir} (${os}) ready; booting ${nodes.length} hosts`);
 
@@ -1057,6 +1153,7 @@ async function down(opts: LabDownOptions): Promise<{ seconds: number }> {
   }
 
   // 3. Files: only once nothing is mounted under the runtime dir (never delete through a mount).
+  await stopLabGpg(RUNTIME_DIR);
   const still = labMounts();
   if (still.length === 0) {
     rmSync(RUNTIME_DIR, { recursive: true, force: true });

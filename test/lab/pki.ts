@@ -118,3 +118,19 @@ export async function makeLabPki(
     clientKey: `${dir}/lab-etcdctl.key`,
   };
 }
+
+export interface LabServerTls {
+  /** The lab CA the hosts trust (system CA store), apart from the cluster's and etcd's CAs. */
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/** A lab CA and a server certificate for `address` signed by it (the lab's apt repository on the bridge). */
+export async function makeLabServerTls(dir: string, address: string): Promise<LabServerTls> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writeFileSync(`${dir}/openssl.cnf`, CONFIG);
+  await selfSigned(dir, `${dir}/lab-ca`, "kubeadm-ha lab CA");
+  await leaf(dir, `${dir}/lab-ca`, `${dir}/server`, `/CN=${address}`, "server", [`IP:${address}`]);
+  return { ca: `${dir}/lab-ca.crt`, cert: `${dir}/server.crt`, key: `${dir}/server.key` };
+}
