@@ -16,11 +16,12 @@ import {
   applyLoadBalancers,
   CONTROL_PLANES,
   ensureAppliedLab,
-  hardKill,
   hardRestore,
   healthz,
+  killHaproxy,
   PORT,
   restoreAll,
+  staticPods,
   until,
   VIP,
   vipHolders,
@@ -109,7 +110,7 @@ const s1 = () => faultRun(linkDown, linkUp);
 // tracked check: a crash loop, a bad binary or an OOM-kill loop all look like this).
 const s2 = () =>
   faultRun(
-    (h) => hardKill(h, ["haproxy"]),
+    (h) => killHaproxy(h),
     (h) => hardRestore(h),
   );
 
@@ -165,13 +166,21 @@ async function s3(): Promise<Run> {
   }
 }
 
+// Planned stop of keepalived: its unit, or (static-pod mode) its manifest moved out of the kubelet's directory.
+const KEEPALIVED_POD = "/etc/kubernetes/manifests/keepalived.yaml";
 const s4a = () =>
   faultRun(
     async (h) => {
-      await labExec(h, "systemctl stop keepalived");
+      await labExec(
+        h,
+        staticPods ? `mv ${KEEPALIVED_POD} /etc/kubernetes/keepalived.yaml.bench` : "systemctl stop keepalived",
+      );
     },
     async (h) => {
-      await labExec(h, "systemctl start keepalived");
+      await labExec(
+        h,
+        staticPods ? `mv /etc/kubernetes/keepalived.yaml.bench ${KEEPALIVED_POD}` : "systemctl start keepalived",
+      );
     },
   );
 

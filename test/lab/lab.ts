@@ -99,7 +99,21 @@ export interface LabOptions {
   kubeadm?: "running" | "pending";
   /** The hosts' OS: "debian12" (this machine's root) or "debian13" (built once); default KHA_LAB_OS, else debian12. */
   os?: LabOs;
+  /** The lab spec's loadBalancer.mode; default KHA_LAB_LB, else keepalived-haproxy. */
+  lb?: LabLb;
 }
+
+/** Load-balancer modes the lab runs (kube-vip cannot: no kube-vip binary, no real API to hold its lease in). */
+export const LAB_LBS = ["keepalived-haproxy", "static-pod"] as const;
+export type LabLb = (typeof LAB_LBS)[number];
+export const isLabLb = (v: string): v is LabLb => (LAB_LBS as readonly string[]).includes(v);
+export function labLbFromEnv(env: Record<string, string | undefined> = process.env): LabLb {
+  const v = env.KHA_LAB_LB?.trim() || "keepalived-haproxy";
+  if (!isLabLb(v)) throw new Error(`KHA_LAB_LB is "${v}"; use one of ${LAB_LBS.join(", ")}`);
+  return v;
+}
+/** The keepalived image the lab spec names in static-pod mode: never pulled (the kubelet stand-in runs the host's keepalived). */
+export const LAB_KEEPALIVED_IMAGE = "registry.example.com/keepalived:2.2.8";
 
 export interface LabUpResult {
   nodes: LabNode[];
@@ -551,6 +565,8 @@ interface LabState {
   nodes: LabNode[];
   /** Absent in state written before hosts had a choice of OS: Debian 12. */
   os?: LabOs;
+  /** Absent: keepalived-haproxy. */
+  lb?: LabLb;
   upAt: string;
 }
 
@@ -718,7 +734,7 @@ const LAB_CNI_MANIFEST =
   "# LAB STAND-IN pod network manifest: applied by the CNI step, recorded by the kubectl stand-in.\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kha-lab-cni\n  namespace: kube-system\n";
 export const LAB_CNI_MANIFEST_SHA256 = createHash("sha256").update(LAB_CNI_MANIFEST).digest("hex");
 
-function labSpecYaml(nodes: LabNode[]): string {
+function labSpecYaml(nodes: LabNode[], lb: LabLb): string {
   const spec = {
     name: "lab",
     kubernetes: { version: LAB.kubernetesVersion, packages: { source: "preinstalled" } },
@@ -731,6 +747,9 @@ function labSpecYaml(nodes: LabNode[]): string {
     // A pod network from a file on the first control plane (what an air-gapped site does), pinned by
     // its sha256: the lab reaches nothing outside 198.18.0.0/15, so no manifest is downloaded.
     networking: { cni: { name: "calico", manifest: LAB_CNI_MANIFEST_PATH, sha256: LAB_CNI_MANIFEST_SHA256 } },
+    ...(lb === "static-pod"
+      ? { loadBalancer: { mode: "static-pod", staticPod: { keepalivedImage: LAB_KEEPALIVED_IMAGE } } }
+      : {}),
   };
   return `# The lab cluster, written by \`bun test/lab/cli.ts up\`; paths are relative to this file.\n${stringify(spec)}`;
 }
@@ -789,6 +808,7 @@ async function up(opts: LabOptions, os: LabOs, lowerDir: string): Promise<LabUpR
   const start = Date.now();
   const nodes = labNodes(opts);
   const kubeadmMode = opts.kubeadm ?? "running";
+  const lb = opts.lb ?? labLbFromEnv();
 
   const state = labState();
   // A pending lab is always new: its point is hosts that kubeadm has not touched yet.
@@ -798,6 +818,7 @@ async function up(opts: LabOptions, os: LabOs, lowerDir: string): Promise<LabUpR
     state &&
     sameNodes(state.nodes, nodes) &&
     (state.os ?? "debian12") === os &&
+    (state.lb ?? "keepalived-haproxy") === lb &&
     existsSync(labPaths.spec)
   ) {
     const st = await labStatus();
@@ -839,7 +860,7 @@ async function up(opts: LabOptions, os: LabOs, lowerDir: string): Promise<LabUpR
   chmodSync(labPaths.key, 0o600);
   const publicKey = readFileSync(labPaths.publicKey, "utf8");
   const controlPlanes = nodes.filter((n) => n.role === "control-plane");
-  const secrets = ensureSecrets(parseSpec(labSpecYaml(nodes), labPaths.spec), { dir: labPaths.secretsDir });
+  const secrets = ensureSecrets(parseSpec(labSpecYaml(nodes, lb), labPaths.spec), { dir: labPaths.secretsDir });
   const pki = await makeLabPki(`${RUNTIME_DIR}/pki`, controlPlanes, LAB.vip, {
     cert: secrets.caCert,
     key: secrets.caKey,
@@ -875,10 +896,10 @@ async function up(opts: LabOptions, os: LabOs, lowerDir: string): Promise<LabUpR
     }),
   );
   writeFileSync(labPaths.knownHosts, `${knownHosts.join("\n")}\n`, { mode: 0o644 });
-  writeFileSync(labPaths.spec, labSpecYaml(nodes), { mode: 0o644 });
+  writeFileSync(labPaths.spec, labSpecYaml(nodes, lb), { mode: 0o644 });
   writeFileSync(
     `${RUNTIME_DIR}/state.json`,
-    JSON.stringify({ nodes, os, upAt: new Date().toISOString() } satisfies LabState),
+    JSON.stringify({ nodes, os, lb, upAt: new Date().toISOString() } satisfies LabState),
   );
   log("lab", "hosts", `overlays of ${lowerDir} (${os}) ready; booting ${nodes.length} hosts`);
 
