@@ -14,6 +14,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { parse } from "yaml";
 import { type Fs, type PodDoc, podProblems } from "./pod-rules.ts";
 
@@ -74,6 +75,9 @@ function parsePod(file: string, text: string): PodSpec | string {
   return { name: pod.metadata?.name ?? file, doc: pod as PodDoc, argv, env, dirs };
 }
 
+/** The checkout this stand-in runs from: the lab's stand-in programs in it play the images' binaries. */
+const IMAGE_PATHS = [resolve(import.meta.dir, "../../..")];
+
 const hostFs: Fs = {
   kind(path) {
     try {
@@ -95,7 +99,7 @@ const hostFs: Fs = {
 function start(pod: Pod): void {
   const spec = pod.spec!;
   for (const d of spec.dirs) mkdirSync(d, { recursive: true, mode: 0o755 });
-  const problems = podProblems(spec.doc, hostFs);
+  const problems = podProblems(spec.doc, hostFs, IMAGE_PATHS);
   if (problems.length > 0) {
     pod.restarts++;
     const backoff = Math.min(10_000, 1000 * 2 ** Math.min(pod.restarts - 1, 4));

@@ -42,8 +42,12 @@ export const REQUIRED_CAPABILITIES: Readonly<Record<string, readonly string[]>> 
 
 const under = (path: string, dir: string) => path === dir || path.startsWith(dir.endsWith("/") ? dir : `${dir}/`);
 
-/** Problems that would stop this pod working under a real kubelet; empty when none. */
-export function podProblems(pod: PodDoc, fs: Fs): string[] {
+/**
+ * Problems that would stop this pod working under a real kubelet; empty when none. `imagePaths`:
+ * directories that stand for the image's own content (the lab's stand-in programs run from the
+ * checkout bound into the hosts, as an image would carry its binary).
+ */
+export function podProblems(pod: PodDoc, fs: Fs, imagePaths: readonly string[] = []): string[] {
   const problems: string[] = [];
   const c = pod.spec?.containers?.[0];
   if (!c) return ["no containers"];
@@ -69,7 +73,7 @@ export function podProblems(pod: PodDoc, fs: Fs): string[] {
     if (m.mountPath) mounts.push(m.mountPath);
   }
 
-  const mounted = (p: string) => mounts.some((m) => under(p, m));
+  const mounted = (p: string) => mounts.some((m) => under(p, m)) || imagePaths.some((d) => under(p, d));
   const pathsIn = (text: string) => [...text.matchAll(ABSOLUTE_PATH)].map((m) => m[0]);
   const fromArgv = argv.flatMap((a) => pathsIn(a)).filter((p) => HOST_ONLY.test(p));
   const seen = new Set<string>();
