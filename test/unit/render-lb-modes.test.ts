@@ -16,6 +16,7 @@ import { HAPROXY_MANIFEST, HAPROXY_RUN_SCRIPT, KEEPALIVED_MANIFEST } from "../..
 import type { RenderedFile } from "../../lib/render/types.ts";
 import { type ClusterSpec, ClusterSpecSchema } from "../../lib/spec/schema.ts";
 import { DEFAULT_HAPROXY_IMAGE, DEFAULT_KUBE_VIP_IMAGE } from "../../lib/versions.ts";
+import { apiserverManifest, etcdManifest } from "../lab/manifests.ts";
 import { type PodDoc, podProblems } from "../lab/standins/pod-rules.ts";
 
 const CI = process.env.CI === "true";
@@ -145,6 +146,30 @@ describe("loadBalancer.mode static-pod", () => {
     expect(
       podProblems(missing, { ...host, kind: (p) => (p === HAPROXY_ENV_FILE ? undefined : host.kind(p)) }),
     ).toContain(`hostPath ${HAPROXY_ENV_FILE} (type File) does not exist`);
+  });
+
+  test("the lab's own etcd and apiserver manifests pass the same rules (the stand-in runs them too)", () => {
+    const CHECKOUT = "/opt/kubeadm-ha-lab";
+    const standin = `${CHECKOUT}/test/lab/standins/apiserver-standin.ts`;
+    // The stand-in program names host files itself; as the image's content, what it reads is not checked.
+    const programs = new Map([
+      [standin, readFileSync(join(import.meta.dir, "../lab/standins/apiserver-standin.ts"), "utf8")],
+    ]);
+    const host = {
+      kind: (p: string) =>
+        programs.has(p) ? ("file" as const) : p.startsWith("/etc/kubernetes/pki") ? ("dir" as const) : undefined,
+      read: (p: string) => programs.get(p),
+    };
+    const nodes = [1, 2, 3].map((i) => ({ name: `cp-${i}`, address: `198.18.0.1${i}` }));
+    const docs = [
+      etcdManifest(nodes[0]!, nodes),
+      apiserverManifest(nodes[0]!, `${CHECKOUT}/node_modules/.bin/bun`, standin),
+    ];
+    for (const text of docs) expect(podProblems(parse(text), host, [CHECKOUT])).toEqual([]);
+    // Without the checkout counted as image content, the apiserver stand-in would be refused.
+    expect(podProblems(parse(docs[1]!), host).join("\n")).toContain(
+      `${standin} (in the command) is under no volumeMount`,
+    );
   });
 
   test.skipIf(!haveShellcheck)("shellcheck is clean on the phase script and haproxy's entrypoint", () => {

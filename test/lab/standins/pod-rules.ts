@@ -73,7 +73,8 @@ export function podProblems(pod: PodDoc, fs: Fs, imagePaths: readonly string[] =
     if (m.mountPath) mounts.push(m.mountPath);
   }
 
-  const mounted = (p: string) => mounts.some((m) => under(p, m)) || imagePaths.some((d) => under(p, d));
+  const inImage = (p: string) => imagePaths.some((d) => under(p, d));
+  const mounted = (p: string) => mounts.some((m) => under(p, m)) || inImage(p);
   const pathsIn = (text: string) => [...text.matchAll(ABSOLUTE_PATH)].map((m) => m[0]);
   const fromArgv = argv.flatMap((a) => pathsIn(a)).filter((p) => HOST_ONLY.test(p));
   const seen = new Set<string>();
@@ -85,7 +86,8 @@ export function podProblems(pod: PodDoc, fs: Fs, imagePaths: readonly string[] =
         problems.push(`${p} (${where}) is under no volumeMount: the container would not see it`);
         continue;
       }
-      if (depth > 0 && fs.kind(p) === "file") {
+      // The image's own files are its business (what a binary reads is not a config the pod brings).
+      if (depth > 0 && !inImage(p) && fs.kind(p) === "file") {
         const text = fs.read(p);
         if (text !== undefined) check(pathsIn(text), `named in ${p}`, depth - 1);
       }
