@@ -132,7 +132,8 @@ export function renderTimelineSvg(t: Timeline): string {
   t.events.forEach((e, i) => {
     out.push(
       `<line class="event" x1="${n(x(e.at))}" x2="${n(x(e.at))}" y1="${reqTop - 2}" y2="${axisY}" stroke="#000" stroke-dasharray="4 3"/>`,
-      `<text x="${n(x(e.at))}" y="${axisY + 30 + i * 14}">${esc(`${(e.at / 1000).toFixed(2)} s ${e.label}`)}</text>`,
+      // Labels right of the middle end at their line, so none runs off the picture.
+      `<text x="${n(x(e.at))}" y="${axisY + 30 + i * 14}"${x(e.at) > LEFT + plotW / 2 ? ' text-anchor="end"' : ""}>${esc(`${(e.at / 1000).toFixed(2)} s ${e.label}`)}</text>`,
     );
   });
   out.push("</g>", "</svg>");
