@@ -236,12 +236,10 @@ config=""
 make_private_tmp config
 fill_secrets ${shq(INIT_CONFIG_PATH)} "$config"
 validate_config "$config"
-${kubeVip ? kubeVipSuperAdmin : ""}
-# No certificate upload here: each control-plane join uploads them with a key of its own.
+${kubeVip ? `${kubeVipSuperAdmin}\n` : ""}# No certificate upload here: each control-plane join uploads them with a key of its own.
 kubeadm init --config "$config" --skip-token-print 2>&1 | redact_secrets \\
   || die "kubeadm init failed (its output is above); fix the cause, run kubeadm reset -f on this node, then deploy again"
-${kubeVip ? kubeVipAdmin : ""}
-
+${kubeVip ? `${kubeVipAdmin}\n` : ""}
 step "wait for this node's API server"
 wait_healthz ${shq(LOCAL_HEALTHZ)} ${wait} "this node's API server"
 step "wait for the API through the load balancer"

@@ -102,10 +102,16 @@ any_changed() {
   return 1
 }
 
-step ${shq(staticPod ? "install curl if missing (keepalived and haproxy come from their images)" : "install keepalived, haproxy and curl if missing")}
+${
+  staticPod
+    ? `step "install curl if missing (keepalived and haproxy come from their images)"
 missing=()
-wanted=(${staticPod ? "curl" : "keepalived haproxy curl"})
-for pkg in "\${wanted[@]}"; do
+wanted=(curl)
+for pkg in "\${wanted[@]}"; do`
+    : `step "install keepalived, haproxy and curl if missing"
+missing=()
+for pkg in keepalived haproxy curl; do`
+}
   [ "$(dpkg-query -W -f='\${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] || missing+=("$pkg")
 done
 if [ "\${#missing[@]}" -gt 0 ]; then
