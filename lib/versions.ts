@@ -14,6 +14,11 @@ export type SupportedMinor = (typeof SUPPORTED_MINORS)[number];
 /** kubeadm's default image repository (kubernetes cmd/kubeadm/app/constants: DefaultImageRepository). */
 export const KUBEADM_IMAGE_REPOSITORY = "registry.k8s.io";
 
+/** haproxy's official image for loadBalancer.mode static-pod (2.8: the LTS release in Debian 13's range), pinned. */
+export const DEFAULT_HAPROXY_IMAGE = "docker.io/library/haproxy:2.8.14";
+/** kube-vip for loadBalancer.mode kube-vip, pinned; the manifest follows this release's source (kube-vip.ts). */
+export const DEFAULT_KUBE_VIP_IMAGE = "ghcr.io/kube-vip/kube-vip:v1.2.3";
+
 export type KubeadmApiVersion = "kubeadm.k8s.io/v1beta3" | "kubeadm.k8s.io/v1beta4";
 
 export interface EtcdFacts {

@@ -16,6 +16,7 @@ import {
   snapshot,
 } from "../lib/ops/chaos.ts";
 import { DEFAULT_STOP_UNITS } from "../lib/ops/chaos-fault.ts";
+import { writeChaosReport } from "../lib/ops/chaos-report.ts";
 import { closeAll, connectAll, hostProblems } from "../lib/ops/connect.ts";
 import { controlPlanes } from "../lib/spec/topology.ts";
 
@@ -57,6 +58,11 @@ const command = defineCommand({
       type: "string",
       value: "UNITS",
       description: `--mode stop: the systemd units to stop (default ${DEFAULT_STOP_UNITS.join(",")})`,
+    },
+    out: {
+      type: "string",
+      value: "DIR",
+      description: "also write DIR/chaos.md, chaos.json and a picture per case, chaos-k<N>.svg",
     },
   },
   spec: "hosts",
@@ -210,6 +216,10 @@ await runCommand(command, async (cli) => {
     }
     const ok = results.length === cases.length && results.every((r) => r.match && r.recoverySeconds !== null);
     if (!cli.json) process.stdout.write(`failure matrix for ${spec.name} (${mode})\n\n${markdownMatrix(results)}`);
+    if (values.out) {
+      const files = writeChaosReport(values.out, { cluster: spec.name, mode, holderBefore: holder, cases: results });
+      progress("chaos", "report", `wrote ${files.join(", ")}`);
+    }
     progress("chaos", "done", ok ? "every case as expected and recovered" : "some cases did NOT match or recover");
     const bad = results.filter((r) => !r.match || r.recoverySeconds === null).map((r) => `k=${r.down}`);
     return {

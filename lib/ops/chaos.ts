@@ -17,6 +17,7 @@ import {
   RESTORE_STOPPED,
   stopScript,
 } from "./chaos-fault.ts";
+import type { Timeline } from "./timeline-svg.ts";
 import { holdsVip } from "./verify.ts";
 
 export type ChaosMode = "isolate" | "stop";
@@ -82,6 +83,8 @@ export interface CaseResult {
   mismatches: string[];
   restored: boolean;
   recoverySeconds: number | null;
+  /** Every probe, VIP and etcd sample from before the fault to recovery: what the case's SVG shows. */
+  timeline: Timeline;
 }
 
 // ---- probes from the machine running the command -----------------------------------------------
@@ -362,8 +365,11 @@ export async function runCase(
   const isolated = opts.mode === "isolate" ? plan.nodes : [];
   progress("chaos", `k=${plan.down}`, `${opts.mode} ${plan.nodes.join(", ")}; expect: ${plan.expected.text}`);
 
-  // Probe the API through the VIP all along the observation.
+  // Probe the API through the VIP from before the fault until the case ends (recovery included),
+  // and sample where the VIP is and how many etcd members answer: the case's picture.
   const probes: { at: number; status: number }[] = [];
+  const vipSamples: Timeline["vip"] = [];
+  const etcdSamples: Timeline["etcd"] = [];
   let probing = true;
   const t0 = performance.now();
   const prober = (async () => {
@@ -374,25 +380,50 @@ export async function runCase(
       await sleep(Math.max(0, (opts.probeIntervalMs ?? 200) - (performance.now() - t0 - at)));
     }
   })();
+  const sampler = (async () => {
+    while (probing) {
+      const at = performance.now() - t0;
+      const [holders, etcd] = await Promise.all([
+        holdersOf(spec, cps),
+        Promise.all(cps.map((s) => etcdLocalHealthy(s))),
+      ]);
+      vipSamples.push({ at, holders });
+      etcdSamples.push({ at, up: etcd.filter(Boolean).length });
+      await sleep(Math.max(0, 500 - (performance.now() - t0 - at)));
+    }
+  })();
+  const stopSampling = async () => {
+    probing = false;
+    await Promise.all([prober, sampler]);
+  };
 
   let obs: Snapshot | undefined;
+  await sleep(1000); // a second of the healthy cluster in the picture
   const faultAt = performance.now() - t0;
+  let restoreAt = faultAt;
+  let failed: string[];
   try {
-    // Each fault is registered as soon as it is in place, so a failure on another node still restores it.
-    await Promise.all(victims.map(async (s) => active.set(s.node.name, await inject(s, opts))));
-    progress("chaos", `k=${plan.down}`, `fault in place; observing for ${opts.observeSeconds} s`);
-    await sleep(opts.observeSeconds * 1000);
-    obs = await snapshot(spec, cps, isolated);
-  } finally {
-    probing = false;
-    await prober;
+    try {
+      // Each fault is registered as soon as it is in place, so a failure on another node still restores it.
+      await Promise.all(victims.map(async (s) => active.set(s.node.name, await inject(s, opts))));
+      progress("chaos", `k=${plan.down}`, `fault in place; observing for ${opts.observeSeconds} s`);
+      await sleep(opts.observeSeconds * 1000);
+      obs = await snapshot(spec, cps, isolated);
+    } catch (e) {
+      await stopSampling();
+      throw e;
+    }
+    restoreAt = performance.now() - t0;
+    progress("chaos", `k=${plan.down}`, "restoring");
+    failed = await restoreActive();
+  } catch (e) {
+    await stopSampling();
+    throw e;
   }
-  const after = probes.filter((p) => p.at >= faultAt);
+  const after = probes.filter((p) => p.at >= faultAt && p.at < restoreAt);
   const failedProbes = after.filter((p) => p.status !== 200);
   const lastFailureMs = failedProbes.length ? Math.round(failedProbes.at(-1)!.at - faultAt) : 0;
 
-  progress("chaos", `k=${plan.down}`, "restoring");
-  const failed = await restoreActive();
   const restored = failed.length === 0;
   if (!restored) progress("chaos", `k=${plan.down}`, `restore FAILED: ${failed.join("; ")}`);
 
@@ -427,6 +458,22 @@ export async function runCase(
       await sleep(500);
     }
   }
+  const recoveredAt = performance.now() - t0;
+  await stopSampling();
+  const timeline: Timeline = {
+    title: `k=${plan.down}: ${opts.mode} ${plan.nodes.join(", ")} (VIP on ${holderBefore} before)`,
+    hosts: cps.map((s) => s.node.name),
+    requests: probes.map((p) => ({ at: Math.round(p.at), ok: p.status === 200 })),
+    vip: vipSamples.map((v) => ({ ...v, at: Math.round(v.at) })),
+    etcd: etcdSamples.map((e) => ({ ...e, at: Math.round(e.at) })),
+    etcdMembers: cps.length,
+    events: [
+      { at: Math.round(faultAt), label: `fault: ${opts.mode} ${plan.nodes.join(", ")}` },
+      { at: Math.round(restoreAt), label: "restore" },
+      ...(recoverySeconds === null ? [] : [{ at: Math.round(recoveredAt), label: "healthy again" }]),
+    ],
+    endMs: Math.round(recoveredAt),
+  };
   const mismatches = compare(plan.expected, obs!, plan.nodes);
   if (recoverySeconds === null) mismatches.push("did not recover");
   progress(
@@ -450,6 +497,7 @@ export async function runCase(
     mismatches,
     restored,
     recoverySeconds,
+    timeline,
   };
 }
 

@@ -54,16 +54,16 @@ export function renderHaproxyCfg(spec: ClusterSpec, node: NodeSpec): string {
 
   const statsSection = stats.enabled
     ? `
-# Stats page. The password comes from the environment (systemd drop-in, 0600 env file),
+# Stats page. The password comes from the environment (0600 env file read by systemd's drop-in or the pod's entrypoint),
 # never from this file. Without it the config check fails instead of serving the page
 # with an empty password.
 # (Nested conditions, no !, && or ||: haproxy parses those only from 2.5; Ubuntu 22.04 has 2.4.)
 .if defined(${STATS_PASSWORD_ENV})
   .if streq("$${STATS_PASSWORD_ENV}","")
-    .alert "${STATS_PASSWORD_ENV} is not set: haproxy must be started by systemd with ${HAPROXY_DROPIN}"
+    .alert "${STATS_PASSWORD_ENV} is not set: haproxy must be started with it in its environment (by systemd with the kubeadm-ha drop-in, or by its static pod's entrypoint)"
   .endif
 .else
-  .alert "${STATS_PASSWORD_ENV} is not set: haproxy must be started by systemd with ${HAPROXY_DROPIN}"
+  .alert "${STATS_PASSWORD_ENV} is not set: haproxy must be started with it in its environment (by systemd with the kubeadm-ha drop-in, or by its static pod's entrypoint)"
 .endif
 listen stats
   mode http

@@ -9,6 +9,7 @@
 import { type CniSource, chosenCniManifest } from "../spec/cni.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { firstControlPlane } from "../spec/topology.ts";
+import { ADMIN_CONF, KUBE_VIP_MANIFEST, kubeconfigSwitch, SUPER_ADMIN_CONF } from "./kube-vip.ts";
 import {
   APISERVER_BIND_PORT,
   BOOTSTRAP_TOKEN_PLACEHOLDER,
@@ -208,6 +209,18 @@ export function initStep(spec: ClusterSpec, ctx: KubeadmContext, opts: WaitOptio
     },
   ];
   const secrets: SecretName[] = ["bootstrap-token", "certificate-key", "ca-key"];
+  const kubeVip = spec.loadBalancer.mode === "kube-vip";
+  const toSuper = shq(kubeconfigSwitch(ADMIN_CONF, SUPER_ADMIN_CONF));
+  const toAdmin = shq(kubeconfigSwitch(SUPER_ADMIN_CONF, ADMIN_CONF));
+  // Kubernetes >= 1.29 (every supported minor): admin.conf has no rights until init's RBAC phase,
+  // and kube-vip must hold the VIP before that, so it starts with super-admin.conf and returns
+  // to admin.conf after init (also when init fails, so the manifest never stays on it).
+  const kubeVipSuperAdmin = `step "kube-vip: super-admin.conf during kubeadm init (admin.conf gets its rights only from init itself)"
+kube_vip_admin_conf() { sed -i ${toAdmin} ${shq(KUBE_VIP_MANIFEST)}; }
+sed -i ${toSuper} ${shq(KUBE_VIP_MANIFEST)}
+also_on_exit kube_vip_admin_conf`;
+  const kubeVipAdmin = `step "kube-vip: back to admin.conf now that init has granted its rights"
+kube_vip_admin_conf`;
   const body = `
 step "check for an existing control plane"
 if [ -f "$ADMIN_CONF" ] && [ -f "$APISERVER_MANIFEST" ]; then
@@ -258,10 +271,10 @@ config=""
 make_private_tmp config
 fill_secrets ${shq(INIT_CONFIG_PATH)} "$config"
 validate_config "$config"
-# No certificate upload here: each control-plane join uploads them with a key of its own.
+${kubeVip ? `${kubeVipSuperAdmin}\n` : ""}# No certificate upload here: each control-plane join uploads them with a key of its own.
 kubeadm init --config "$config" --skip-token-print 2>&1 | redact_secrets \\
   || die "kubeadm init failed (its output is above); fix the cause, run kubeadm reset -f on this node, then deploy again"
-
+${kubeVip ? `${kubeVipAdmin}\n` : ""}
 step "wait for this node's API server"
 wait_healthz ${shq(LOCAL_HEALTHZ)} ${wait} "this node's API server"
 step "wait for the API through the load balancer"

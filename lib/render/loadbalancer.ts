@@ -19,16 +19,37 @@ import {
   KEEPALIVED_SECRET_CONF,
   renderKeepalivedConf,
 } from "./keepalived.ts";
+import { KUBE_VIP_MANIFEST, renderKubeVipManifest } from "./kube-vip.ts";
 import { phaseScript, shq } from "./phase-script.ts";
+import {
+  HAPROXY_MANIFEST,
+  HAPROXY_RUN_SCRIPT,
+  KEEPALIVED_MANIFEST,
+  MANIFESTS_DIR,
+  renderHaproxyManifest,
+  renderHaproxyRunScript,
+  renderKeepalivedManifest,
+} from "./static-pods.ts";
 import type { RenderedFile, Step } from "./types.ts";
 
 export function loadBalancerFiles(spec: ClusterSpec, node: NodeSpec): RenderedFile[] {
+  const staticPod = spec.loadBalancer.mode === "static-pod";
   const files: RenderedFile[] = [
     { path: KEEPALIVED_CONF, content: renderKeepalivedConf(spec, node), mode: "0644" },
     { path: CHECK_APISERVER_SCRIPT, content: renderCheckApiserverScript(spec, node), mode: "0755" },
     { path: HAPROXY_CFG, content: renderHaproxyCfg(spec, node), mode: "0644" },
-    { path: HAPROXY_DROPIN, content: renderHaproxyDropin(), mode: "0644" },
-    { path: RUN_DIR_TMPFILES, content: renderRunDirTmpfiles(), mode: "0644" },
+    // systemd starts the daemons, or the kubelet does (the state directory is the pods' DirectoryOrCreate volume).
+    ...(staticPod
+      ? [
+          { path: HAPROXY_RUN_SCRIPT, content: renderHaproxyRunScript(), mode: "0755" },
+          // 0600 as kubeadm writes its own manifests.
+          { path: KEEPALIVED_MANIFEST, content: renderKeepalivedManifest(spec), mode: "0600" },
+          { path: HAPROXY_MANIFEST, content: renderHaproxyManifest(spec), mode: "0600" },
+        ]
+      : [
+          { path: HAPROXY_DROPIN, content: renderHaproxyDropin(), mode: "0644" },
+          { path: RUN_DIR_TMPFILES, content: renderRunDirTmpfiles(), mode: "0644" },
+        ]),
   ];
   if (spec.loadBalancer.vrrp.stickyVip) {
     files.splice(2, 0, { path: CHECK_VIP_HELD_SCRIPT, content: renderCheckVipHeldScript(spec, node), mode: "0755" });
@@ -37,6 +58,7 @@ export function loadBalancerFiles(spec: ClusterSpec, node: NodeSpec): RenderedFi
 }
 
 function body(spec: ClusterSpec, files: RenderedFile[]): string {
+  const staticPod = spec.loadBalancer.mode === "static-pod";
   const { vip, port, interface: iface } = spec.controlPlaneEndpoint;
   const vrrp2 = spec.loadBalancer.vrrp.version === 2;
   const keepalivedInputs = [KEEPALIVED_CONF, ...(vrrp2 ? [KEEPALIVED_SECRET_CONF] : [])]
@@ -80,9 +102,16 @@ any_changed() {
   return 1
 }
 
-step "install keepalived, haproxy and curl if missing"
+${
+  staticPod
+    ? `step "install curl if missing (keepalived and haproxy come from their images)"
 missing=()
-for pkg in keepalived haproxy curl; do
+wanted=(curl)
+for pkg in "\${wanted[@]}"; do`
+    : `step "install keepalived, haproxy and curl if missing"
+missing=()
+for pkg in keepalived haproxy curl; do`
+}
   [ "$(dpkg-query -W -f='\${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] || missing+=("$pkg")
 done
 if [ "\${#missing[@]}" -gt 0 ]; then
@@ -101,10 +130,26 @@ case "$stats_password" in
 esac
 printf "${STATS_PASSWORD_ENV}='%s'\\n" "$stats_password" | write_secret_file ${shq(HAPROXY_ENV_FILE)}
 
-step "create the runtime directory keepalived tracks (and at every boot, by tmpfiles.d)"
+${
+  staticPod
+    ? ""
+    : `step "create the runtime directory keepalived tracks (and at every boot, by tmpfiles.d)"
 systemd-tmpfiles --create ${shq(RUN_DIR_TMPFILES)}
+`
+}
+${validate(staticPod)}
 
-step "validate haproxy.cfg"
+${staticPod ? staticPodServices(keepalivedInputs) : systemdServices(keepalivedInputs)}
+if ip -o -4 addr show dev "$IFACE" | grep -F " inet $VIP/" >/dev/null; then
+  step "this node holds the VIP $VIP on $IFACE"
+else
+  step "this node does not hold the VIP $VIP (another control plane does, or the election is still running)"
+fi`;
+}
+
+/** The configs checked by the real tools before anything reloads; a rejected config is rolled back. */
+function validate(staticPod: boolean): string {
+  const checks = `step "validate haproxy.cfg"
 if ! out=$(${STATS_PASSWORD_ENV}="$stats_password" haproxy -c -f ${shq(HAPROXY_CFG)} 2>&1); then
   rollback_files
   die "haproxy rejected ${HAPROXY_CFG}; every file this step changed was put back and haproxy was NOT reloaded: $out"
@@ -115,9 +160,19 @@ step "validate keepalived.conf"
 if ! out=$(keepalived -t -l -D -f ${shq(KEEPALIVED_CONF)} 2>&1); then
   rollback_files
   die "keepalived rejected ${KEEPALIVED_CONF}; every file this step changed was put back and keepalived was NOT reloaded: $out"
-fi
+fi`;
+  if (!staticPod) return checks;
+  // The images carry the daemons; a host that has them too checks the configs before the pods see them.
+  return `if command -v haproxy >/dev/null && command -v keepalived >/dev/null && id haproxy >/dev/null 2>&1; then
+${checks}
+else
+  unset stats_password
+  printf '[kubeadm-ha] %s %s: haproxy or keepalived is not installed on this host: the pods check the configs when they start (crictl logs)\\n' "$NODE" "$PHASE"
+fi`;
+}
 
-step "enable and (re)load haproxy and keepalived"
+function systemdServices(keepalivedInputs: string): string {
+  return `step "enable and (re)load haproxy and keepalived"
 if any_changed ${shq(HAPROXY_DROPIN)} ${shq(HAPROXY_ENV_FILE)}; then
   systemctl daemon-reload
 fi
@@ -147,15 +202,83 @@ done
 [ -n "$(ss -Hltn "sport = :$LB_PORT")" ] ||
   die "haproxy does not listen on port $LB_PORT after 10 s; see: journalctl -u haproxy -n 50"
 systemctl is-active --quiet haproxy || die "haproxy is not active; see: journalctl -u haproxy -n 50"
-systemctl is-active --quiet keepalived || die "keepalived is not active; see: journalctl -u keepalived -n 50"
-if ip -o -4 addr show dev "$IFACE" | grep -F " inet $VIP/" >/dev/null; then
-  step "this node holds the VIP $VIP on $IFACE"
+systemctl is-active --quiet keepalived || die "keepalived is not active; see: journalctl -u keepalived -n 50"`;
+}
+
+const STOP_SYSTEMD_UNITS = `step "the kubelet runs the load balancer: stop the systemd keepalived and haproxy if an earlier mode started them"
+for unit in keepalived haproxy; do
+  if systemctl is-enabled --quiet "$unit" 2>/dev/null || systemctl is-active --quiet "$unit" 2>/dev/null; then
+    systemctl disable --now --quiet "$unit"
+    printf '[kubeadm-ha] %s %s: stopped and disabled %s.service (a static pod replaces it)\\n' "$NODE" "$PHASE" "$unit"
+  fi
+done`;
+
+/**
+ * The kubelet starts a static pod when its manifest appears and restarts it only when the
+ * manifest changes, so a changed config is signalled to the running processes, as systemd's
+ * reload does in the other mode.
+ */
+function staticPodServices(keepalivedInputs: string): string {
+  return `${STOP_SYSTEMD_UNITS}
+
+step "signal a changed config to the running pods (none running yet: nothing to do)"
+if ! changed ${shq(KEEPALIVED_MANIFEST)} && any_changed ${keepalivedInputs}; then
+  # SIGHUP to the parent re-reads the config and keeps the VRRP state, as in the systemd mode.
+  pkill -HUP -o -x keepalived || true
+fi
+if ! changed ${shq(HAPROXY_MANIFEST)}; then
+  if any_changed ${shq(HAPROXY_ENV_FILE)} ${shq(HAPROXY_RUN_SCRIPT)}; then
+    # A new stats password needs a new process: the kubelet restarts the container.
+    pkill -TERM -f ${shq(`^/bin/sh ${HAPROXY_RUN_SCRIPT}`)} || true
+  elif changed ${shq(HAPROXY_CFG)}; then
+    # The entrypoint turns SIGHUP into haproxy's seamless master-worker reload (SIGUSR2).
+    pkill -HUP -f ${shq(`^/bin/sh ${HAPROXY_RUN_SCRIPT}`)} || true
+  fi
+fi
+
+step "wait for haproxy on :$LB_PORT and keepalived (the kubelet starts them; before kubeadm init/join it is not configured yet)"
+if [ -f /var/lib/kubelet/config.yaml ]; then limit=120; else limit=10; fi
+for _ in $(seq 1 $((limit * 2))); do
+  [ -n "$(ss -Hltn "sport = :$LB_PORT")" ] && pgrep -x keepalived >/dev/null && break
+  sleep 0.5
+done
+if [ -n "$(ss -Hltn "sport = :$LB_PORT")" ] && pgrep -x keepalived >/dev/null; then
+  step "haproxy listens on :$LB_PORT and keepalived runs"
+elif [ "$limit" -gt 10 ]; then
+  die "the kubelet has not started haproxy (listening on :$LB_PORT) and keepalived within \${limit}s; see: crictl ps -a --name 'haproxy|keepalived', crictl logs, journalctl -u kubelet"
 else
-  step "this node does not hold the VIP $VIP (another control plane does, or the election is still running)"
+  step "not running yet: kubeadm init/join starts the kubelet, which starts them from ${MANIFESTS_DIR}"
 fi`;
 }
 
+/** mode kube-vip: one manifest; kube-vip holds the VIP (and balances, with loadBalancing) by itself. */
+function kubeVipStep(spec: ClusterSpec, node: NodeSpec): Step {
+  const files: RenderedFile[] = [{ path: KUBE_VIP_MANIFEST, content: renderKubeVipManifest(spec, node), mode: "0600" }];
+  const body = `${STOP_SYSTEMD_UNITS}
+
+step "wait for kube-vip (the kubelet starts it; before kubeadm init/join it is not configured yet)"
+if [ -f /var/lib/kubelet/config.yaml ]; then
+  for _ in $(seq 1 240); do
+    pgrep -x kube-vip >/dev/null && break
+    sleep 0.5
+  done
+  pgrep -x kube-vip >/dev/null ||
+    die "the kubelet has not started kube-vip within 120 s; see: crictl ps -a --name kube-vip, crictl logs, journalctl -u kubelet"
+  step "kube-vip runs"
+else
+  step "not running yet: kubeadm init/join starts the kubelet, which starts it from ${MANIFESTS_DIR}"
+fi`;
+  return {
+    phase: "loadbalancer",
+    node,
+    files,
+    secrets: [],
+    script: phaseScript({ phase: "loadbalancer", node: node.name, files, secrets: [], body }),
+  };
+}
+
 export function loadBalancerStep(spec: ClusterSpec, node: NodeSpec): Step {
+  if (spec.loadBalancer.mode === "kube-vip") return kubeVipStep(spec, node);
   const files = loadBalancerFiles(spec, node);
   const secrets: Step["secrets"] = ["vrrp-password", "stats-password"];
   return {

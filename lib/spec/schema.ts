@@ -158,6 +158,24 @@ export const LoadBalancerSchema = z.strictObject({
     .default("keepalived-haproxy"),
   vrrp: VrrpSchema.prefault({}),
   haproxy: HaproxySchema.prefault({}),
+  /** mode static-pod only: the images of the keepalived and haproxy static pods. */
+  staticPod: z
+    .strictObject({
+      /** No default: there is no official keepalived image; it must hold keepalived >= 2.1, bash, curl and ip. */
+      keepalivedImage: text((v) => imageReferenceProblem(v, "registry.example.com/keepalived:2.2.8")).optional(),
+      /** Default: static-pods.ts DEFAULT_HAPROXY_IMAGE. */
+      haproxyImage: text((v) => imageReferenceProblem(v, "docker.io/library/haproxy:2.8.14")).optional(),
+    })
+    .optional(),
+  /** mode kube-vip only. */
+  kubeVip: z
+    .strictObject({
+      /** Default: kube-vip.ts DEFAULT_KUBE_VIP_IMAGE. */
+      image: text((v) => imageReferenceProblem(v, "ghcr.io/kube-vip/kube-vip:v0.8.9")).optional(),
+      /** kube-vip's IPVS load balancing of the API over every control plane (lb_enable); off: the leader's apiserver serves the VIP alone. */
+      loadBalancing: z.boolean().default(false),
+    })
+    .optional(),
 });
 
 export const NetworkingSchema = z.strictObject({

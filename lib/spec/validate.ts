@@ -2,10 +2,11 @@
 // versions, VRRP timing. One small function per rule; each returns the problems it finds
 // as a path (into the spec) and a message that names the bad value and the fix.
 import { isIPv4 } from "node:net";
-import { isSupportedMinor, minorOf } from "../versions.ts";
+import { isDeepStrictEqual } from "node:util";
+import { DEFAULT_HAPROXY_IMAGE, DEFAULT_KUBE_VIP_IMAGE, isSupportedMinor, minorOf } from "../versions.ts";
 import { chosenCniManifest, FLANNEL_DEFAULT_POD_SUBNET } from "./cni.ts";
 import { absolutePathProblem, httpsUrlProblem, isHostName } from "./formats.ts";
-import type { ClusterSpec, NodeSpec } from "./schema.ts";
+import { type ClusterSpec, HaproxySchema, type NodeSpec, VrrpSchema } from "./schema.ts";
 import {
   basePriority,
   basePriorityRange,
@@ -24,6 +25,7 @@ export const SUPPORTED_KUBERNETES_MINORS: readonly string[] = Array.from(
 );
 
 /** Ports a stacked control plane binds on its own addresses; the load balancer must not take them. */
+const APISERVER_BIND_PORT = 6443;
 export const CONTROL_PLANE_PORTS: Readonly<Record<number, string>> = {
   6443: "the kube-apiserver",
   2379: "etcd (client port)",
@@ -218,6 +220,16 @@ function vipInControlPlaneSubnet(spec: ClusterSpec): Finding[] {
 function endpointPort(spec: ClusterSpec): Finding[] {
   const port = spec.controlPlaneEndpoint.port;
   const path = ["controlPlaneEndpoint", "port"];
+  if (spec.loadBalancer.mode === "kube-vip")
+    // The VIP lands on the leader's interface and its apiserver answers on the VIP directly.
+    return port === APISERVER_BIND_PORT
+      ? []
+      : [
+          {
+            path,
+            message: `${port}, but in mode kube-vip clients reach the apiservers on the VIP at their own port: set port: ${APISERVER_BIND_PORT}.`,
+          },
+        ];
   const owner = CONTROL_PLANE_PORTS[port];
   if (owner)
     return [
@@ -469,17 +481,60 @@ function aptRepository(spec: ClusterSpec): Finding[] {
 
 // ---- load balancer ---------------------------------------------------------------------------
 
+const MODE_SECTIONS = { staticPod: "static-pod", kubeVip: "kube-vip" } as const;
+const DEFAULT_VRRP = VrrpSchema.parse({});
+const DEFAULT_HAPROXY = HaproxySchema.parse({});
+
+/** What each loadBalancer.mode needs, and the settings it does not read (refused rather than silently ignored). */
 function loadBalancerMode(spec: ClusterSpec): Finding[] {
-  const mode = spec.loadBalancer.mode;
-  if (mode === "keepalived-haproxy") return [];
-  return [
-    {
-      path: ["loadBalancer", "mode"],
-      message:
-        `"${mode}" is not implemented yet: this version only implements keepalived-haproxy (keepalived holds the VIP, ` +
-        "haproxy on every control plane spreads requests over the API servers). Remove mode or set mode: keepalived-haproxy.",
-    },
-  ];
+  const lb = spec.loadBalancer;
+  const mode = lb.mode;
+  const findings: Finding[] = [];
+  for (const [section, owner] of Object.entries(MODE_SECTIONS) as [keyof typeof MODE_SECTIONS, string][]) {
+    if (lb[section] !== undefined && mode !== owner)
+      findings.push({
+        path: ["loadBalancer", section],
+        message: `is set, but it applies only to mode: ${owner} and mode is ${mode}. Remove loadBalancer.${section}, or set mode: ${owner}.`,
+      });
+  }
+  const mirror = spec.kubernetes?.imageRepository;
+  if (mode === "static-pod") {
+    if (!lb.staticPod?.keepalivedImage)
+      findings.push({
+        path: ["loadBalancer", "staticPod", "keepalivedImage"],
+        message:
+          "missing: mode static-pod runs keepalived from an image, and there is no official one to default to. Name an image that holds " +
+          "keepalived 2.1 or later (track_file), bash, curl and ip (the check scripts run inside it), e.g. keepalivedImage: registry.example.com/keepalived:2.2.8.",
+      });
+    if (mirror && !lb.staticPod?.haproxyImage)
+      findings.push({
+        path: ["loadBalancer", "staticPod", "haproxyImage"],
+        message: `missing: kubernetes.imageRepository is ${mirror} (a mirror), but the default haproxy image is ${DEFAULT_HAPROXY_IMAGE} from a public registry. Name its copy in your mirror, e.g. haproxyImage: ${mirror}/haproxy:2.8.14.`,
+      });
+  }
+  if (mode === "kube-vip") {
+    if (mirror && !lb.kubeVip?.image)
+      findings.push({
+        path: ["loadBalancer", "kubeVip", "image"],
+        message: `missing: kubernetes.imageRepository is ${mirror} (a mirror), but the default kube-vip image is ${DEFAULT_KUBE_VIP_IMAGE} from a public registry. Name its copy in your mirror, e.g. image: ${mirror}/kube-vip:v1.2.3.`,
+      });
+    const unused: [string, unknown, unknown, string][] = [
+      ["vrrp", lb.vrrp, DEFAULT_VRRP, "kube-vip elects its leader through a Kubernetes lease, not VRRP"],
+      [
+        "haproxy",
+        lb.haproxy,
+        DEFAULT_HAPROXY,
+        "kube-vip serves the VIP itself (loadBalancer.kubeVip.loadBalancing for IPVS over every apiserver)",
+      ],
+    ];
+    for (const [key, value, defaults, why] of unused)
+      if (!isDeepStrictEqual(value, defaults))
+        findings.push({
+          path: ["loadBalancer", key],
+          message: `is set, but mode kube-vip does not read it: ${why}. Remove loadBalancer.${key}, or choose mode keepalived-haproxy or static-pod.`,
+        });
+  }
+  return findings;
 }
 
 function vrrpAdvertInterval(spec: ClusterSpec): Finding[] {

@@ -10,17 +10,20 @@
 // adverts (applied with terraform, a rolling change). Root only; contacts lab addresses only.
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { renderTimelineSvg, type Timeline } from "../../lib/ops/timeline-svg.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
 import { synthLab } from "../e2e/apply.ts";
 import {
   applyLoadBalancers,
   CONTROL_PLANES,
   ensureAppliedLab,
-  hardKill,
+  etcdHealthyCount,
   hardRestore,
   healthz,
+  killHaproxy,
   PORT,
   restoreAll,
+  staticPods,
   until,
   VIP,
   vipHolders,
@@ -54,6 +57,8 @@ interface Run {
   failed: number;
   total: number;
   note?: string;
+  /** Requests, VIP holder, etcd members and the fault: written as an SVG next to --json. */
+  timeline?: Timeline;
 }
 
 // ---- helpers -----------------------------------------------------------------------------------
@@ -78,24 +83,74 @@ async function watch(p: Poller, faultAt: number, quietMs = 4000, maxMs = 40_000)
   return { lastFailureMs: o.lastFailureAfterFaultMs, failed: o.failed, total: o.total, samples };
 }
 
+/** VIP holders every 100 ms and etcd members up (as fast as labStatus answers) on the poller's clock, until stopped. */
+function sampleLab(p: Poller) {
+  let on = true;
+  const vip: Timeline["vip"] = [];
+  const etcd: Timeline["etcd"] = [];
+  const loops = [
+    (async () => {
+      while (on) {
+        vip.push({ at: Math.round(p.now()), holders: await vipHolders() });
+        await sleep(100);
+      }
+    })(),
+    (async () => {
+      while (on) {
+        const at = Math.round(p.now());
+        etcd.push({ at, up: await etcdHealthyCount().catch(() => 0) });
+        await sleep(500);
+      }
+    })(),
+  ];
+  return {
+    vip,
+    etcd,
+    stop: async () => {
+      on = false;
+      await Promise.all(loops);
+    },
+  };
+}
+
 async function faultRun(
   inject: (holder: string) => Promise<void>,
   restore: (holder: string) => Promise<void>,
 ): Promise<Run> {
   const holder = await healthyHolder();
   const p = startPoller(VIP, PORT);
+  const lab = sampleLab(p);
   await sleep(1000);
   const faultAt = p.now();
   let r: Run;
+  let restoreAt = faultAt;
   try {
     await inject(holder);
     const moved = until(async () => (await vipHolders()).some((h) => h !== holder), 30_000, 50).then((ms) =>
       ms < 0 ? -1 : Math.round(ms),
     );
     const w = await watch(p, faultAt);
-    r = { ...w, note: `VIP moved after ${(await moved) >= 0 ? `${await moved} ms` : "NEVER"}` };
+    restoreAt = p.now();
+    r = {
+      ...w,
+      note: `VIP moved after ${(await moved) >= 0 ? `${await moved} ms` : "NEVER"}`,
+      timeline: {
+        title: `${holder}: fault at ${Math.round(faultAt)} ms`,
+        hosts: [...CONTROL_PLANES],
+        requests: w.samples.map((x) => ({ at: Math.round(x.at), ok: x.status === 200 })),
+        vip: lab.vip,
+        etcd: lab.etcd,
+        etcdMembers: CONTROL_PLANES.length,
+        events: [
+          { at: Math.round(faultAt), label: "fault" },
+          { at: Math.round(restoreAt), label: "restore (after the poller stopped)" },
+        ],
+        endMs: Math.round(restoreAt),
+      },
+    };
   } finally {
     await p.stop();
+    await lab.stop();
     await restore(holder);
   }
   return r;
@@ -109,7 +164,7 @@ const s1 = () => faultRun(linkDown, linkUp);
 // tracked check: a crash loop, a bad binary or an OOM-kill loop all look like this).
 const s2 = () =>
   faultRun(
-    (h) => hardKill(h, ["haproxy"]),
+    (h) => killHaproxy(h),
     (h) => hardRestore(h),
   );
 
@@ -165,13 +220,21 @@ async function s3(): Promise<Run> {
   }
 }
 
+// Planned stop of keepalived: its unit, or (static-pod mode) its manifest moved out of the kubelet's directory.
+const KEEPALIVED_POD = "/etc/kubernetes/manifests/keepalived.yaml";
 const s4a = () =>
   faultRun(
     async (h) => {
-      await labExec(h, "systemctl stop keepalived");
+      await labExec(
+        h,
+        staticPods ? `mv ${KEEPALIVED_POD} /etc/kubernetes/keepalived.yaml.bench` : "systemctl stop keepalived",
+      );
     },
     async (h) => {
-      await labExec(h, "systemctl start keepalived");
+      await labExec(
+        h,
+        staticPods ? `mv /etc/kubernetes/keepalived.yaml.bench ${KEEPALIVED_POD}` : "systemctl start keepalived",
+      );
     },
   );
 
@@ -357,7 +420,18 @@ async function main(): Promise<void> {
     if (!args.keep) await labDown();
   }
   process.stdout.write(`${table(results)}\n`);
-  if (args.json) writeFileSync(args.json, JSON.stringify(results, null, 2));
+  if (args.json) {
+    writeFileSync(args.json, JSON.stringify(results, null, 2));
+    // One picture per run next to the JSON: <json minus .json>-<variant>-<scenario>-<run>.svg
+    const base = args.json.replace(/\.json$/, "");
+    for (const [variant, byScen] of Object.entries(results))
+      for (const [sc, runs] of Object.entries(byScen))
+        runs.forEach((r, i) => {
+          if (!r.timeline) return;
+          const t = { ...r.timeline, title: `${NAMES[sc]} (${variant}, run ${i + 1}): ${r.timeline.title}` };
+          writeFileSync(`${base}-${variant}-${sc}-${i + 1}.svg`, renderTimelineSvg(t));
+        });
+  }
 }
 
 function table(results: Record<string, Record<string, Run[]>>): string {

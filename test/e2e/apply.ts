@@ -7,7 +7,7 @@ import { synthesize } from "../../constructs/stack.ts";
 import { ensureSecrets, terraformEnv } from "../../lib/secrets.ts";
 import { loadSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
-import { type LabOs, labPaths, labUp, PROJECT_ROOT } from "../lab/lab.ts";
+import { type LabLb, type LabOs, labPaths, labUp, PROJECT_ROOT } from "../lab/lab.ts";
 
 export const E2E_DIR = join(labPaths.stateDir, "e2e");
 export const STACK_DIR = join(E2E_DIR, "stacks", "lab");
@@ -92,8 +92,8 @@ export const renderedFile = (node: string, path: string): string =>
  * New lab hosts as before kubeadm, then the whole stack applied to them:
  * what a user's `bun run deploy` does on fresh machines. Returns the apply result.
  */
-export async function applyLab(opts: { log?: boolean; os?: LabOs } = {}): Promise<TfResult> {
-  await labUp({ fresh: true, kubeadm: "pending", os: opts.os });
+export async function applyLab(opts: { log?: boolean; os?: LabOs; lb?: LabLb } = {}): Promise<TfResult> {
+  await labUp({ fresh: true, kubeadm: "pending", os: opts.os, lb: opts.lb });
   synthLab();
   const init = await terraform(["init", "-input=false"]);
   if (init.code !== 0) throw new Error(`terraform init failed:\n${init.out}`);

@@ -5,7 +5,7 @@
 import { healthzStatus, tcpOpen as tcpOpenAnywhere } from "../../lib/ops/chaos.ts";
 import { labExec, labStatus, labUp, linkUp, requireLab } from "../lab/lab.ts";
 import { run, sleep } from "../lab/sys.ts";
-import { synthLab, terraform } from "./apply.ts";
+import { labSpec, synthLab, terraform } from "./apply.ts";
 import { assertLabAddress } from "./poller.ts";
 
 export const VIP = "198.18.0.10";
@@ -98,15 +98,14 @@ export async function until(pred: () => Promise<boolean> | boolean, timeoutMs: n
 export async function ensureAppliedLab(): Promise<{ applied: boolean; seconds: number }> {
   const start = performance.now();
   await labUp({ fresh: process.env.KHA_FRESH_LAB === "1" });
+  staticPods = labSpec().loadBalancer.mode === "static-pod";
   await restoreAll();
   const hosts = await Promise.all(CONTROL_PLANES.map((h) => labExec(h, "command -v nft >/dev/null && echo yes")));
   if (hosts.some((r) => r.stdout.trim() !== "yes")) {
     throw new Error("nft is missing on the lab hosts: apt-get install nftables on this machine (hosts overlay /)");
   }
   let applied = false;
-  const active = await Promise.all(
-    CONTROL_PLANES.map((h) => labExec(h, "systemctl is-active keepalived haproxy >/dev/null && echo yes")),
-  );
+  const active = await Promise.all(CONTROL_PLANES.map((h) => labExec(h, `${LB_RUNNING()} && echo yes`)));
   if (active.some((r) => r.stdout.trim() !== "yes") || (await waitHealthy(10_000)).ok === false) {
     log("applying the lab stack (terraform init + apply)");
     synthLab();
@@ -123,7 +122,26 @@ export async function ensureAppliedLab(): Promise<{ applied: boolean; seconds: n
 
 // ---- faults ---------------------------------------------------------------------------------
 
-const UNITS = ["keepalived", "haproxy", "kubelet-standin"] as const;
+/** The lab spec's loadBalancer.mode is static-pod: keepalived and haproxy run under the kubelet stand-in, not systemd (set by ensureAppliedLab). */
+export let staticPods = false;
+/** A shell test that keepalived and haproxy run on a host, in either mode. */
+export const LB_RUNNING = () =>
+  staticPods
+    ? "pgrep -x keepalived >/dev/null && pgrep -x haproxy >/dev/null"
+    : "systemctl is-active keepalived haproxy >/dev/null";
+/** The units a hard kill takes down: in static-pod mode keepalived and haproxy live in the kubelet stand-in's cgroup. */
+const UNITS = () => (staticPods ? ["kubelet-standin"] : ["keepalived", "haproxy", "kubelet-standin"]);
+/** Kill haproxy on a host and keep it dead: its unit (Restart= off) or, as a static pod, its processes (the entrypoint then records it). */
+export async function killHaproxy(host: string): Promise<void> {
+  if (!staticPods) return hardKill(host, ["haproxy"]);
+  // The stand-in restarts a pod's process that exits (back-off from 1 s): kill it at once, and again
+  // whenever it comes back, until restoreAll (the bench's "dies and stays dead").
+  const r = await labExec(
+    host,
+    "pkill -KILL -x haproxy; (while :; do pkill -KILL -x haproxy; sleep 0.2; done) </dev/null >/dev/null 2>&1 & echo $! > /run/kha-bench-haproxy-killer.pid",
+  );
+  if (r.code !== 0) throw new Error(`kill haproxy on ${host}: ${r.stderr}`);
+}
 const DROPIN = (unit: string) => `/run/systemd/system/${unit}.service.d/kha-failover-norestart.conf`;
 
 /**
@@ -131,7 +149,7 @@ const DROPIN = (unit: string) => `/run/systemd/system/${unit}.service.d/kha-fail
  * stand-in and etcd (the kubelet stand-in's cgroup), with systemd's Restart= switched off for
  * the duration so nothing is resurrected behind the test's back.
  */
-export async function hardKill(host: string, units: readonly string[] = UNITS): Promise<void> {
+export async function hardKill(host: string, units: readonly string[] = UNITS()): Promise<void> {
   const dropins = units
     .map((u) => `mkdir -p ${DROPIN(u).replace(/\/[^/]+$/, "")} && printf '[Service]\\nRestart=no\\n' > ${DROPIN(u)}`)
     .join(" && ");
@@ -142,10 +160,11 @@ export async function hardKill(host: string, units: readonly string[] = UNITS): 
 
 /** Undo hardKill (idempotent): Restart= back, units started again. */
 export async function hardRestore(host: string): Promise<void> {
-  const rm = UNITS.map((u) => `rm -f ${DROPIN(u)}`).join("; ");
+  const units = UNITS();
+  const rm = ["keepalived", "haproxy", "kubelet-standin"].map((u) => `rm -f ${DROPIN(u)}`).join("; ");
   await labExec(
     host,
-    `${rm}; systemctl daemon-reload; systemctl reset-failed ${UNITS.join(" ")} 2>/dev/null; systemctl start ${UNITS.join(" ")}`,
+    `[ -f /run/kha-bench-haproxy-killer.pid ] && kill "$(cat /run/kha-bench-haproxy-killer.pid)"; rm -f /run/kha-bench-haproxy-killer.pid; ${rm}; systemctl daemon-reload; systemctl reset-failed ${units.join(" ")} 2>/dev/null; systemctl start ${units.join(" ")}`,
   );
 }
 

@@ -3,6 +3,8 @@
 // one control plane down (link down, and hard kill), two down, three down, recovery without
 // a manual step; then `bun run chaos --max-down 3 --yes --json` against the lab spec.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { labDown, labExec, labPaths, labStatus, linkDown, linkUp, PROJECT_ROOT } from "../lab/lab.ts";
 import { run, sleep } from "../lab/sys.ts";
 import {
@@ -11,6 +13,7 @@ import {
   hardKill,
   hardRestore,
   healthz,
+  LB_RUNNING,
   PORT,
   requireLab,
   restoreAll,
@@ -23,6 +26,8 @@ import {
 import { outage, startPoller } from "./poller.ts";
 
 const guard = requireLab();
+/** Where the chaos test writes its report (the lab's state dir: removed with the lab). */
+const REPORT_DIR = join(labPaths.stateDir, "chaos-report");
 const note = (msg: string) => process.stderr.write(`failover: ${msg}\n`);
 
 /** The healthy holder (exactly one) before a fault. */
@@ -123,8 +128,11 @@ describe.skipIf(guard.skip)("failure matrix on the lab (seed section 8)", () => 
     );
     expect(back.ok).toBe(true);
     expect(back.holders.length).toBe(1);
-    const members = await labExec("cp-1", "systemctl is-active keepalived haproxy kubelet-standin");
-    expect(members.stdout.trim().split("\n")).toEqual(["active", "active", "active"]);
+    const members = await labExec(
+      "cp-1",
+      `${LB_RUNNING()} && systemctl is-active --quiet kubelet-standin && echo running`,
+    );
+    expect(members.stdout.trim()).toBe("running");
   }, 150_000);
 
   test("bun run chaos --max-down 3 --yes --json: the seed's matrix as observed, and the lab healthy afterwards", async () => {
@@ -140,6 +148,8 @@ describe.skipIf(guard.skip)("failure matrix on the lab (seed section 8)", () => 
         "6",
         "--spec",
         labPaths.spec,
+        "--out",
+        REPORT_DIR,
       ],
       { timeoutMs: 600_000, cwd: PROJECT_ROOT },
     );
@@ -181,6 +191,18 @@ describe.skipIf(guard.skip)("failure matrix on the lab (seed section 8)", () => 
       expect(c.recoverySeconds).not.toBeNull();
     }
     expect(report.ok).toBe(true);
+    // --out: the Markdown shows a picture per case, each with one mark per probe of its timeline.
+    const md = readFileSync(join(REPORT_DIR, "chaos.md"), "utf8");
+    const written = JSON.parse(readFileSync(join(REPORT_DIR, "chaos.json"), "utf8")) as {
+      cases: { down: number; timeline: { requests: unknown[] } }[];
+    };
+    for (const c of written.cases) {
+      expect(md).toContain(`(chaos-k${c.down}.svg)`);
+      const svg = readFileSync(join(REPORT_DIR, `chaos-k${c.down}.svg`), "utf8");
+      expect(svg.startsWith("<svg ")).toBe(true);
+      expect(svg.match(/class="req /g)?.length).toBe(c.timeline.requests.length);
+      expect(c.timeline.requests.length).toBeGreaterThan(20);
+    }
     // Nothing of the fault is left: no chaos table, no rollback timer, and the lab is healthy.
     for (const h of CONTROL_PLANES) {
       const left = await labExec(h, "nft list tables; systemctl list-units --all --no-legend 'kubeadm-ha-chaos*'");

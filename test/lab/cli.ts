@@ -5,7 +5,9 @@ import { applyLab } from "../e2e/apply.ts";
 import { isLabOs, LAB_OSES, type LabOs } from "./debian-root.ts";
 import {
   etcdctlArgv,
+  isLabLb,
   LAB,
+  LAB_LBS,
   LabBusy,
   LabUnavailable,
   labBreakDisk,
@@ -39,7 +41,7 @@ await runCommand(async () => {
   const { values, positionals } = parseCommand({
     name: "lab",
     usage:
-      "bun test/lab/cli.ts up [--os debian12|debian13] [--control-planes N] [--workers N] | down [--force] | status [--json] | break NODE --disk | etcdctl -- ARGS",
+      "bun test/lab/cli.ts up [--os debian12|debian13] [--lb keepalived-haproxy|static-pod] [--control-planes N] [--workers N] | down [--force] | status [--json] | break NODE --disk | etcdctl -- ARGS",
     description:
       "Test hosts on this machine (root only): systemd-nspawn containers booted on an overlay of /, each in its own " +
       "network namespace on the bridge kha-br0 (198.18.0.0/24; this machine is 198.18.0.1, the VIP 198.18.0.10). " +
@@ -50,7 +52,8 @@ await runCommand(async () => {
       "stand-in already running and applies nothing (does nothing if such a lab is up). `up --os debian13` boots " +
       "the hosts from a Debian 13 root (haproxy 3.0, keepalived 2.3, etcd 3.5 with etcdutl) that debootstrap builds once " +
       "from this machine's apt mirror and caches under /var/cache/kubeadm-ha-lab; the default, debian12, is this machine's " +
-      "own root (KHA_LAB_OS sets the default too). A test that brought the lab up holds it until it ends; `up` and `down` refuse " +
+      "own root (KHA_LAB_OS sets the default too). `up --lb static-pod` (or KHA_LAB_LB) writes a lab spec with loadBalancer.mode " +
+      "static-pod: keepalived and haproxy run from manifests the kubelet stand-in starts (the host's binaries). A test that brought the lab up holds it until it ends; `up` and `down` refuse " +
       "while it does (`down --force` does not). `down` removes every host, namespace, mount, cgroup and the state dir, also what a " +
       "crashed run left. `status` shows each host's SSH, etcd and VIP state. `break NODE --disk` destroys a host's disk " +
       "as a reinstall would: the host keeps answering SSH, but its kubelet stand-in, etcd, keepalived and haproxy are stopped " +
@@ -64,6 +67,7 @@ await runCommand(async () => {
       "hosts-only": { type: "boolean" },
       os: { type: "string" },
       disk: { type: "boolean" },
+      lb: { type: "string" },
     },
     allowPositionals: true,
   });
@@ -85,6 +89,7 @@ await runCommand(async () => {
   if (values.json && verb !== "status") throw new UserError(`lab ${verb}: --json applies to status only.`);
   if (values["hosts-only"] && verb !== "up") throw new UserError(`lab ${verb}: --hosts-only applies to up only.`);
   if (values.os !== undefined && verb !== "up") throw new UserError(`lab ${verb}: --os applies to up only.`);
+  if (values.lb !== undefined && verb !== "up") throw new UserError(`lab ${verb}: --lb applies to up only.`);
   if (values.force && verb !== "down") throw new UserError(`lab ${verb}: --force applies to down only.`);
   if ((values["control-planes"] !== undefined || values.workers !== undefined) && verb !== "up") {
     throw new UserError(`lab ${verb}: --control-planes and --workers apply to up only.`);
@@ -100,6 +105,11 @@ await runCommand(async () => {
         throw new UserError(
           `lab up: --os "${os}" is not a lab OS. Use one of: ${LAB_OSES.join(", ")} (default debian12).`,
         );
+      const lb = values.lb ?? (process.env.KHA_LAB_LB?.trim() || "keepalived-haproxy");
+      if (!isLabLb(lb))
+        throw new UserError(
+          `lab up: --lb "${lb}" is not a load-balancer mode the lab runs. Use one of: ${LAB_LBS.join(", ")} (default keepalived-haproxy; kube-vip is proven by rendering tests only).`,
+        );
       needLab(os);
       try {
         if (!values["hosts-only"]) {
@@ -107,14 +117,14 @@ await runCommand(async () => {
             throw new UserError(
               "lab up: the end-to-end apply uses the default 3 control planes + 1 worker; add --hosts-only for other sizes.",
             );
-          const apply = await applyLab({ log: true, os });
+          const apply = await applyLab({ log: true, os, lb });
           process.stdout.write(
             `lab up and applied in ${apply.seconds.toFixed(1)} s (terraform apply)\nspec: ${labPaths.spec}\n` +
               `VIP: https://${LAB.vip}:${LAB.port}/healthz (from this machine; e.g. curl -k https://${LAB.vip}:${LAB.port}/healthz)\n`,
           );
           return 0;
         }
-        const r = await labUp({ controlPlanes, workers, log: progress, waitMs: 0, os });
+        const r = await labUp({ controlPlanes, workers, log: progress, waitMs: 0, os, lb });
         process.stdout.write(
           `lab ${r.alreadyUp ? "was already up" : "up"}: ${r.nodes.length} ${r.os} hosts, SSH ready in ${r.sshReadySeconds.toFixed(1)} s, ` +
             `total ${r.seconds.toFixed(1)} s\nspec: ${labPaths.spec}\n`,

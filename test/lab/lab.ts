@@ -110,9 +110,23 @@ export interface LabOptions {
    * /etc/kha-lab/kubernetes-version).
    */
   packages?: LabPackages;
+  /** The lab spec's loadBalancer.mode; default KHA_LAB_LB, else keepalived-haproxy. */
+  lb?: LabLb;
 }
 
 export type LabPackages = "apt" | "preinstalled";
+
+/** Load-balancer modes the lab runs (kube-vip cannot: no kube-vip binary, no real API to hold its lease in). */
+export const LAB_LBS = ["keepalived-haproxy", "static-pod"] as const;
+export type LabLb = (typeof LAB_LBS)[number];
+export const isLabLb = (v: string): v is LabLb => (LAB_LBS as readonly string[]).includes(v);
+export function labLbFromEnv(env: Record<string, string | undefined> = process.env): LabLb {
+  const v = env.KHA_LAB_LB?.trim() || "keepalived-haproxy";
+  if (!isLabLb(v)) throw new Error(`KHA_LAB_LB is "${v}"; use one of ${LAB_LBS.join(", ")}`);
+  return v;
+}
+/** The keepalived image the lab spec names in static-pod mode: never pulled (the kubelet stand-in runs the host's keepalived). */
+export const LAB_KEEPALIVED_IMAGE = "registry.example.com/keepalived:2.2.8";
 
 export interface LabUpResult {
   nodes: LabNode[];
@@ -613,6 +627,8 @@ interface LabState {
   /** Absent in state written before the lab had an apt repository: preinstalled. */
   packages?: LabPackages;
   apt?: LabAptRepo;
+  /** Absent: keepalived-haproxy. */
+  lb?: LabLb;
   upAt: string;
 }
 
@@ -788,7 +804,7 @@ export const LAB_CNI_MANIFEST_SHA256 = createHash("sha256").update(LAB_CNI_MANIF
 /** The cgroup (in both hierarchies) the apt repository's server runs in: `down` ends it with the hosts. */
 const APT_REPO_CGROUP = `${LAB.prefix}apt-repo`;
 
-function labSpecYaml(nodes: LabNode[], packages: LabPackages, repo: LabAptRepo): string {
+function labSpecYaml(nodes: LabNode[], packages: LabPackages, repo: LabAptRepo, lb: LabLb): string {
   const spec = {
     name: "lab",
     kubernetes: {
@@ -808,6 +824,9 @@ function labSpecYaml(nodes: LabNode[], packages: LabPackages, repo: LabAptRepo):
     // A pod network from a file on the first control plane (what an air-gapped site does), pinned by
     // its sha256: the lab reaches nothing outside 198.18.0.0/15, so no manifest is downloaded.
     networking: { cni: { name: "calico", manifest: LAB_CNI_MANIFEST_PATH, sha256: LAB_CNI_MANIFEST_SHA256 } },
+    ...(lb === "static-pod"
+      ? { loadBalancer: { mode: "static-pod", staticPod: { keepalivedImage: LAB_KEEPALIVED_IMAGE } } }
+      : {}),
   };
   return `# The lab cluster, written by \`bun test/lab/cli.ts up\`; paths are relative to this file.\n${stringify(spec)}`;
 }
@@ -868,6 +887,7 @@ async function up(opts: LabOptions, os: LabOs, lowerDir: string): Promise<LabUpR
   const nodes = labNodes(opts);
   const kubeadmMode = opts.kubeadm ?? "running";
   const packages = opts.packages ?? "apt";
+  const lb = opts.lb ?? labLbFromEnv();
 
   const state = labState();
   // A pending lab is always new: its point is hosts that kubeadm has not touched yet.
@@ -878,6 +898,7 @@ async function up(opts: LabOptions, os: LabOs, lowerDir: string): Promise<LabUpR
     sameNodes(state.nodes, nodes) &&
     (state.os ?? "debian12") === os &&
     (state.packages ?? "preinstalled") === packages &&
+    (state.lb ?? "keepalived-haproxy") === lb &&
     existsSync(labPaths.spec)
   ) {
     const st = await labStatus();
@@ -929,7 +950,7 @@ async function up(opts: LabOptions, os: LabOs, lowerDir: string): Promise<LabUpR
   chmodSync(labPaths.key, 0o600);
   const publicKey = readFileSync(labPaths.publicKey, "utf8");
   const controlPlanes = nodes.filter((n) => n.role === "control-plane");
-  const specYaml = labSpecYaml(nodes, packages, repo);
+  const specYaml = labSpecYaml(nodes, packages, repo, lb);
   const secrets = ensureSecrets(parseSpec(specYaml, labPaths.spec), { dir: labPaths.secretsDir });
   const pki = await makeLabPki(`${RUNTIME_DIR}/pki`, controlPlanes, LAB.vip, {
     cert: secrets.caCert,
@@ -974,7 +995,7 @@ async function up(opts: LabOptions, os: LabOs, lowerDir: string): Promise<LabUpR
   writeFileSync(labPaths.spec, specYaml, { mode: 0o644 });
   writeFileSync(
     `${RUNTIME_DIR}/state.json`,
-    JSON.stringify({ nodes, os, packages, apt: repo, upAt: new Date().toISOString() } satisfies LabState),
+    JSON.stringify({ nodes, os, packages, apt: repo, lb, upAt: new Date().toISOString() } satisfies LabState),
   );
   log("lab", "hosts", `overlays of ${lowerDir} (${os}) ready; booting ${nodes.length} hosts`);
 

@@ -49,7 +49,7 @@ describe("valid specs", () => {
     for (const [file, run] of runs) {
       expect({ file, code: run.code, stderr: run.stderr }).toEqual({ file, code: 0, stderr: "" });
       expect(run.stdout).toMatch(
-        new RegExp(`^ok: ${file}: \\d+ control planes?, \\d+ workers?, VIP 10\\.0\\.0\\.10:8443\\n$`),
+        new RegExp(`^ok: ${file}: \\d+ control planes?, \\d+ workers?, VIP 10\\.0\\.0\\.10:(8443|6443)\\n$`),
       );
     }
     expect(runs.get(validSpec("single-control-plane.yaml"))?.stdout).toContain(": 1 control plane, 2 workers,");

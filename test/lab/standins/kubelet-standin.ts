@@ -7,11 +7,16 @@
 // containers, no images; hostPath paths are real paths, DirectoryOrCreate ones are created).
 // A file moved away stops its process (SIGTERM, SIGKILL after the grace period); a changed
 // file restarts it; a process that exits on its own is restarted with a growing back-off,
-// like restartPolicy: Always.
+// like restartPolicy: Always. Before every start the pod is held to what a real kubelet and
+// container would allow (pod-rules.ts: host network, files under mounts, hostPath types,
+// capabilities); a pod that breaks one is not started, its reason logged, and retried with
+// the same back-off (a hostPath File may appear a moment after its manifest).
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { parse } from "yaml";
+import { type Fs, type PodDoc, podProblems } from "./pod-rules.ts";
 
 const MANIFESTS = process.env.KUBELET_STANDIN_MANIFESTS ?? "/etc/kubernetes/manifests";
 const LOGS = process.env.KUBELET_STANDIN_LOGS ?? "/var/log/kubelet-standin";
@@ -21,6 +26,7 @@ const POLL_MS = Number(process.env.KUBELET_STANDIN_POLL_MS ?? 250);
 
 interface PodSpec {
   name: string;
+  doc: PodDoc;
   argv: string[];
   env: Record<string, string>;
   dirs: string[];
@@ -66,12 +72,43 @@ function parsePod(file: string, text: string): PodSpec | string {
   const dirs = (pod.spec?.volumes ?? [])
     .filter((v) => v.hostPath?.type === "DirectoryOrCreate" && v.hostPath.path)
     .map((v) => v.hostPath!.path!);
-  return { name: pod.metadata?.name ?? file, argv, env, dirs };
+  return { name: pod.metadata?.name ?? file, doc: pod as PodDoc, argv, env, dirs };
 }
+
+/** The checkout this stand-in runs from: the lab's stand-in programs in it play the images' binaries. */
+const IMAGE_PATHS = [resolve(import.meta.dir, "../../..")];
+
+const hostFs: Fs = {
+  kind(path) {
+    try {
+      const st = statSync(path);
+      return st.isDirectory() ? "dir" : st.isFile() ? "file" : undefined;
+    } catch {
+      return undefined;
+    }
+  },
+  read(path) {
+    try {
+      return statSync(path).size < 1_000_000 ? readFileSync(path, "utf8") : undefined;
+    } catch {
+      return undefined;
+    }
+  },
+};
 
 function start(pod: Pod): void {
   const spec = pod.spec!;
   for (const d of spec.dirs) mkdirSync(d, { recursive: true, mode: 0o755 });
+  const problems = podProblems(spec.doc, hostFs, IMAGE_PATHS);
+  if (problems.length > 0) {
+    pod.restarts++;
+    const backoff = Math.min(10_000, 1000 * 2 ** Math.min(pod.restarts - 1, 4));
+    pod.notBefore = Date.now() + backoff;
+    log(
+      `not starting ${spec.name} (a kubelet would not run it as written): ${problems.join("; ")}; retrying in ${backoff} ms`,
+    );
+    return;
+  }
   mkdirSync(LOGS, { recursive: true });
   const out = openSync(`${LOGS}/${spec.name}.log`, "a");
   const env = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/root", ...spec.env };
