@@ -31,6 +31,8 @@ export interface CommandDef<O extends Flags> {
   options: O;
   /** Positional arguments, shown by --help; a command without them refuses any. */
   positionals?: { name: string; description: string }[];
+  /** Accept any number of positionals (the lab's `etcdctl -- ARGS`); the command checks them. */
+  allowPositionals?: boolean;
   /** Exit codes, code -> meaning, shown by --help (the README's table says the same). */
   exits?: Record<number, string>;
   /** The shape of `data` in the --json envelope, shown by --help. */
@@ -38,10 +40,6 @@ export interface CommandDef<O extends Flags> {
   examples?: string[];
   /** How the command uses its spec (see SpecUse); it must then have the --spec flag. */
   spec?: SpecUse;
-  /** A positional SPEC is accepted as a deprecated alias of --spec (a warning says so). */
-  specPositional?: boolean;
-  /** Legacy: accept positionals without describing them. */
-  allowPositionals?: boolean;
 }
 
 /** The --spec flag, the same for every command. */
@@ -141,7 +139,7 @@ export function parseCommand<O extends Flags>(def: CommandDef<O>, argv = process
     process.stdout.write(helpText(def));
     process.exit(0);
   }
-  const accepted = def.allowPositionals || def.specPositional ? Infinity : (def.positionals?.length ?? 0);
+  const accepted = def.allowPositionals ? Infinity : (def.positionals?.length ?? 0);
   if (parsed.positionals.length > accepted) {
     const extra = parsed.positionals.slice(accepted).map((p) => JSON.stringify(p));
     throw new UserError(
@@ -264,19 +262,7 @@ export async function runCommand<O extends Flags>(
 
 function invocation<O extends Flags>(def: CommandDef<O>, argv: string[], json: boolean): Invocation<O> {
   const { values, positionals } = parseCommand(def, argv);
-  let flag = (values as { spec?: string }).spec;
-  let rest = positionals;
-  if (def.specPositional && positionals.length > 0) {
-    if (positionals.length > 1 || flag !== undefined)
-      throw new UserError(
-        `${def.name}: one spec only: pass it as --spec FILE (got ${[...(flag !== undefined ? [`--spec ${flag}`] : []), ...positionals].join(", ")}).`,
-      );
-    process.stderr.write(
-      `warning: a spec file as a plain argument is deprecated; write --spec ${positionals[0]} instead.\n`,
-    );
-    flag = positionals[0];
-    rest = [];
-  }
+  const flag = (values as { spec?: string }).spec;
   let choice: SpecChoice | undefined;
   let spec: ClusterSpec | undefined;
   const specChoice = () => {
@@ -289,7 +275,7 @@ function invocation<O extends Flags>(def: CommandDef<O>, argv: string[], json: b
   };
   return {
     values,
-    positionals: rest,
+    positionals,
     json,
     specChoice,
     spec: () => {

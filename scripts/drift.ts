@@ -38,7 +38,6 @@ const command = defineCommand({
     "dry-run": { type: "boolean", description: "with --fix: print the apply command instead of running it" },
   },
   spec: "hosts",
-  specPositional: true,
   exits: {
     0: "no drift (or --fix applied)",
     1: "a host could not be checked, or --fix failed",

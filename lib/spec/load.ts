@@ -130,13 +130,6 @@ export function chooseSpecFile(opts: {
   return choice;
 }
 
-/** The spec file for synth (main.ts): chooseSpecFile with the example fallback, its note on stderr. */
-export function specPath(explicit?: string): string {
-  const choice = chooseSpecFile({ command: "synth", use: "fallback", flag: explicit });
-  if (choice.note) process.stderr.write(`${choice.note}\n`);
-  return choice.file;
-}
-
 /** Load the chosen spec; a missing file is named with where its name came from. */
 export function loadChosenSpec(choice: SpecChoice): ClusterSpec {
   if (choice.source === "env" && !existsSync(choice.file))
