@@ -3,7 +3,7 @@
 // CLUSTER_SPEC, as scripts/tf.ts sets it) both run this.
 import { plugin } from "bun";
 import { MODULE_STAND_INS } from "./constructs/module-stand-ins.ts";
-import { defineCommand, JSON_FLAG, runCommand, SPEC_FLAG } from "./lib/cli.ts";
+import { defineCommand, JSON_FLAG, runCommand, SPEC_FLAG, stderrLine } from "./lib/cli.ts";
 
 const command = defineCommand({
   name: "synth",
@@ -31,12 +31,12 @@ if (import.meta.main) {
     const { stack, stackDir } = synthesize(spec, { outdir: process.env.CDKTF_OUTDIR ?? "cdktf.out", specFile: file });
     const unknown = stack.cluster.connections.unknownHosts;
     if (unknown.length > 0) {
-      process.stderr.write(
-        `warning: no known host key for ${unknown.join(", ")} in ${spec.ssh.knownHostsPath}; Terraform will ask for host_key_* variables. Run \`bun run trust-hosts\` to record them after checking the fingerprints.\n`,
+      stderrLine(
+        `warning: no known host key for ${unknown.join(", ")} in ${spec.ssh.knownHostsPath}; Terraform will ask for host_key_* variables. Run \`bun run trust-hosts\` to record them after checking the fingerprints.`,
       );
     }
-    process.stderr.write(
-      `synthesized stack "${spec.name}" (${spec.terraform.resources} resources) into ${stackDir}; review every file and phase script in ${stack.renderDir}\n`,
+    stderrLine(
+      `synthesized stack "${spec.name}" (${spec.terraform.resources} resources) into ${stackDir}; review every file and phase script in ${stack.renderDir}`,
     );
     return {
       data: {

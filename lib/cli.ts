@@ -2,13 +2,13 @@
 // (one line per flag, from the flag definitions), the spec convention (--spec, CLUSTER_SPEC,
 // ./cluster.yaml), the JSON envelope {ok, command, data, error}, the confirmation before a host
 // changes, one-paragraph errors with the exit codes of lib/errors.ts, and progress lines.
-import { createInterface } from "node:readline/promises";
 import { parseArgs } from "node:util";
 import { EXIT, UserError } from "./errors.ts";
+import { stderrLine, writeFd } from "./progress.ts";
 import { chooseSpecFile, loadChosenSpec, type SpecChoice, type SpecUse } from "./spec/load.ts";
 import type { ClusterSpec } from "./spec/schema.ts";
 
-export { type Progress, progress } from "./progress.ts";
+export { type Progress, progress, stderrLine } from "./progress.ts";
 
 /** One flag: its type, an optional one-letter alias, and the line --help shows for it. */
 export interface FlagDef {
@@ -136,7 +136,7 @@ export function parseCommand<O extends Flags>(def: CommandDef<O>, argv = process
     throw new UserError(`${def.name}: ${parseProblem(e as Error & { code?: string }, def.options)}`);
   }
   if ((parsed.values as Record<string, unknown>).help) {
-    process.stdout.write(helpText(def));
+    writeFd(1, helpText(def));
     process.exit(0);
   }
   const accepted = def.allowPositionals ? Infinity : (def.positionals?.length ?? 0);
@@ -209,6 +209,8 @@ export async function confirmChange(opts: { command: string; what: string; yes?:
     throw new UserError(
       `${opts.command} ${opts.what}. There is no terminal to ask for confirmation: pass --yes to go on. Nothing was changed.`,
     );
+  // Loaded here, not at start-up: only a confirmation needs it.
+  const { createInterface } = await import("node:readline/promises");
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   const answer = await rl.question(`${opts.command} ${opts.what}. Type yes to go on: `).finally(() => rl.close());
   if (answer.trim().toLowerCase() !== "yes")
@@ -216,7 +218,7 @@ export async function confirmChange(opts: { command: string; what: string; yes?:
 }
 
 function finish(command: string, json: boolean, code: number, outcome: Outcome = {}): never {
-  if (json) process.stdout.write(`${JSON.stringify(envelope(command, code, outcome.data, outcome.error), null, 2)}\n`);
+  if (json) writeFd(1, `${JSON.stringify(envelope(command, code, outcome.data, outcome.error), null, 2)}\n`);
   process.exit(code);
 }
 
@@ -249,13 +251,13 @@ export async function runCommand<O extends Flags>(
     return finish(command, json, outcome.code ?? EXIT.ok, outcome);
   } catch (e) {
     if (e instanceof UserError) {
-      if (!json) process.stderr.write(`error: ${e.message}\n`);
+      if (!json) stderrLine(`error: ${e.message}`);
       return finish(command, json, e.exitCode, { error: e.message });
     }
     const err = e as Error;
     const message = `internal error: ${err?.message ?? String(e)}`;
     const debug = process.env.KUBEADM_HA_DEBUG ? (err?.stack ?? "") : "(set KUBEADM_HA_DEBUG=1 for the stack trace)";
-    process.stderr.write(`${message}\n${debug}\n`);
+    stderrLine(`${message}\n${debug}`);
     return finish(command, json, EXIT.failed, { error: message });
   }
 }
@@ -269,7 +271,7 @@ function invocation<O extends Flags>(def: CommandDef<O>, argv: string[], json: b
     if (!def.spec) throw new Error(`${def.name} declares no spec use`);
     if (!choice) {
       choice = chooseSpecFile({ command: def.name, use: def.spec, flag });
-      if (choice.note) process.stderr.write(`${choice.note}\n`);
+      if (choice.note) stderrLine(choice.note);
     }
     return choice;
   };

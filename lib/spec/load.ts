@@ -200,7 +200,10 @@ export function checkSpecText(text: string): { spec?: ClusterSpec; problems: Pro
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(...issueProblems(issue, raw, doc, text, locate));
   }
-  const sections = parseSections(raw);
+  // A spec that passed the schema whole is its own sections: no second pass over each one.
+  const sections = parsed.success
+    ? { spec: parsed.data, usable: new Set(Object.keys(ClusterSpecSchema.shape) as (keyof ClusterSpec)[]) }
+    : parseSections(raw);
   for (const f of validateSpec(sections.spec, (s) => sections.usable.has(s))) {
     problems.push({ path: machinePath(f.path), ...locate(f.path), message: `${humanPath(f.path, raw)}: ${f.message}` });
   }
