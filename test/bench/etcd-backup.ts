@@ -201,7 +201,7 @@ interface BackupRun {
 
 async function toolBackup(dir: string): Promise<BackupRun & { file: string }> {
   const r = await must([BUN, "scripts/etcd-backup.ts", "--spec", labPaths.spec, "--out", dir, "--json"]);
-  const out = JSON.parse(r.stdout) as { file: string; node: string };
+  const out = (JSON.parse(r.stdout) as { data: { file: string; node: string } }).data;
   if (out.node !== NODE) throw new Error(`the backup used ${out.node}; the baseline runs on ${NODE}`);
   const probing = firstAt(r, (l) => l.phase === "connect") ?? 0;
   const picked = firstAt(r, (l) => l.phase === "connect" && /healthy/.test(l.message)) ?? probing;
@@ -391,12 +391,12 @@ async function restore(file: string, prefix: string, expectKeys: number): Promis
   const r = await timed([BUN, "scripts/etcd-restore.ts", file, "--yes", "--json", "--spec", labPaths.spec]);
   const watched = await stopWatch();
   const apisBack = watched.back;
-  const report = JSON.parse(r.stdout || "{}") as {
-    status?: string;
-    warnings?: string[];
-    error?: string;
-    apiserver?: string;
+  // The one JSON envelope {ok, command, data, error}: the restore's report is its data.
+  const envelope = JSON.parse(r.stdout || "{}") as {
+    data?: { status?: string; warnings?: string[]; apiserver?: string } | null;
+    error?: { message: string; code: number } | null;
   };
+  const report = { ...envelope.data, error: envelope.error?.message };
   // This lab has no load balancer: the one expected warning (exit 3) is the silent VIP.
   const onlyVipWarning =
     r.code === 3 &&
