@@ -190,8 +190,8 @@ export interface Invocation<O extends Flags> {
   specChoice(): SpecChoice;
   /** The spec, loaded once on first use. */
   spec(): ClusterSpec;
-  /** Ask before changing hosts (or go on with --yes); see confirmChange. */
-  confirm(what: string, opts?: { yes?: boolean }): Promise<void>;
+  /** Ask before changing hosts (or go on with --yes, the command's flag by default); see confirm. */
+  confirm(what: string, opts?: Omit<ConfirmOptions, "command" | "what">): Promise<void>;
   /** Print the outcome (the envelope with --json) and exit: for signal handlers that cannot return. */
   exit(code: number, outcome?: Outcome): never;
 }
@@ -199,22 +199,56 @@ export interface Invocation<O extends Flags> {
 // biome-ignore lint/suspicious/noConfusingVoidType: a main may return nothing (exit 0)
 type MainResult = number | undefined | void | Outcome;
 
+/** How a command that changes hosts asks first (confirm). */
+export interface ConfirmOptions {
+  command: string;
+  /** What will change, as the rest of a sentence after the command's name. */
+  what: string;
+  /** --yes: go on without asking. */
+  yes?: boolean;
+  /** What to type to go on (default "yes"); e.g. the cluster name before a restore. */
+  answer?: string;
+  /**
+   * false: only refuse without a terminal (and without --yes); the question itself comes later
+   * from a tool the command runs (terraform's own prompt for drift --fix). Default true.
+   */
+  ask?: boolean;
+  /** Shown on stderr before the question (the plan being confirmed). */
+  preface?: string;
+  /** Aborts a pending question (a signal handler's AbortController). */
+  signal?: AbortSignal;
+  /** Ctrl-C at the question (a terminal's Ctrl-C reaches readline, not the process). */
+  onInterrupt?: () => void;
+}
+
 /**
- * Ask before a command changes hosts: go on with `yes`; without a terminal, refuse (exit 2) and
- * say to pass --yes; otherwise ask on stderr and go on only for "yes". Nothing is changed on refusal.
+ * The one confirmation before a command changes hosts. With `yes` it goes on; without a
+ * terminal it refuses (exit 2) and says to pass --yes; otherwise it asks on stderr and goes on
+ * only for the expected answer. Nothing is changed on refusal: call it before any change.
  */
-export async function confirmChange(opts: { command: string; what: string; yes?: boolean }): Promise<void> {
-  if (opts.yes) return;
+export async function confirm(opts: ConfirmOptions): Promise<void> {
+  if (!(await confirmed(opts)))
+    throw new UserError(`${opts.command}: not confirmed; nothing was changed. Pass --yes to skip the question.`);
+}
+
+/** confirm, for callers that report a wrong answer their own way: false instead of the refusal. */
+export async function confirmed(opts: ConfirmOptions): Promise<boolean> {
+  if (opts.yes) return true;
   if (!process.stdin.isTTY)
     throw new UserError(
       `${opts.command} ${opts.what}. There is no terminal to ask for confirmation: pass --yes to go on. Nothing was changed.`,
     );
+  if (opts.ask === false) return true;
+  if (opts.preface) stderrLine(opts.preface);
+  const answer = opts.answer ?? "yes";
   // Loaded here, not at start-up: only a confirmation needs it.
   const { createInterface } = await import("node:readline/promises");
   const rl = createInterface({ input: process.stdin, output: process.stderr });
-  const answer = await rl.question(`${opts.command} ${opts.what}. Type yes to go on: `).finally(() => rl.close());
-  if (answer.trim().toLowerCase() !== "yes")
-    throw new UserError(`${opts.command}: not confirmed; nothing was changed. Pass --yes to skip the question.`);
+  if (opts.onInterrupt) rl.on("SIGINT", opts.onInterrupt);
+  const typed = await rl
+    .question(`${opts.command} ${opts.what}. Type ${answer} to go on: `, opts.signal ? { signal: opts.signal } : {})
+    .finally(() => rl.close());
+  return answer === "yes" ? typed.trim().toLowerCase() === "yes" : typed.trim() === answer;
 }
 
 function finish(command: string, json: boolean, code: number, outcome: Outcome = {}): never {
@@ -285,7 +319,7 @@ function invocation<O extends Flags>(def: CommandDef<O>, argv: string[], json: b
       return spec;
     },
     confirm: (what, opts = {}) =>
-      confirmChange({ command: def.name, what, yes: opts.yes ?? (values as { yes?: boolean }).yes }),
+      confirm({ ...opts, command: def.name, what, yes: opts.yes ?? (values as { yes?: boolean }).yes }),
     exit: (code, outcome) => finish(def.name, json, code, outcome),
   };
 }

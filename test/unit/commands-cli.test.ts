@@ -8,6 +8,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFi
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  BUN,
   type CommandCase,
   clean,
   commandCases,
@@ -348,6 +349,35 @@ describe("commands that change hosts ask first, or take --yes", () => {
     });
     expect(problems).toEqual([]);
   }, 60_000);
+
+  const haveScript = Bun.which("script") !== null;
+  test.skipIf(!haveScript)(
+    "with a terminal they ask (one question, one format); any other answer changes nothing",
+    async () => {
+      // script(1) gives the command a terminal; the answer arrives once the question is there.
+      const cmd = [BUN, "scripts/chaos.ts", "--spec", dead].map((a) => `'${a}'`).join(" ");
+      const proc = Bun.spawn(["script", "-qec", cmd, "/dev/null"], {
+        cwd: ROOT,
+        env: { ...process.env, ...env, CLUSTER_SPEC: undefined },
+        stdin: "pipe",
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      let out = "";
+      const reader = (async () => {
+        for await (const chunk of proc.stdout) out += new TextDecoder().decode(chunk);
+      })();
+      for (let i = 0; i < 200 && !out.includes("to go on:"); i++) await Bun.sleep(50);
+      proc.stdin.write("no\n");
+      proc.stdin.end();
+      const code = await proc.exited;
+      await reader;
+      expect(out).toContain('chaos takes up to 1 of 3 control planes of "dead" down at once. Type yes to go on:');
+      expect(out).toContain("chaos: not confirmed; nothing was changed. Pass --yes to skip the question.");
+      expect(code).toBe(2);
+    },
+    30_000,
+  );
 });
 
 describe("a problem shared by every host is said once, naming them", () => {
