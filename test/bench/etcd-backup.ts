@@ -262,23 +262,25 @@ async function proposedBackup(dir: string): Promise<BackupRun> {
     await clock(ph, "connect + one probe/health script", () =>
       remote.run(
         `ETCDCTL_API=3 etcdctl ${flags} --command-timeout=5s endpoint health >/dev/null && cat /etc/kubernetes/manifests/etcd.yaml >/dev/null`,
+        { sudo: true },
       ),
     );
     ph["connect + one probe/health script"] = sec(performance.now() - t0);
     await clock(ph, "snapshot save", () =>
       remote.run(
         `install -d -m 0700 ${remoteDir} && ETCDCTL_API=3 etcdctl ${flags} snapshot save ${remoteDir}/s.db >/dev/null`,
+        { sudo: true },
       ),
     );
     const sftp = await sftpOf(raw);
     const [remoteSha] = await clock(ph, "download || remote sha256 || status || member list", () =>
       Promise.all([
-        remote.sha256(`${remoteDir}/s.db`),
+        remote.sha256(`${remoteDir}/s.db`, { sudo: true }),
         new Promise<void>((res, rej) =>
           sftp.fastGet(`${remoteDir}/s.db`, file, { concurrency: 64, mode: 0o600 }, (e) => (e ? rej(e) : res())),
         ),
-        remote.run(`ETCDCTL_API=3 etcdctl snapshot status ${remoteDir}/s.db -w json`),
-        remote.run(`ETCDCTL_API=3 etcdctl ${flags} member list -w json`),
+        remote.run(`ETCDCTL_API=3 etcdctl snapshot status ${remoteDir}/s.db -w json`, { sudo: true }),
+        remote.run(`ETCDCTL_API=3 etcdctl ${flags} member list -w json`, { sudo: true }),
       ]),
     );
     const ok = await clock(ph, "one local pass: sha256 + embedded hash", async () => {
@@ -298,7 +300,7 @@ async function proposedBackup(dir: string): Promise<BackupRun> {
       return whole.digest("hex") === remoteSha && body.digest().equals(Buffer.concat(tail));
     });
     if (!ok) throw new Error("proposed pipeline: checksum mismatch");
-    await remote.run(`rm -rf ${remoteDir}`);
+    await remote.run(`rm -rf ${remoteDir}`, { sudo: true });
   } finally {
     raw.end();
     remote.close();
@@ -486,10 +488,12 @@ async function profile(work: string): Promise<Record<string, number>> {
     await clock(p, "endpoint health", () => endpointHealth(n, KUBEADM_ETCD_ACCESS));
     await clock(p, "etcdctl snapshot save (remote)", () =>
       remote.run(
-        `ETCDCTL_API=3 etcdctl ${etcdctlFlags(KUBEADM_ETCD_ACCESS, n.endpoint)} snapshot save ${remoteFile} >/dev/null`,
+        // The lab's SSH user is not root: the kubeadm certificates need sudo, the SFTP download a readable file.
+        `ETCDCTL_API=3 etcdctl ${etcdctlFlags(KUBEADM_ETCD_ACCESS, n.endpoint)} snapshot save ${remoteFile} >/dev/null && chmod 0644 ${remoteFile}`,
+        { sudo: true },
       ),
     );
-    await clock(p, "sha256sum (remote)", () => remote.sha256(remoteFile));
+    await clock(p, "sha256sum (remote)", () => remote.sha256(remoteFile, { sudo: true }));
     await clock(p, "snapshot status (remote)", () => remoteSnapshotStatus(n, remoteFile));
     await clock(p, "member list", () => memberList(n, KUBEADM_ETCD_ACCESS));
     const a = join(work, "profile-stream.db");
@@ -543,7 +547,7 @@ async function profile(work: string): Promise<Record<string, number>> {
       for (const r of remotes) r.close();
     }
     for (const f of [a, b, c]) rmSync(f, { force: true });
-    await remote.run(`rm -f ${remoteFile}`);
+    await remote.run(`rm -f ${remoteFile}`, { sudo: true });
   } finally {
     raw.end();
     remote.close();
