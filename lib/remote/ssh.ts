@@ -400,14 +400,17 @@ function wrap(client: Client, hop: Hop, connectOpts: ConnectOptions, jump?: Clie
   /**
    * Ask for a channel (exec or SFTP) with a bound: a server that accepted the connection but
    * never answers fails with one paragraph naming the host, instead of hanging. A channel that
-   * arrives after the bound is closed at once.
+   * arrives after the bound is closed at once. `use` runs synchronously in ssh2's callback: a
+   * channel's 'exit' is a plain event, and a fast command's exit status can arrive in the same
+   * read as the channel itself, before a later (promise) callback could listen.
    */
-  const openChannel = <C>(
+  const openChannel = <C, T = C>(
     what: string,
     open: (cb: (err: Error | undefined, ch: C) => void) => void,
     discard: (ch: C) => void = (ch) => (ch as { close?: () => void })?.close?.(),
-  ): Promise<C> =>
-    new Promise<C>((res, rej) => {
+    use: (ch: C) => Promise<T> = (ch) => Promise.resolve(ch as unknown as T),
+  ): Promise<T> =>
+    new Promise<T>((res, rej) => {
       let late = false;
       const timer = setTimeout(() => {
         late = true;
@@ -424,7 +427,7 @@ function wrap(client: Client, hop: Hop, connectOpts: ConnectOptions, jump?: Clie
           if (late) return ch && discard(ch);
           if (err)
             return rej(new UserError(`${hop.name}: cannot start ${what} over SSH: ${err.message}.`, EXIT.failed));
-          res(ch);
+          use(ch).then(res, rej);
         });
       } catch (e) {
         clearTimeout(timer);
@@ -443,9 +446,10 @@ function wrap(client: Client, hop: Hop, connectOpts: ConnectOptions, jump?: Clie
   };
 
   const execStream = (cmd: string, opts: StreamOptions = {}): Promise<ExecResult> =>
-    openChannel<ClientChannel>("a command", (cb) =>
-      client.exec(withSudo(cmd, opts.sudo), (err, ch) => cb(err, ch)),
-    ).then(
+    openChannel<ClientChannel, ExecResult>(
+      "a command",
+      (cb) => client.exec(withSudo(cmd, opts.sudo), (err, ch) => cb(err, ch)),
+      undefined,
       (ch) =>
         new Promise<ExecResult>((res, rej) => {
           const out: Buffer[] = [];
@@ -536,7 +540,10 @@ function wrap(client: Client, hop: Hop, connectOpts: ConnectOptions, jump?: Clie
       const mode = (opts.mode ?? 0o600).toString(8).padStart(4, "0");
       const script = `set -o pipefail; umask 077; if command -v openssl >/dev/null 2>&1; then h() { openssl dgst -sha256 -r; }; else h() { sha256sum; }; fi; tee -- "$1" | h; chmod ${mode} -- "$1"`;
       const cmd = `bash -c ${sq(script)} kubeadm-ha-upload ${sq(remotePath)}`;
-      return openChannel<ClientChannel>("an upload", (cb) => client.exec(cmd, (err, ch) => cb(err, ch))).then(
+      return openChannel<ClientChannel, string>(
+        "an upload",
+        (cb) => client.exec(cmd, (err, ch) => cb(err, ch)),
+        undefined,
         (ch) =>
           new Promise<string>((res, rej) => {
             const out: Buffer[] = [];
