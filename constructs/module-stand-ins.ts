@@ -5,6 +5,10 @@
 // - semver (45 files): only a Terraform version check of some constructs calls it; loaded on first use.
 // - json-stable-stringify (writes cdk.tf.json; with its helper packages ~10-30 ms to load, ~10 ms
 //   to run): the same algorithm without them; calls with options other than `space` go to the real one.
+// - cdktf's own tokens/private/stack-trace.js: every token, Lazy and intrinsic cdktf makes records
+//   a full JS stack trace (Error.stackTraceLimit = MAX_SAFE_INTEGER), used only to say where a token
+//   was made when it fails to resolve; about a tenth of a 200-worker synth. The stand-in records
+//   none (KUBEADM_HA_DEBUG=1 keeps the real one, for such an error).
 // test/unit/synth-output.test.ts checks that main.ts writes the same cdk.tf.json as cdktf's own
 // modules, and test/unit/module-stand-ins.test.ts compares the stringify with the real one.
 // No cdktf import here.
@@ -76,9 +80,17 @@ export const stableStringify: StableStringify = (value, opts) => {
 // __esModule + default: require(name) returns `default` itself, as with the real CommonJS modules.
 const commonJs = (value: unknown) => ({ loader: "object" as const, exports: { __esModule: true, default: value } });
 
+/** cdktf's stack-trace module, recording nothing (see the top of this file). */
+export const NO_STACK_TRACE = { __esModule: true, captureStackTrace: (): string[] => [] };
+
 export const MODULE_STAND_INS: BunPlugin = {
   name: "kubeadm-ha synth module stand-ins",
   setup(build) {
+    if (!process.env.KUBEADM_HA_DEBUG)
+      build.onLoad({ filter: /[\\/]cdktf[\\/]lib[\\/]tokens[\\/]private[\\/]stack-trace\.js$/ }, () => ({
+        loader: "object",
+        exports: NO_STACK_TRACE,
+      }));
     build.module("archiver", () => commonJs(unavailable("archiver", "the stack has no TerraformAsset to zip")));
     build.module("semver", () => commonJs(lazy("semver")));
     build.module("json-stable-stringify", () => commonJs(stableStringify));

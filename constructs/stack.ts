@@ -36,8 +36,8 @@ function localCommands(spec: ClusterSpec, specFile: string | undefined) {
   const cmd = (...args: string[]) => ({ command: [bun, ...args].map(shq).join(" "), workingDir: root, environment });
   const file = resolve(specFile);
   return {
-    preflight: cmd("scripts/preflight.ts", file),
-    kubeconfig: cmd("scripts/kubeconfig.ts", "--force", file),
+    preflight: cmd("scripts/preflight.ts", "--spec", file),
+    kubeconfig: cmd("scripts/kubeconfig.ts", "--force", "--spec", file),
   };
 }
 

@@ -2,13 +2,13 @@
 // (one line per flag, from the flag definitions), the spec convention (--spec, CLUSTER_SPEC,
 // ./cluster.yaml), the JSON envelope {ok, command, data, error}, the confirmation before a host
 // changes, one-paragraph errors with the exit codes of lib/errors.ts, and progress lines.
-import { createInterface } from "node:readline/promises";
 import { parseArgs } from "node:util";
 import { EXIT, UserError } from "./errors.ts";
+import { stderrLine, writeFd } from "./progress.ts";
 import { chooseSpecFile, loadChosenSpec, type SpecChoice, type SpecUse } from "./spec/load.ts";
 import type { ClusterSpec } from "./spec/schema.ts";
 
-export { type Progress, progress } from "./progress.ts";
+export { type Progress, progress, stderrLine } from "./progress.ts";
 
 /** One flag: its type, an optional one-letter alias, and the line --help shows for it. */
 export interface FlagDef {
@@ -31,6 +31,8 @@ export interface CommandDef<O extends Flags> {
   options: O;
   /** Positional arguments, shown by --help; a command without them refuses any. */
   positionals?: { name: string; description: string }[];
+  /** Accept any number of positionals (the lab's `etcdctl -- ARGS`); the command checks them. */
+  allowPositionals?: boolean;
   /** Exit codes, code -> meaning, shown by --help (the README's table says the same). */
   exits?: Record<number, string>;
   /** The shape of `data` in the --json envelope, shown by --help. */
@@ -38,10 +40,6 @@ export interface CommandDef<O extends Flags> {
   examples?: string[];
   /** How the command uses its spec (see SpecUse); it must then have the --spec flag. */
   spec?: SpecUse;
-  /** A positional SPEC is accepted as a deprecated alias of --spec (a warning says so). */
-  specPositional?: boolean;
-  /** Legacy: accept positionals without describing them. */
-  allowPositionals?: boolean;
 }
 
 /** The --spec flag, the same for every command. */
@@ -138,10 +136,10 @@ export function parseCommand<O extends Flags>(def: CommandDef<O>, argv = process
     throw new UserError(`${def.name}: ${parseProblem(e as Error & { code?: string }, def.options)}`);
   }
   if ((parsed.values as Record<string, unknown>).help) {
-    process.stdout.write(helpText(def));
+    writeFd(1, helpText(def));
     process.exit(0);
   }
-  const accepted = def.allowPositionals || def.specPositional ? Infinity : (def.positionals?.length ?? 0);
+  const accepted = def.allowPositionals ? Infinity : (def.positionals?.length ?? 0);
   if (parsed.positionals.length > accepted) {
     const extra = parsed.positionals.slice(accepted).map((p) => JSON.stringify(p));
     throw new UserError(
@@ -192,8 +190,8 @@ export interface Invocation<O extends Flags> {
   specChoice(): SpecChoice;
   /** The spec, loaded once on first use. */
   spec(): ClusterSpec;
-  /** Ask before changing hosts (or go on with --yes); see confirmChange. */
-  confirm(what: string, opts?: { yes?: boolean }): Promise<void>;
+  /** Ask before changing hosts (or go on with --yes, the command's flag by default); see confirm. */
+  confirm(what: string, opts?: Omit<ConfirmOptions, "command" | "what">): Promise<void>;
   /** Print the outcome (the envelope with --json) and exit: for signal handlers that cannot return. */
   exit(code: number, outcome?: Outcome): never;
 }
@@ -201,24 +199,60 @@ export interface Invocation<O extends Flags> {
 // biome-ignore lint/suspicious/noConfusingVoidType: a main may return nothing (exit 0)
 type MainResult = number | undefined | void | Outcome;
 
+/** How a command that changes hosts asks first (confirm). */
+export interface ConfirmOptions {
+  command: string;
+  /** What will change, as the rest of a sentence after the command's name. */
+  what: string;
+  /** --yes: go on without asking. */
+  yes?: boolean;
+  /** What to type to go on (default "yes"); e.g. the cluster name before a restore. */
+  answer?: string;
+  /**
+   * false: only refuse without a terminal (and without --yes); the question itself comes later
+   * from a tool the command runs (terraform's own prompt for drift --fix). Default true.
+   */
+  ask?: boolean;
+  /** Shown on stderr before the question (the plan being confirmed). */
+  preface?: string;
+  /** Aborts a pending question (a signal handler's AbortController). */
+  signal?: AbortSignal;
+  /** Ctrl-C at the question (a terminal's Ctrl-C reaches readline, not the process). */
+  onInterrupt?: () => void;
+}
+
 /**
- * Ask before a command changes hosts: go on with `yes`; without a terminal, refuse (exit 2) and
- * say to pass --yes; otherwise ask on stderr and go on only for "yes". Nothing is changed on refusal.
+ * The one confirmation before a command changes hosts. With `yes` it goes on; without a
+ * terminal it refuses (exit 2) and says to pass --yes; otherwise it asks on stderr and goes on
+ * only for the expected answer. Nothing is changed on refusal: call it before any change.
  */
-export async function confirmChange(opts: { command: string; what: string; yes?: boolean }): Promise<void> {
-  if (opts.yes) return;
+export async function confirm(opts: ConfirmOptions): Promise<void> {
+  if (!(await confirmed(opts)))
+    throw new UserError(`${opts.command}: not confirmed; nothing was changed. Pass --yes to skip the question.`);
+}
+
+/** confirm, for callers that report a wrong answer their own way: false instead of the refusal. */
+export async function confirmed(opts: ConfirmOptions): Promise<boolean> {
+  if (opts.yes) return true;
   if (!process.stdin.isTTY)
     throw new UserError(
       `${opts.command} ${opts.what}. There is no terminal to ask for confirmation: pass --yes to go on. Nothing was changed.`,
     );
+  if (opts.ask === false) return true;
+  if (opts.preface) stderrLine(opts.preface);
+  const answer = opts.answer ?? "yes";
+  // Loaded here, not at start-up: only a confirmation needs it.
+  const { createInterface } = await import("node:readline/promises");
   const rl = createInterface({ input: process.stdin, output: process.stderr });
-  const answer = await rl.question(`${opts.command} ${opts.what}. Type yes to go on: `).finally(() => rl.close());
-  if (answer.trim().toLowerCase() !== "yes")
-    throw new UserError(`${opts.command}: not confirmed; nothing was changed. Pass --yes to skip the question.`);
+  if (opts.onInterrupt) rl.on("SIGINT", opts.onInterrupt);
+  const typed = await rl
+    .question(`${opts.command} ${opts.what}. Type ${answer} to go on: `, opts.signal ? { signal: opts.signal } : {})
+    .finally(() => rl.close());
+  return answer === "yes" ? typed.trim().toLowerCase() === "yes" : typed.trim() === answer;
 }
 
 function finish(command: string, json: boolean, code: number, outcome: Outcome = {}): never {
-  if (json) process.stdout.write(`${JSON.stringify(envelope(command, code, outcome.data, outcome.error), null, 2)}\n`);
+  if (json) writeFd(1, `${JSON.stringify(envelope(command, code, outcome.data, outcome.error), null, 2)}\n`);
   process.exit(code);
 }
 
@@ -251,45 +285,33 @@ export async function runCommand<O extends Flags>(
     return finish(command, json, outcome.code ?? EXIT.ok, outcome);
   } catch (e) {
     if (e instanceof UserError) {
-      if (!json) process.stderr.write(`error: ${e.message}\n`);
+      if (!json) stderrLine(`error: ${e.message}`);
       return finish(command, json, e.exitCode, { error: e.message });
     }
     const err = e as Error;
     const message = `internal error: ${err?.message ?? String(e)}`;
     const debug = process.env.KUBEADM_HA_DEBUG ? (err?.stack ?? "") : "(set KUBEADM_HA_DEBUG=1 for the stack trace)";
-    process.stderr.write(`${message}\n${debug}\n`);
+    stderrLine(`${message}\n${debug}`);
     return finish(command, json, EXIT.failed, { error: message });
   }
 }
 
 function invocation<O extends Flags>(def: CommandDef<O>, argv: string[], json: boolean): Invocation<O> {
   const { values, positionals } = parseCommand(def, argv);
-  let flag = (values as { spec?: string }).spec;
-  let rest = positionals;
-  if (def.specPositional && positionals.length > 0) {
-    if (positionals.length > 1 || flag !== undefined)
-      throw new UserError(
-        `${def.name}: one spec only: pass it as --spec FILE (got ${[...(flag !== undefined ? [`--spec ${flag}`] : []), ...positionals].join(", ")}).`,
-      );
-    process.stderr.write(
-      `warning: a spec file as a plain argument is deprecated; write --spec ${positionals[0]} instead.\n`,
-    );
-    flag = positionals[0];
-    rest = [];
-  }
+  const flag = (values as { spec?: string }).spec;
   let choice: SpecChoice | undefined;
   let spec: ClusterSpec | undefined;
   const specChoice = () => {
     if (!def.spec) throw new Error(`${def.name} declares no spec use`);
     if (!choice) {
       choice = chooseSpecFile({ command: def.name, use: def.spec, flag });
-      if (choice.note) process.stderr.write(`${choice.note}\n`);
+      if (choice.note) stderrLine(choice.note);
     }
     return choice;
   };
   return {
     values,
-    positionals: rest,
+    positionals,
     json,
     specChoice,
     spec: () => {
@@ -297,7 +319,7 @@ function invocation<O extends Flags>(def: CommandDef<O>, argv: string[], json: b
       return spec;
     },
     confirm: (what, opts = {}) =>
-      confirmChange({ command: def.name, what, yes: opts.yes ?? (values as { yes?: boolean }).yes }),
+      confirm({ ...opts, command: def.name, what, yes: opts.yes ?? (values as { yes?: boolean }).yes }),
     exit: (code, outcome) => finish(def.name, json, code, outcome),
   };
 }

@@ -5,6 +5,7 @@ import { createHash, createPublicKey, randomBytes, randomInt } from "node:crypto
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { UserError } from "./errors.ts";
+import { stderrLine } from "./progress.ts";
 import type { SecretName } from "./render/types.ts";
 import type { ClusterSpec } from "./spec/schema.ts";
 
@@ -160,9 +161,7 @@ export function ensureSecrets(spec: ClusterSpec, opts: { create?: boolean; dir?:
       throw new UserError(`no secrets for cluster ${spec.name} at ${file}. Run \`bun run secrets\` first.`);
     const s = generateSecrets();
     saveSecrets(spec, s, opts.dir);
-    process.stderr.write(
-      `generated secrets for cluster ${spec.name} in ${file} (0600; keep it out of version control)\n`,
-    );
+    stderrLine(`generated secrets for cluster ${spec.name} in ${file} (0600; keep it out of version control)`);
     return s;
   }
   const mode = statSync(file).mode & 0o777;
@@ -193,8 +192,8 @@ function upgradeSecrets(spec: ClusterSpec, s: ClusterSecrets, dir?: string): Clu
   const { bootstrapToken: _t, certificateKey: _k, ...rest } = old;
   const upgraded: ClusterSecrets = { ...rest, joinSeed: old.joinSeed ?? randomBytes(32).toString("hex") };
   const file = saveSecrets(spec, upgraded, dir);
-  process.stderr.write(
-    `${file}: replaced the fixed bootstrap token and certificate key with a join seed (every join now gets its own)\n`,
+  stderrLine(
+    `${file}: replaced the fixed bootstrap token and certificate key with a join seed (every join now gets its own)`,
   );
   return upgraded;
 }

@@ -66,7 +66,6 @@ const command = defineCommand({
     },
   },
   spec: "hosts",
-  specPositional: true,
   exits: {
     0: "every case as expected and recovered (or --dry-run)",
     1: "a case did not match or did not recover",

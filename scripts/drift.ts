@@ -38,7 +38,6 @@ const command = defineCommand({
     "dry-run": { type: "boolean", description: "with --fix: print the apply command instead of running it" },
   },
   spec: "hosts",
-  specPositional: true,
   exits: {
     0: "no drift (or --fix applied)",
     1: "a host could not be checked, or --fix failed",
@@ -52,11 +51,10 @@ const command = defineCommand({
 
 await runCommand(command, async (cli) => {
   const { values } = cli;
-  // --fix changes hosts: without a terminal for terraform's question, only with --yes (before any work).
-  if (values.fix && !values.yes && !values["dry-run"] && !process.stdin.isTTY)
-    throw new UserError(
-      "drift --fix re-applies steps on the drifted hosts. There is no terminal for terraform to ask for confirmation: pass --yes to go on (or --dry-run to see the command). Nothing was changed.",
-    );
+  // --fix changes hosts: terraform asks before it applies, so here only the refusal without a
+  // terminal (and without --yes), before any work.
+  if (values.fix && !values["dry-run"])
+    await cli.confirm("re-applies steps on the drifted hosts (--dry-run shows the command)", { ask: false });
   if ((values.yes || values["dry-run"]) && !values.fix)
     throw new UserError(`--${values.yes ? "yes" : "dry-run"} applies to --fix only. Add --fix, or drop it.`);
   const spec = cli.spec();

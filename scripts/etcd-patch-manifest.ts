@@ -49,7 +49,7 @@ await runCommand(command, async (cli) => {
   const ask = !dryRun && !values.yes;
   const spec = cli.spec();
   // Without a terminal the question cannot be asked: refuse before reaching any host.
-  if (ask && !process.stdin.isTTY) await cli.confirm("changes etcd.yaml on the control planes");
+  if (ask) await cli.confirm("changes etcd.yaml on the control planes", { ask: false });
   if (!dryRun) {
     // Check every node first (DIR/member present, manifest readable), so a refusal changes nothing;
     // then show what would change and ask: the plan is what the user confirms.

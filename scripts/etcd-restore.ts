@@ -1,6 +1,5 @@
 // bun run etcd:restore SNAPSHOT [--spec FILE] [--dry-run] [--yes] [--json] [--bump-revision N | --no-bump-revision]
-import { createInterface } from "node:readline/promises";
-import { defineCommand, JSON_FLAG, progress, runCommand } from "../lib/cli.ts";
+import { confirmed, defineCommand, JSON_FLAG, progress, runCommand } from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
 import { commonEtcdFlags, etcdAccess } from "../lib/etcd/flags.ts";
 import { RESTORE_STATE_ROOT } from "../lib/etcd/node-state.ts";
@@ -80,10 +79,7 @@ await runCommand(command, async (cli) => {
   const revertAfterSeconds = int("revert-after", values["revert-after"]);
   const spec = cli.spec();
   // Without a terminal the question cannot be asked: refuse before reaching any host.
-  if (!values.yes && !values["dry-run"] && !process.stdin.isTTY)
-    throw new UserError(
-      "etcd:restore stops the whole control plane. There is no terminal to ask for confirmation: pass --yes to go on (and try --dry-run first). Nothing was changed.",
-    );
+  if (!values["dry-run"]) await cli.confirm("stops the whole control plane (try --dry-run first)", { ask: false });
   // Ctrl-C or SIGTERM: the restore stops waiting and rolls every stopped node back before exiting.
   const interrupt = new AbortController();
   let stateDir = `${RESTORE_STATE_ROOT}/etcd-restore-<time>`;
@@ -103,23 +99,17 @@ await runCommand(command, async (cli) => {
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  const confirm = async (plan: Parameters<typeof planText>[0]) => {
+  const confirm = (plan: Parameters<typeof planText>[0]) => {
     stateDir = plan.stateDir;
-    if (values.yes) return true;
-    if (!process.stdin.isTTY)
-      throw new UserError(
-        "etcd:restore stops the whole control plane; without a terminal to confirm, pass --yes (and try --dry-run first).",
-      );
-    process.stderr.write(`${planText(plan)}\n`);
-    const rl = createInterface({ input: process.stdin, output: process.stderr });
-    // A terminal's Ctrl-C reaches readline, not the process.
-    rl.on("SIGINT", () => onSignal("SIGINT"));
-    const answer = await rl
-      .question(`This stops every apiserver and etcd of cluster ${spec.name}. Type the cluster name to go on: `, {
-        signal: interrupt.signal,
-      })
-      .finally(() => rl.close());
-    return answer.trim() === spec.name;
+    return confirmed({
+      command: "etcd:restore",
+      what: `stops every apiserver and etcd of cluster ${spec.name}`,
+      yes: values.yes,
+      answer: spec.name,
+      preface: planText(plan),
+      signal: interrupt.signal,
+      onInterrupt: () => onSignal("SIGINT"),
+    });
   };
   const report = await runRestore(
     spec,

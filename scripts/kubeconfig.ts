@@ -19,7 +19,6 @@ const command = defineCommand({
     ...JSON_FLAG,
   },
   spec: "hosts",
-  specPositional: true,
   exits: {
     0: "written, replaced or unchanged",
     1: "no control plane gave the file",

@@ -62,9 +62,15 @@ await runCommand(command, async (cli) => {
     throw new UserError(
       "node:remove needs the node's NAME (as it was in the spec), e.g. bun run node:remove worker-3.",
     );
-  for (const name of names)
+  for (const name of names) {
+    // A path where a name belongs is most likely the spec, given the old positional way.
+    if (/[/]|\.ya?ml$/.test(name))
+      throw new UserError(
+        `node:remove: unexpected argument ${name}. Name the spec with --spec FILE; the arguments are node names.`,
+      );
     if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(name))
       throw new UserError(`node:remove: "${name}" is not a node name (a DNS label, as in the spec's nodes).`);
+  }
   const name = names.join(" ");
   const spec = cli.spec();
   const onSignal = (sig: NodeJS.Signals) =>

@@ -15,7 +15,6 @@ const command = defineCommand({
     strict: { type: "boolean", description: "warnings fail too (exit 1)" },
   },
   spec: "hosts",
-  specPositional: true,
   exits: { 0: "nothing failed", 1: "a check failed (--strict: or warned)", 2: "bad input" },
   jsonData: "{cluster, summary: {pass, fail, warn, info}, rows: [{host, check, status, detail, fix?}]}",
   examples: ["bun run preflight --spec cluster.yaml", "bun run preflight --spec cluster.yaml --strict --json"],

@@ -31,7 +31,6 @@ const command = defineCommand({
     ...JSON_FLAG,
   },
   spec: "local",
-  specPositional: true,
   exits: { 0: "secrets exist (created or rotated)", 2: "bad input (flag, spec, secrets file)" },
   jsonData: "{file, version, caCertHash}",
   examples: ["bun run secrets --spec cluster.yaml", "bun run secrets --spec cluster.yaml --rotate stats-password"],

@@ -13,7 +13,6 @@ const command = defineCommand({
     "does not exist the example spec (cluster.example.yaml), saying so on stderr.",
   options: { ...SPEC_FLAG, ...JSON_FLAG },
   spec: "fallback",
-  specPositional: true,
   exits: { 0: "the spec is valid", 2: "the spec is invalid (every problem listed), or bad usage" },
   jsonData: "{file, valid, problems: [{path, line, column, message}]}",
   examples: ["bun run validate --spec cluster.yaml", "bun run validate --spec cluster.yaml --json"],

@@ -20,7 +20,6 @@ const command = defineCommand({
     image: { type: "string", value: "IMAGE", description: "the image of --workload's deployment (default nginx)" },
   },
   spec: "hosts",
-  specPositional: true,
   exits: { 0: "every check passed", 1: "a check failed (the row says how to fix it)", 2: "bad input" },
   jsonData: "{cluster, summary: {pass, fail, warn, info}, rows: [{host, check, status, detail, fix?}]}",
   examples: ["bun run verify --spec cluster.yaml", "CLUSTER_SPEC=cluster.yaml bun run verify --workload --json"],

@@ -1,7 +1,7 @@
 // etcd on a control plane, over the remote layer: find etcdctl/etcdutl (on the
 // host, or copied out of the running etcd static-pod container via crictl so
 // they stay usable once etcd is stopped), and run them with the kubeadm certs.
-import { UserError } from "../errors.ts";
+import { EXIT, UserError } from "../errors.ts";
 import { type Remote, sq } from "../remote/ssh.ts";
 import type { NodeSpec } from "../spec/schema.ts";
 import { ETCD_MANIFEST, type EtcdManifestFacts, readEtcdManifest } from "./manifest.ts";
@@ -52,7 +52,8 @@ export async function etcdScriptOk(
       .filter((l) => !/^\s*(goroutine|runtime\.|\s)/.test(l))
       .slice(-4)
       .join(" | ");
-    throw new UserError(`${remote.name}: ${what} failed (exit ${r.code}): ${detail.slice(0, 600)}`);
+    // The host ran the step and it failed: a failed operation (exit 1), not bad input.
+    throw new UserError(`${remote.name}: ${what} failed (exit ${r.code}): ${detail.slice(0, 600)}`, EXIT.failed);
   }
   return r.stdout;
 }
@@ -190,7 +191,7 @@ echo '---MEMBERS---'
     { timeoutMs: 30 * 60_000 },
   );
   const sha = /SHA=([0-9a-f]{64})/.exec(out)?.[1];
-  if (!sha) throw new UserError(`${n.node.name}: no sha256 of ${path}: ${out.trim().slice(0, 200)}`);
+  if (!sha) throw new UserError(`${n.node.name}: no sha256 of ${path}: ${out.trim().slice(0, 200)}`, EXIT.failed);
   const [, rest = ""] = out.split("---STATUS---\n");
   const [statusText = "", membersText = ""] = rest.split("---MEMBERS---\n");
   return { sha256: sha, status: parseStatusJson(statusText), ...parseMemberList(membersText) };

@@ -12,6 +12,8 @@ import { join } from "node:path";
 
 export interface LoopbackSshd {
   port: number;
+  /** The listening sshd's pid (each connection is served by a child of it). */
+  pid: number;
   dir: string;
   /** Client private key path authorized for root. */
   clientKeyPath: string;
@@ -101,9 +103,41 @@ function sudoUserFiles(dir: string, name: string): { uid: number; home: string; 
   };
 }
 
+/**
+ * sshd's PAM stack for `nologin`: pam_nologin in the account stack, as Debian's /etc/pam.d/sshd
+ * has it, reading a nologin file of the test's own (a stand-in for /run/nologin while a host
+ * boots). Bound over /etc/pam.d/sshd inside the server's mount namespace only.
+ */
+function pamWithNologin(dir: string): [string, string] {
+  const file = join(dir, "pam.d-sshd");
+  writeFileSync(
+    file,
+    `${[
+      "auth     required pam_permit.so",
+      `account  required pam_nologin.so file=${join(dir, "nologin")}`,
+      "account  required pam_permit.so",
+      "session  required pam_permit.so",
+      "password required pam_deny.so",
+    ].join("\n")}\n`,
+    { mode: 0o644 },
+  );
+  writeFileSync(join(dir, "nologin"), "System is booting up. Unprivileged users are not permitted to log in yet.\n");
+  return [file, "/etc/pam.d/sshd"];
+}
+
 export async function startLoopbackSshd(
-  opts: { clientKeyPath?: string; allowForwarding?: boolean; sudoUser?: string } = {},
+  opts: {
+    clientKeyPath?: string;
+    allowForwarding?: boolean;
+    sudoUser?: string;
+    /**
+     * With sudoUser: sshd uses PAM, and a nologin file (as /run/nologin while a host boots) exists,
+     * so the non-root user's key is accepted and the login then refused by PAM's account stack.
+     */
+    nologin?: boolean;
+  } = {},
 ): Promise<LoopbackSshd> {
+  if (opts.nologin && !opts.sudoUser) throw new Error("nologin applies to the sudo user (root is exempt)");
   const dir = mkdtempSync(join(tmpdir(), "kubeadm-ha-sshd-"));
   // The sudo user reads authorized_keys with its own rights: the directory must be passable.
   if (opts.sudoUser) chmodSync(dir, 0o711);
@@ -118,6 +152,7 @@ export async function startLoopbackSshd(
     mode: opts.sudoUser ? 0o644 : 0o600,
   });
   const user = opts.sudoUser ? sudoUserFiles(dir, opts.sudoUser) : undefined;
+  if (user && opts.nologin) user.binds.push(pamWithNologin(dir));
   mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
   const port = await freePort();
   const config = [
@@ -129,7 +164,7 @@ export async function startLoopbackSshd(
     "PermitRootLogin prohibit-password",
     "PasswordAuthentication no",
     "KbdInteractiveAuthentication no",
-    "UsePAM no",
+    `UsePAM ${opts.nologin ? "yes" : "no"}`,
     "StrictModes no",
     `AllowTcpForwarding ${opts.allowForwarding === false ? "no" : "yes"}`,
     "Subsystem sftp internal-sftp",
@@ -178,6 +213,7 @@ export async function startLoopbackSshd(
   const hostKey = readFileSync(`${hostKeyPath}.pub`, "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
   return {
     port,
+    pid: proc.pid!,
     dir,
     clientKeyPath,
     hostKey,

@@ -18,7 +18,7 @@ import {
 } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
+import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import { EXIT, UserError } from "../errors.ts";
 import { shq } from "../shell.ts";
 import { resolveSpecPath } from "../spec/load.ts";
@@ -34,8 +34,19 @@ export interface ConnectOptions {
   acceptUnknownHostKey?: boolean;
   /** Called with every verified-or-accepted host key (trust-hosts records them). */
   onHostKey?: (key: PresentedHostKey) => void;
+  /** The handshake and login, until the session is ready (default 15 s). */
   readyTimeoutMs?: number;
+  /**
+   * How long the server may take to open a channel for a command or SFTP once asked (default
+   * 20 s; the command's own run time is ExecOptions.timeoutMs). A host that accepts the
+   * connection but never opens a session fails with this bound instead of hanging.
+   */
+  sessionTimeoutMs?: number;
 }
+
+const READY_TIMEOUT_MS = 15_000;
+const SESSION_TIMEOUT_MS = 20_000;
+const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
 
 export interface PresentedHostKey {
   /** The name the key was checked under (node address, ssh.host override or bastion host). */
@@ -221,18 +232,51 @@ function openClient(
   const auth = authConfig(spec, hop, opts.baseDir);
   const known = hostKeyFor(knownHosts, hop.host, hop.port);
   let refusal: UserError | undefined;
+  const readyTimeout = opts.readyTimeoutMs ?? READY_TIMEOUT_MS;
+  const who = `${hop.name} (${hop.user}@${hop.host}:${hop.port})`;
   return new Promise<Client>((resolveP, reject) => {
     const client = new Client();
     let settled = false;
+    let banner = "";
+    // ssh2's readyTimeout stops when the server closes the socket; this bound does not.
+    const backstop = setTimeout(
+      () =>
+        fail(
+          new UserError(
+            `${who}: no SSH session within ${seconds(readyTimeout)}: the host accepted the connection but did not finish the login. Check that the host has finished booting and that sshd there is healthy.`,
+            EXIT.failed,
+          ),
+        ),
+      readyTimeout + 1000,
+    );
     const fail = (e: Error) => {
       if (settled) return;
       settled = true;
+      clearTimeout(backstop);
       client.end();
       reject(e);
     };
     client.on("ready", () => {
+      if (settled) return client.end();
       settled = true;
+      clearTimeout(backstop);
       resolveP(client);
+    });
+    client.on("banner", (message: string) => {
+      banner += message;
+    });
+    // The server hung up before the session was ready, without an error: sshd does that when it
+    // accepts the key and then refuses the login (PAM's account stack: pam_nologin while
+    // /run/nologin exists, an expired account). ssh2 reports only 'close' then.
+    client.on("close", () => {
+      if (refusal) return fail(refusal);
+      const said = banner.trim().replace(/\s+/g, " ").slice(0, 200);
+      fail(
+        new UserError(
+          `${who}: the SSH server closed the connection before a session was open${said ? ` and said "${said}"` : ""}: it refused the login. A /run/nologin file refuses every user but root (it exists while a host boots; systemd-user-sessions removes it when boot finishes), and so do an expired or locked account and sshd's PAM account rules. Check that the host has finished booting and that ${hop.user} may log in there.`,
+          EXIT.failed,
+        ),
+      );
     });
     client.on("error", (e: Error & { level?: string; code?: string }) => {
       if (refusal) return fail(refusal);
@@ -254,7 +298,7 @@ function openClient(
       port: sock ? undefined : hop.port,
       sock: sock as ConnectConfig["sock"],
       username: hop.user,
-      readyTimeout: opts.readyTimeoutMs ?? 15000,
+      readyTimeout,
       keepaliveInterval: 10000,
       ...(algos ? { algorithms: { serverHostKey: algos as never } } : {}),
       ...auth,
@@ -321,7 +365,7 @@ export async function connectNode(spec: ClusterSpec, node: NodeSpec, opts: Conne
   const knownHosts = readKnownHosts(spec, opts);
   const hop = nodeHop(spec, node);
   const bastion = bastionHop(spec);
-  if (!bastion) return wrap(await openClient(spec, hop, knownHosts, opts), hop);
+  if (!bastion) return wrap(await openClient(spec, hop, knownHosts, opts), hop, opts);
   const jump = await openClient(spec, bastion, knownHosts, opts);
   try {
     const stream = await new Promise<NodeJS.ReadableStream>((res, rej) =>
@@ -334,7 +378,7 @@ export async function connectNode(spec: ClusterSpec, node: NodeSpec, opts: Conne
     });
     const client = await openClient(spec, hop, knownHosts, opts, stream);
     client.on("close", () => jump.end());
-    return wrap(client, hop, jump);
+    return wrap(client, hop, opts, jump);
   } catch (e) {
     jump.end();
     throw e;
@@ -345,62 +389,108 @@ export async function connectNode(spec: ClusterSpec, node: NodeSpec, opts: Conne
 export async function connectBastion(spec: ClusterSpec, opts: ConnectOptions = {}): Promise<Remote | undefined> {
   const hop = bastionHop(spec);
   if (!hop) return undefined;
-  return wrap(await openClient(spec, hop, readKnownHosts(spec, opts), opts), hop);
+  return wrap(await openClient(spec, hop, readKnownHosts(spec, opts), opts), hop, opts);
 }
 
-function wrap(client: Client, hop: Hop, jump?: Client): Remote {
+function wrap(client: Client, hop: Hop, connectOpts: ConnectOptions, jump?: Client): Remote {
   const isRoot = hop.user === "root";
   const withSudo = (cmd: string, sudo?: boolean) => (sudo && !isRoot ? `sudo -n -- sh -c ${sq(cmd)}` : cmd);
+  const sessionTimeout = connectOpts.sessionTimeoutMs ?? SESSION_TIMEOUT_MS;
+
+  /**
+   * Ask for a channel (exec or SFTP) with a bound: a server that accepted the connection but
+   * never answers fails with one paragraph naming the host, instead of hanging. A channel that
+   * arrives after the bound is closed at once. `use` runs synchronously in ssh2's callback: a
+   * channel's 'exit' is a plain event, and a fast command's exit status can arrive in the same
+   * read as the channel itself, before a later (promise) callback could listen.
+   */
+  const openChannel = <C, T = C>(
+    what: string,
+    open: (cb: (err: Error | undefined, ch: C) => void) => void,
+    discard: (ch: C) => void = (ch) => (ch as { close?: () => void })?.close?.(),
+    use: (ch: C) => Promise<T> = (ch) => Promise.resolve(ch as unknown as T),
+  ): Promise<T> =>
+    new Promise<T>((res, rej) => {
+      let late = false;
+      const timer = setTimeout(() => {
+        late = true;
+        rej(
+          new UserError(
+            `${hop.name} (${hop.user}@${hop.host}:${hop.port}): the SSH server opened no session for ${what} within ${seconds(sessionTimeout)}; the connection is up, but the host does not start sessions (still booting, overloaded, or sshd's session limit reached). Check the host and try again.`,
+            EXIT.failed,
+          ),
+        );
+      }, sessionTimeout);
+      try {
+        open((err, ch) => {
+          clearTimeout(timer);
+          if (late) return ch && discard(ch);
+          if (err)
+            return rej(new UserError(`${hop.name}: cannot start ${what} over SSH: ${err.message}.`, EXIT.failed));
+          use(ch).then(res, rej);
+        });
+      } catch (e) {
+        clearTimeout(timer);
+        rej(new UserError(`${hop.name}: cannot start ${what} over SSH: ${(e as Error).message}.`, EXIT.failed));
+      }
+    });
+
   let sftpP: Promise<SFTPWrapper> | undefined;
   const sftp = () => {
-    sftpP ??= new Promise<SFTPWrapper>((res, rej) => client.sftp((err, s) => (err ? rej(err) : res(s))));
+    sftpP ??= openChannel<SFTPWrapper>(
+      "SFTP",
+      (cb) => client.sftp((err, s) => cb(err, s)),
+      (s) => s.end(),
+    );
     return sftpP;
   };
 
   const execStream = (cmd: string, opts: StreamOptions = {}): Promise<ExecResult> =>
-    new Promise<ExecResult>((res, rej) => {
-      client.exec(withSudo(cmd, opts.sudo), (err, ch) => {
-        if (err)
-          return rej(new UserError(`${hop.name}: cannot start a command over SSH: ${err.message}.`, EXIT.failed));
-        const out: Buffer[] = [];
-        const errOut: Buffer[] = [];
-        let code = -1;
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        let timedOut = false;
-        if (opts.timeoutMs) {
-          timer = setTimeout(() => {
-            timedOut = true;
-            // sshd keeps the channel until the command exits; do not wait for it.
-            ch.signal("KILL");
-            ch.close();
-            rej(
-              new UserError(
-                `${hop.name}: command timed out after ${((opts.timeoutMs ?? 0) / 1000).toFixed(1)} s: ${firstWords(cmd)}`,
-                EXIT.failed,
-              ),
-            );
-          }, opts.timeoutMs);
-        }
-        ch.on("data", (d: Buffer) => {
-          out.push(d);
-          opts.onStdout?.(d.toString());
-        });
-        ch.stderr.on("data", (d: Buffer) => {
-          errOut.push(d);
-          opts.onStderr?.(d.toString());
-        });
-        ch.on("exit", (c: number | null) => {
-          code = c ?? -1;
-        });
-        ch.on("close", () => {
-          if (timer) clearTimeout(timer);
-          const result = { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(errOut).toString() };
-          if (!timedOut) res(result);
-        });
-        if (opts.stdin !== undefined) ch.end(opts.stdin);
-        else ch.end();
-      });
-    });
+    openChannel<ClientChannel, ExecResult>(
+      "a command",
+      (cb) => client.exec(withSudo(cmd, opts.sudo), (err, ch) => cb(err, ch)),
+      undefined,
+      (ch) =>
+        new Promise<ExecResult>((res, rej) => {
+          const out: Buffer[] = [];
+          const errOut: Buffer[] = [];
+          let code = -1;
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          let timedOut = false;
+          if (opts.timeoutMs) {
+            timer = setTimeout(() => {
+              timedOut = true;
+              // sshd keeps the channel until the command exits; do not wait for it.
+              ch.signal("KILL");
+              ch.close();
+              rej(
+                new UserError(
+                  `${hop.name}: command timed out after ${((opts.timeoutMs ?? 0) / 1000).toFixed(1)} s: ${firstWords(cmd)}`,
+                  EXIT.failed,
+                ),
+              );
+            }, opts.timeoutMs);
+          }
+          ch.on("data", (d: Buffer) => {
+            out.push(d);
+            opts.onStdout?.(d.toString());
+          });
+          ch.stderr.on("data", (d: Buffer) => {
+            errOut.push(d);
+            opts.onStderr?.(d.toString());
+          });
+          ch.on("exit", (c: number | null) => {
+            code = c ?? -1;
+          });
+          ch.on("close", () => {
+            if (timer) clearTimeout(timer);
+            const result = { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(errOut).toString() };
+            if (!timedOut) res(result);
+          });
+          if (opts.stdin !== undefined) ch.end(opts.stdin);
+          else ch.end();
+        }),
+    );
 
   const remote: Remote = {
     name: hop.name,
@@ -450,35 +540,37 @@ function wrap(client: Client, hop: Hop, jump?: Client): Remote {
       const mode = (opts.mode ?? 0o600).toString(8).padStart(4, "0");
       const script = `set -o pipefail; umask 077; if command -v openssl >/dev/null 2>&1; then h() { openssl dgst -sha256 -r; }; else h() { sha256sum; }; fi; tee -- "$1" | h; chmod ${mode} -- "$1"`;
       const cmd = `bash -c ${sq(script)} kubeadm-ha-upload ${sq(remotePath)}`;
-      return new Promise<string>((res, rej) => {
-        client.exec(cmd, (err, ch) => {
-          if (err)
-            return rej(new UserError(`${hop.name}: cannot start an upload over SSH: ${err.message}.`, EXIT.failed));
-          const out: Buffer[] = [];
-          const errOut: Buffer[] = [];
-          let code = -1;
-          ch.on("data", (d: Buffer) => out.push(d));
-          ch.stderr.on("data", (d: Buffer) => errOut.push(d));
-          ch.on("exit", (c: number | null) => {
-            code = c ?? -1;
-          });
-          ch.on("close", () => {
-            const hex = Buffer.concat(out).toString().trim().split(/\s+/)[0] ?? "";
-            if (code !== 0 || !/^[0-9a-f]{64}$/.test(hex))
-              return rej(
-                new UserError(
-                  `${hop.name}: upload to ${remotePath} failed (exit ${code}): ${Buffer.concat(errOut).toString().trim().slice(0, 300)}`,
-                  EXIT.failed,
-                ),
-              );
-            res(hex);
-          });
-          pipeline(createReadStream(localPath, { highWaterMark: 256 * 1024 }), ch).catch((e: Error) => {
-            ch.close();
-            rej(new UserError(`${hop.name}: upload to ${remotePath} failed: ${e.message}`, EXIT.failed));
-          });
-        });
-      });
+      return openChannel<ClientChannel, string>(
+        "an upload",
+        (cb) => client.exec(cmd, (err, ch) => cb(err, ch)),
+        undefined,
+        (ch) =>
+          new Promise<string>((res, rej) => {
+            const out: Buffer[] = [];
+            const errOut: Buffer[] = [];
+            let code = -1;
+            ch.on("data", (d: Buffer) => out.push(d));
+            ch.stderr.on("data", (d: Buffer) => errOut.push(d));
+            ch.on("exit", (c: number | null) => {
+              code = c ?? -1;
+            });
+            ch.on("close", () => {
+              const hex = Buffer.concat(out).toString().trim().split(/\s+/)[0] ?? "";
+              if (code !== 0 || !/^[0-9a-f]{64}$/.test(hex))
+                return rej(
+                  new UserError(
+                    `${hop.name}: upload to ${remotePath} failed (exit ${code}): ${Buffer.concat(errOut).toString().trim().slice(0, 300)}`,
+                    EXIT.failed,
+                  ),
+                );
+              res(hex);
+            });
+            pipeline(createReadStream(localPath, { highWaterMark: 256 * 1024 }), ch).catch((e: Error) => {
+              ch.close();
+              rej(new UserError(`${hop.name}: upload to ${remotePath} failed: ${e.message}`, EXIT.failed));
+            });
+          }),
+      );
     },
     async sha256(remotePath, opts = {}) {
       const out = await remote.run(`sha256sum -- ${sq(remotePath)}`, {

@@ -130,13 +130,6 @@ export function chooseSpecFile(opts: {
   return choice;
 }
 
-/** The spec file for synth (main.ts): chooseSpecFile with the example fallback, its note on stderr. */
-export function specPath(explicit?: string): string {
-  const choice = chooseSpecFile({ command: "synth", use: "fallback", flag: explicit });
-  if (choice.note) process.stderr.write(`${choice.note}\n`);
-  return choice.file;
-}
-
 /** Load the chosen spec; a missing file is named with where its name came from. */
 export function loadChosenSpec(choice: SpecChoice): ClusterSpec {
   if (choice.source === "env" && !existsSync(choice.file))
@@ -207,7 +200,10 @@ export function checkSpecText(text: string): { spec?: ClusterSpec; problems: Pro
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(...issueProblems(issue, raw, doc, text, locate));
   }
-  const sections = parseSections(raw);
+  // A spec that passed the schema whole is its own sections: no second pass over each one.
+  const sections = parsed.success
+    ? { spec: parsed.data, usable: new Set(Object.keys(ClusterSpecSchema.shape) as (keyof ClusterSpec)[]) }
+    : parseSections(raw);
   for (const f of validateSpec(sections.spec, (s) => sections.usable.has(s))) {
     problems.push({ path: machinePath(f.path), ...locate(f.path), message: `${humanPath(f.path, raw)}: ${f.message}` });
   }

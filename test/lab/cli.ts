@@ -1,5 +1,6 @@
-// `bun test/lab/cli.ts up|down|status [--json]|break NODE --disk|etcdctl -- ARGS`: the lab's test hosts on this machine.
-import { parseCommand, progress, runCommand } from "../../lib/cli.ts";
+// `bun test/lab/cli.ts up|down|status [--json]|env|break NODE --disk|etcdctl -- ARGS`: the lab's test hosts on this machine.
+import { existsSync } from "node:fs";
+import { defineCommand, JSON_FLAG, progress, runCommand } from "../../lib/cli.ts";
 import { UserError } from "../../lib/errors.ts";
 import { applyLab } from "../e2e/apply.ts";
 import { isLabOs, LAB_OSES, type LabOs } from "./debian-root.ts";
@@ -16,10 +17,13 @@ import {
   labNodes,
   labPaths,
   labStatus,
+  labStatusData,
+  labTargetHint,
   labUp,
+  specExport,
 } from "./lab.ts";
 
-const VERBS = ["up", "down", "status", "break", "etcdctl"] as const;
+const VERBS = ["up", "down", "status", "env", "break", "etcdctl"] as const;
 
 function count(flag: string, value: string | undefined, fallback: number, max: number, min: number): number {
   if (value === undefined) return fallback;
@@ -37,40 +41,61 @@ function needLab(os?: LabOs): void {
   if (missing) throw new UserError(`the lab cannot run here: ${missing}.`, 1);
 }
 
-await runCommand(async () => {
-  const { values, positionals } = parseCommand({
-    name: "lab",
-    usage:
-      "bun test/lab/cli.ts up [--os debian12|debian13] [--lb keepalived-haproxy|static-pod] [--control-planes N] [--workers N] | down [--force] | status [--json] | break NODE --disk | etcdctl -- ARGS",
-    description:
-      "Test hosts on this machine (root only): systemd-nspawn containers booted on an overlay of /, each in its own " +
-      "network namespace on the bridge kha-br0 (198.18.0.0/24; this machine is 198.18.0.1, the VIP 198.18.0.10). " +
-      "`up` boots new hosts cp-1..cp-3 (198.18.0.11-13) and worker-1 (198.18.0.21), writes the lab spec, SSH key and " +
-      `known_hosts to ${labPaths.stateDir} (the spec logs in as ${LAB.user}, a sudo user; root logs in by key for the lab's own use), then applies the lab spec end to end with terraform (keepalived, haproxy, ` +
-      "kubeadm init/joins through the kubeadm stand-in, which grows a three-member TLS etcd and starts an apiserver " +
-      "stand-in on each control plane) and prints the VIP. `up --hosts-only` boots hosts with etcd and the apiserver " +
-      "stand-in already running and applies nothing (does nothing if such a lab is up). `up --os debian13` boots " +
-      "the hosts from a Debian 13 root (haproxy 3.0, keepalived 2.3, etcd 3.5 with etcdutl) that debootstrap builds once " +
-      "from this machine's apt mirror and caches under /var/cache/kubeadm-ha-lab; the default, debian12, is this machine's " +
-      "own root (KHA_LAB_OS sets the default too). `up --lb static-pod` (or KHA_LAB_LB) writes a lab spec with loadBalancer.mode " +
-      "static-pod: keepalived and haproxy run from manifests the kubelet stand-in starts (the host's binaries). A test that brought the lab up holds it until it ends; `up` and `down` refuse " +
-      "while it does (`down --force` does not). `down` removes every host, namespace, mount, cgroup and the state dir, also what a " +
-      "crashed run left. `status` shows each host's SSH, etcd and VIP state. `break NODE --disk` destroys a host's disk " +
-      "as a reinstall would: the host keeps answering SSH, but its kubelet stand-in, etcd, keepalived and haproxy are stopped " +
-      "and its etcd data, /etc/kubernetes and kubeadm-ha's state (/etc/kubeadm-ha, /var/lib/kubeadm-ha) deleted. `etcdctl -- ARGS` runs etcdctl against " +
-      "the lab's etcd with its client certificate.",
-    options: {
-      json: { type: "boolean" },
-      "control-planes": { type: "string" },
-      workers: { type: "string" },
-      force: { type: "boolean" },
-      "hosts-only": { type: "boolean" },
-      os: { type: "string" },
-      disk: { type: "boolean" },
-      lb: { type: "string" },
+const command = defineCommand({
+  name: "lab",
+  usage:
+    "bun test/lab/cli.ts up [--os debian12|debian13] [--lb keepalived-haproxy|static-pod] [--control-planes N] [--workers N] | down [--force] | status [--json] | env | break NODE --disk | etcdctl -- ARGS",
+  description:
+    "Test hosts on this machine (root only): systemd-nspawn containers booted on an overlay of /, each in its own " +
+    "network namespace on the bridge kha-br0 (198.18.0.0/24; this machine is 198.18.0.1, the VIP 198.18.0.10). " +
+    "`up` boots new hosts cp-1..cp-3 (198.18.0.11-13) and worker-1 (198.18.0.21), writes the lab spec, SSH key and " +
+    `known_hosts to ${labPaths.stateDir} (the spec logs in as ${LAB.user}, a sudo user; root logs in by key for the lab's own use), then applies the lab spec end to end with terraform (keepalived, haproxy, ` +
+    "kubeadm init/joins through the kubeadm stand-in, which grows a three-member TLS etcd and starts an apiserver " +
+    "stand-in on each control plane) and prints the VIP. `up --hosts-only` boots hosts with etcd and the apiserver " +
+    "stand-in already running and applies nothing (does nothing if such a lab is up). `up --os debian13` boots " +
+    "the hosts from a Debian 13 root (haproxy 3.0, keepalived 2.3, etcd 3.5 with etcdutl) that debootstrap builds once " +
+    "from this machine's apt mirror and caches under /var/cache/kubeadm-ha-lab; the default, debian12, is this machine's " +
+    "own root (KHA_LAB_OS sets the default too). `up --lb static-pod` (or KHA_LAB_LB) writes a lab spec with loadBalancer.mode " +
+    "static-pod: keepalived and haproxy run from manifests the kubelet stand-in starts (the host's binaries). A test that brought the lab up holds it until it ends; `up` and `down` refuse " +
+    "while it does (`down --force` does not). `down` removes every host, namespace, mount, cgroup and the state dir, also what a " +
+    "crashed run left. `status` shows each host's SSH, etcd and VIP state and the lab spec. `env` prints `export CLUSTER_SPEC=<the lab spec>` for `eval \"$(bun run lab env)\"`, after which every command targets the lab. `break NODE --disk` destroys a host's disk " +
+    "as a reinstall would: the host keeps answering SSH, but its kubelet stand-in, etcd, keepalived and haproxy are stopped " +
+    "and its etcd data, /etc/kubernetes and kubeadm-ha's state (/etc/kubeadm-ha, /var/lib/kubeadm-ha) deleted. `etcdctl -- ARGS` runs etcdctl against " +
+    "the lab's etcd with its client certificate.",
+  options: {
+    ...JSON_FLAG,
+    "control-planes": { type: "string", value: "N", description: "up --hosts-only: control planes (1-9, default 3)" },
+    workers: { type: "string", value: "N", description: "up --hosts-only: workers (0-9, default 1)" },
+    force: { type: "boolean", description: "down: also while a test holds the lab" },
+    "hosts-only": { type: "boolean", description: "up: boot the hosts with etcd running, apply nothing" },
+    os: { type: "string", value: "OS", description: "up: debian12 (default, this machine's root) or debian13" },
+    lb: {
+      type: "string",
+      value: "MODE",
+      description: "up: loadBalancer.mode of the lab spec, keepalived-haproxy (default, KHA_LAB_LB) or static-pod",
     },
-    allowPositionals: true,
-  });
+    disk: {
+      type: "boolean",
+      description: "break: destroy the node's disk (etcd data, /etc/kubernetes, kubeadm-ha state)",
+    },
+  },
+  positionals: [
+    { name: "COMMAND", description: "up, down, status, env, break or etcdctl" },
+    { name: "ARGS", description: "break: the NODE; etcdctl: its arguments, after --" },
+  ],
+  allowPositionals: true,
+  exits: { 0: "done", 1: "the lab cannot run here, is busy, or the command failed", 2: "bad usage" },
+  jsonData: "status: {spec, vip, port, os, hosts: [{name, address, netns, vipHolder, sshOk, etcdHealthy}]}",
+  examples: [
+    "bun run lab up",
+    'eval "$(bun run lab env)"   # then: bun run verify',
+    "bun run lab status --json",
+    "bun run lab etcdctl -- member list -w table",
+    "bun run lab break cp-2 --disk",
+  ],
+});
+
+await runCommand(command, async ({ values, positionals }) => {
   const verb = positionals[0];
   if (!verb || !(VERBS as readonly string[]).includes(verb)) {
     throw new UserError(
@@ -120,14 +145,15 @@ await runCommand(async () => {
           const apply = await applyLab({ log: true, os, lb });
           process.stdout.write(
             `lab up and applied in ${apply.seconds.toFixed(1)} s (terraform apply)\nspec: ${labPaths.spec}\n` +
-              `VIP: https://${LAB.vip}:${LAB.port}/healthz (from this machine; e.g. curl -k https://${LAB.vip}:${LAB.port}/healthz)\n`,
+              `VIP: https://${LAB.vip}:${LAB.port}/healthz (from this machine; e.g. curl -k https://${LAB.vip}:${LAB.port}/healthz)\n` +
+              `${labTargetHint()}\n`,
           );
           return 0;
         }
         const r = await labUp({ controlPlanes, workers, log: progress, waitMs: 0, os, lb });
         process.stdout.write(
           `lab ${r.alreadyUp ? "was already up" : "up"}: ${r.nodes.length} ${r.os} hosts, SSH ready in ${r.sshReadySeconds.toFixed(1)} s, ` +
-            `total ${r.seconds.toFixed(1)} s\nspec: ${labPaths.spec}\n`,
+            `total ${r.seconds.toFixed(1)} s\nspec: ${labPaths.spec}\n${labTargetHint()}\n`,
         );
       } catch (e) {
         if (e instanceof LabUnavailable || e instanceof LabBusy) throw new UserError(`${e.message}.`, 1);
@@ -146,10 +172,7 @@ await runCommand(async () => {
     case "status": {
       needLab();
       const st = await labStatus();
-      if (values.json) {
-        process.stdout.write(`${JSON.stringify(st, null, 2)}\n`);
-        return 0;
-      }
+      if (values.json) return { data: labStatusData(st) };
       if (st.hosts.length === 0) {
         process.stdout.write("lab is down (run: bun test/lab/cli.ts up)\n");
         return 0;
@@ -166,7 +189,14 @@ await runCommand(async () => {
             .join("  ")
             .trimEnd()}\n`,
         );
-      process.stdout.write(`VIP ${st.vip}:${st.port}; ${st.os} hosts\n`);
+      process.stdout.write(`VIP ${st.vip}:${st.port}; ${st.os} hosts; spec ${labPaths.spec}\n`);
+      return 0;
+    }
+    case "env": {
+      // Only the export on stdout, so that eval "$(bun run lab env)" works; the rest on stderr.
+      if (!existsSync(labPaths.spec))
+        process.stderr.write(`note: ${labPaths.spec} does not exist yet; run \`bun run lab up\` first.\n`);
+      process.stdout.write(`${specExport()}\n`);
       return 0;
     }
     case "break": {

@@ -154,6 +154,12 @@ describe.skipIf(lab.skip)("lab (real hosts)", () => {
     const r = await run([BUN, "scripts/validate.ts", "--spec", labPaths.spec], { cwd: PROJECT_ROOT });
     expect(`${r.stdout}${r.stderr}`).toContain("ok");
     expect(r.code).toBe(0);
+    // The way the lab tells users to target it: eval "$(bun run lab env)", then any command.
+    const viaEnv = await run(["sh", "-c", `eval "$('${BUN}' run lab env)" && '${BUN}' scripts/validate.ts --json`], {
+      cwd: PROJECT_ROOT,
+    });
+    expect(viaEnv.code).toBe(0);
+    expect(JSON.parse(viaEnv.stdout).data).toMatchObject({ file: labPaths.spec, valid: true });
   }, 60_000);
 
   test("the spec's SSH user is not root, logs in with the lab key and runs anything with sudo -n", async () => {
@@ -637,6 +643,12 @@ describe.skipIf(lab.skip)("lab (real hosts)", () => {
     await sh("cp-2", `ip addr add ${LAB.vip}/24 dev eth0`);
     expect((await labStatus()).hosts.filter((h) => h.vipHolder).map((h) => h.name)).toEqual(["cp-2"]);
     await sh("cp-2", `ip addr del ${LAB.vip}/24 dev eth0`);
+    // The CLI's --json: one envelope, the lab spec's path in data.
+    const cli = await run([BUN, "test/lab/cli.ts", "status", "--json"], { cwd: PROJECT_ROOT });
+    expect(cli.code).toBe(0);
+    const e = JSON.parse(cli.stdout);
+    expect(e).toMatchObject({ ok: true, command: "lab", error: null, data: { spec: labPaths.spec, vip: LAB.vip } });
+    expect(e.data.hosts.map((h: { name: string }) => h.name)).toEqual(["cp-1", "cp-2", "cp-3", "worker-1"]);
   }, 60_000);
 
   test("down leaves nothing behind, also after the nspawn processes were killed with SIGKILL", async () => {

@@ -30,6 +30,7 @@ import {
 import { dirname, resolve } from "node:path";
 import { stringify } from "yaml";
 import { ensureSecrets } from "../../lib/secrets.ts";
+import { shq } from "../../lib/shell.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
 import { aptRepoMissing, buildLabAptPackages, type LabAptRepo, startLabAptRepo, stopLabGpg } from "./apt-repo.ts";
 import { type LabOs, labOsFromEnv, labRoot, rootMissing } from "./debian-root.ts";
@@ -153,6 +154,21 @@ export interface LabStatus {
   /** The hosts' OS (absent when the lab is down). */
   os?: LabOs;
   hosts: LabHostStatus[];
+}
+
+/** `lab status --json`'s data: the status and the lab spec's absolute path, for --spec or CLUSTER_SPEC. */
+export function labStatusData(st: LabStatus): LabStatus & { spec: string } {
+  return { spec: labPaths.spec, ...st };
+}
+
+/** `lab env`'s one line: every command then targets the lab (`eval "$(bun run lab env)"`). */
+export function specExport(): string {
+  return `export CLUSTER_SPEC=${shq(labPaths.spec)}`;
+}
+
+/** The last line of `lab up`: how to point the commands at the lab. */
+export function labTargetHint(): string {
+  return `target the lab: eval "$(bun run lab env)" (sets CLUSTER_SPEC), or pass --spec ${labPaths.spec} to each command`;
 }
 
 /** Thrown when the lab cannot run here (not root, a tool missing ...). */

@@ -65,6 +65,7 @@ export interface CommandCase {
 export function commandCases(snapshot: string): CommandCase[] {
   const c = (name: string, argv: string[], hosts = true, json = true): CommandCase => ({ name, argv, hosts, json });
   return [
+    c("synth", [join(ROOT, "main.ts")], false),
     c("validate", ["scripts/validate.ts"], false),
     c("secrets", ["scripts/secrets.ts"], false),
     c("trust-hosts", ["scripts/trust-hosts.ts"]),

@@ -8,6 +8,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFi
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  BUN,
   type CommandCase,
   clean,
   commandCases,
@@ -173,7 +174,12 @@ describe("bad input: exit 2, one paragraph naming the flag or field, no stack tr
     expect(clean(r.stderr)).toBe(true);
     const gone = await run(["run", "main.ts"], { CLUSTER_SPEC: join(work, "nope.yaml") });
     expect(gone.code).toBe(2);
-    expect(gone.stderr).toContain("nope.yaml does not exist");
+    expect(gone.stderr).toContain("nope.yaml: the file does not exist");
+    const json = await run(["run", "main.ts", "--spec", bad, "--json"]);
+    expect(json.code).toBe(2);
+    const e = envelopeOf(json);
+    expect(e).toMatchObject({ ok: false, command: "synth", data: null, error: { code: 2 } });
+    expect(e.error!.message).toContain("nodes");
   });
 });
 
@@ -241,7 +247,7 @@ describe("--json: every outcome is one envelope {ok, command, data, error} on st
 describe("the spec: --spec FILE, else CLUSTER_SPEC, else ./cluster.yaml; never a silent fallback", () => {
   test("a command without any of them fails with exit 2 and says how to pick a spec", async () => {
     const dir = mkdtempSync(join(work, "nospec-"));
-    const cases = COMMANDS.filter((c) => c.name !== "validate");
+    const cases = COMMANDS.filter((c) => c.name !== "validate" && c.name !== "synth");
     const runs = await eachLimited(cases, (c) =>
       run(
         c.argv.map((a) => (a.startsWith("scripts/") ? join(ROOT, a) : a)),
@@ -263,9 +269,15 @@ describe("the spec: --spec FILE, else CLUSTER_SPEC, else ./cluster.yaml; never a
     expect(v.code).toBe(0);
     expect(v.stdout).toBe(`ok: ${EXAMPLE}: 3 control planes, 2 workers, VIP 10.0.0.162:8443\n`);
     expect(v.stderr).toContain("uses the example spec");
-    const s = await run(["run", join(ROOT, "main.ts")], {}, dir);
+    const s = await run(["run", join(ROOT, "main.ts"), "--json"], {}, dir);
     expect(s.code).toBe(0);
     expect(s.stderr).toContain("synth uses the example spec");
+    expect(envelopeOf(s)).toMatchObject({
+      ok: true,
+      command: "synth",
+      error: null,
+      data: { file: EXAMPLE, cluster: "example", resources: "hashicorp", renderDir: join(dir, "out", "example") },
+    });
     // With ./cluster.yaml there, it is the one used, without a note.
     copyFileSync(join(ROOT, "test/fixtures/specs/valid/minimal.yaml"), join(dir, "cluster.yaml"));
     const own = await run([join(ROOT, "scripts/validate.ts")], {}, dir);
@@ -303,14 +315,18 @@ describe("the spec: --spec FILE, else CLUSTER_SPEC, else ./cluster.yaml; never a
     expect((await run(["scripts/validate.ts", "--spec", EXAMPLE])).code).toBe(0);
   });
 
-  test("a spec as a plain argument still works, with a warning that it is deprecated", async () => {
-    const r = await run(["scripts/validate.ts", EXAMPLE]);
-    expect(r.code).toBe(0);
-    expect(r.stderr).toContain(`deprecated; write --spec ${EXAMPLE}`);
-    const two = await run(["scripts/validate.ts", "a.yaml", "b.yaml"]);
-    expect(two.code).toBe(2);
-    expect(two.stderr).toContain("one spec only");
-  });
+  test("a spec as a plain argument is refused (exit 2), saying to name it with --spec", async () => {
+    const runs = await eachLimited(
+      COMMANDS.filter((c) => c.argv[0] !== "scripts/tf.ts"),
+      async (c) => [c, await run([...c.argv, EXAMPLE])] as const,
+    );
+    const problems = runs.flatMap(([c, r]) =>
+      r.code === 2 && r.stderr.includes("unexpected argument") && r.stderr.includes("--spec FILE") && clean(r.stderr)
+        ? []
+        : [where(c, r)],
+    );
+    expect(problems).toEqual([]);
+  }, 120_000);
 });
 
 describe("commands that change hosts ask first, or take --yes", () => {
@@ -333,6 +349,35 @@ describe("commands that change hosts ask first, or take --yes", () => {
     });
     expect(problems).toEqual([]);
   }, 60_000);
+
+  const haveScript = Bun.which("script") !== null;
+  test.skipIf(!haveScript)(
+    "with a terminal they ask (one question, one format); any other answer changes nothing",
+    async () => {
+      // script(1) gives the command a terminal; the answer arrives once the question is there.
+      const cmd = [BUN, "scripts/chaos.ts", "--spec", dead].map((a) => `'${a}'`).join(" ");
+      const proc = Bun.spawn(["script", "-qec", cmd, "/dev/null"], {
+        cwd: ROOT,
+        env: { ...process.env, ...env, CLUSTER_SPEC: undefined },
+        stdin: "pipe",
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      let out = "";
+      const reader = (async () => {
+        for await (const chunk of proc.stdout) out += new TextDecoder().decode(chunk);
+      })();
+      for (let i = 0; i < 200 && !out.includes("to go on:"); i++) await Bun.sleep(50);
+      proc.stdin.write("no\n");
+      proc.stdin.end();
+      const code = await proc.exited;
+      await reader;
+      expect(out).toContain('chaos takes up to 1 of 3 control planes of "dead" down at once. Type yes to go on:');
+      expect(out).toContain("chaos: not confirmed; nothing was changed. Pass --yes to skip the question.");
+      expect(code).toBe(2);
+    },
+    30_000,
+  );
 });
 
 describe("a problem shared by every host is said once, naming them", () => {

@@ -17,7 +17,8 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { UserError } from "../../lib/errors.ts";
+import { EXIT, UserError } from "../../lib/errors.ts";
+import { etcdScriptOk } from "../../lib/etcd/remote.ts";
 import {
   canRunSshd,
   canRunSudoUserSshd,
@@ -176,6 +177,19 @@ maybe("ssh layer on a loopback sshd", () => {
       expect(Buffer.compare(readFileSync(dest), data)).toBe(0);
       expect(statSync(dest).mode & 0o777).toBe(0o640);
       await expect(r.putHashed(src, join(work, "no-such-dir", "x.bin"))).rejects.toThrow(/upload to .* failed/);
+    } finally {
+      r.close();
+    }
+  });
+
+  test("an etcd step that fails on the host is a failed operation (exit 1), naming the host and the step", async () => {
+    const spec = specFor(a.port, a.clientKeyPath);
+    const r = await connectNode(spec, node(spec), { knownHostsText: a.knownHostsLine });
+    try {
+      const e = await etcdScriptOk(r, "echo 'snapshot broke' >&2; exit 7", "the etcd step").catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(UserError);
+      expect((e as UserError).exitCode).toBe(EXIT.failed);
+      expect((e as UserError).message).toBe("cp-1: the etcd step failed (exit 7): snapshot broke");
     } finally {
       r.close();
     }

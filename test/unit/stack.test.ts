@@ -317,12 +317,14 @@ describe("local commands", () => {
   test("preflight runs before any step touches a host; the kubeconfig is fetched after init", () => {
     const s = steps(synthSpec(EXAMPLE, undefined, { specFile: "/srv/specs/cluster.yaml" }).json);
     expect(s.preflight.provisioner[0]["local-exec"].command).toEndWith(
-      "'scripts/preflight.ts' '/srv/specs/cluster.yaml'",
+      "'scripts/preflight.ts' '--spec' '/srv/specs/cluster.yaml'",
     );
     for (const id of Object.keys(s).filter((k) => k.startsWith("prepare_")))
       expect(dependsOn(s[id])).toContain("preflight");
     expect(dependsOn(s.kubeconfig)).toEqual(["init_cp_1"]);
-    expect(s.kubeconfig.provisioner[0]["local-exec"].command).toContain("'scripts/kubeconfig.ts' '--force'");
+    expect(s.kubeconfig.provisioner[0]["local-exec"].command).toEndWith(
+      "'scripts/kubeconfig.ts' '--force' '--spec' '/srv/specs/cluster.yaml'",
+    );
   });
 
   test("a spec file path with quotes or shell syntax is passed quoted, not refused at synth", () => {
@@ -330,7 +332,7 @@ describe("local commands", () => {
     const s = steps(synthSpec(EXAMPLE, undefined, { specFile: file }).json);
     // Terraform's own ${ } is escaped as $${ }; sh then sees the single-quoted path.
     expect(s.preflight.provisioner[0]["local-exec"].command).toEndWith(
-      "'scripts/preflight.ts' '/srv/it'\\''s $(here)/cluster.yaml'",
+      "'scripts/preflight.ts' '--spec' '/srv/it'\\''s $(here)/cluster.yaml'",
     );
   });
 
