@@ -300,7 +300,9 @@ describe.skipIf(lab.skip)("lab (real hosts)", () => {
           `ETCDCTL_API=3 etcdctl snapshot restore /root/snap.db --name ${h} --initial-cluster ${cluster} ` +
             `--initial-advertise-peer-urls https://${ADDR[h]}:2380 --data-dir /var/lib/etcd-restored >/dev/null 2>&1 && ` +
             "sed -i -e 's#--data-dir=/var/lib/etcd$#--data-dir=/var/lib/etcd-restored#' " +
-            "-e 's#path: /var/lib/etcd$#path: /var/lib/etcd-restored#' /etc/kubernetes/etcd.yaml && " +
+            "-e 's#path: /var/lib/etcd$#path: /var/lib/etcd-restored#' " +
+            // the mount too, as the toolkit patches it: else etcd would not see the restored dir in its container
+            "-e 's#mountPath: /var/lib/etcd$#mountPath: /var/lib/etcd-restored#' /etc/kubernetes/etcd.yaml && " +
             "mv /etc/kubernetes/etcd.yaml /etc/kubernetes/manifests/etcd.yaml",
         ),
       ),
@@ -315,7 +317,7 @@ describe.skipIf(lab.skip)("lab (real hosts)", () => {
 
   test("the kubelet stand-in restarts a changed manifest, stops a removed one, and SIGKILLs one that ignores SIGTERM", async () => {
     const pod = (cmd: string[]) =>
-      `apiVersion: v1\nkind: Pod\nmetadata:\n  name: marker\n  namespace: kube-system\nspec:\n  containers:\n  - name: marker\n    command: ${JSON.stringify(cmd)}\n  volumes:\n  - name: d\n    hostPath:\n      path: /var/lib/kha-marker\n      type: DirectoryOrCreate\n`;
+      `apiVersion: v1\nkind: Pod\nmetadata:\n  name: marker\n  namespace: kube-system\nspec:\n  hostNetwork: true\n  containers:\n  - name: marker\n    command: ${JSON.stringify(cmd)}\n  volumes:\n  - name: d\n    hostPath:\n      path: /var/lib/kha-marker\n      type: DirectoryOrCreate\n`;
     const m = "/etc/kubernetes/manifests/marker.yaml";
     const running = async (pattern: string) => (await labExec("worker-1", `pgrep -f '${pattern}'`)).code === 0;
     try {
