@@ -319,6 +319,7 @@ export class HaCluster extends Construct {
    * with an exclusive `mkdir -m 0700` that fails on anything already there (no -p, no rm first).
    */
   private runProvisioners(r: NodeRun, name: string, secretVars: Map<string, TerraformVariable>): Provisioner[] {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: Terraform's own expression, resolved at apply
     const stage = stageDir(name, "${self.id}");
     const dirs = new Set<string>([`${stage}/secrets`]);
     for (const f of r.files) dirs.add(`${stage}/root${f.path.slice(0, f.path.lastIndexOf("/"))}`);

@@ -156,6 +156,17 @@ export function checkedFlag(flag: string, value: string, problem: (value: string
   return value;
 }
 
+/** A --timeout-style flag: whole seconds from 10 to 3600, `fallback` when absent; a UserError naming the flag otherwise. */
+export function secondsFlag(flag: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 10 || n > 3600)
+    throw new UserError(
+      `--${flag} ${value} is not a whole number of seconds from 10 to 3600. Example: --${flag} ${fallback}.`,
+    );
+  return n;
+}
+
 /** What a command's main hands back: its exit code, the envelope's data, and the error message when it failed. */
 export interface Outcome {
   code?: number;

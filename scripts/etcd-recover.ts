@@ -1,5 +1,5 @@
 // bun run etcd:recover --from NODE: a new one-member etcd from a survivor's own data; see lib/heal/recover.ts.
-import { defineCommand, JSON_FLAG, progress, runCommand, SPEC_FLAG } from "../lib/cli.ts";
+import { defineCommand, JSON_FLAG, progress, runCommand, SPEC_FLAG, secondsFlag } from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
 import { planText, RECOVER_VS_RESTORE } from "../lib/heal/plan.ts";
 import { recoverFrom } from "../lib/heal/recover.ts";
@@ -38,11 +38,7 @@ const command = defineCommand({
 
 await runCommand(command, async (cli) => {
   const { values } = cli;
-  const timeout = values.timeout === undefined ? 120 : Number(values.timeout);
-  if (!Number.isInteger(timeout) || timeout < 10 || timeout > 3600)
-    throw new UserError(
-      `--timeout ${values.timeout} is not a whole number of seconds from 10 to 3600. Example: --timeout 120.`,
-    );
+  const timeout = secondsFlag("timeout", values.timeout, 120);
   if (!values.from)
     throw new UserError(
       "etcd:recover needs --from NODE: the control plane whose etcd data survived, e.g. --from cp-1.",

@@ -1,5 +1,5 @@
 // bun run node:remove NAME: a node out of the cluster for good, after the spec edit; see lib/heal/remove.ts.
-import { defineCommand, JSON_FLAG, progress, runCommand, SPEC_FLAG } from "../lib/cli.ts";
+import { defineCommand, JSON_FLAG, progress, runCommand, SPEC_FLAG, secondsFlag } from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
 import { planText } from "../lib/heal/plan.ts";
 import { removeNodes } from "../lib/heal/remove.ts";
@@ -52,11 +52,7 @@ const command = defineCommand({
 
 await runCommand(command, async (cli) => {
   const { values } = cli;
-  const timeout = values.timeout === undefined ? 300 : Number(values.timeout);
-  if (!Number.isInteger(timeout) || timeout < 10 || timeout > 3600)
-    throw new UserError(
-      `--timeout ${values.timeout} is not a whole number of seconds from 10 to 3600. Example: --timeout 300.`,
-    );
+  const timeout = secondsFlag("timeout", values.timeout, 300);
   const names = cli.positionals;
   if (names.length === 0)
     throw new UserError(

@@ -1,6 +1,5 @@
 // bun run node:replace NAME: a control plane or worker whose host was lost or reinstalled; see lib/heal/replace.ts.
-import { defineCommand, JSON_FLAG, progress, runCommand, SPEC_FLAG } from "../lib/cli.ts";
-import { UserError } from "../lib/errors.ts";
+import { defineCommand, JSON_FLAG, progress, runCommand, SPEC_FLAG, secondsFlag } from "../lib/cli.ts";
 import { planText } from "../lib/heal/plan.ts";
 import { nodeByName, replaceNode } from "../lib/heal/replace.ts";
 import { defaultStackDir } from "../lib/heal/terraform.ts";
@@ -31,7 +30,7 @@ const command = defineCommand({
   exits: {
     0: "replaced: etcd N/N healthy and /readyz through the VIP (or --dry-run)",
     1: "a step failed or the cluster was not whole in time (running it again continues)",
-    2: "bad input, unsafe (quorum, another member down, first control plane), or not confirmed: nothing changed",
+    2: "bad input, unsafe (quorum, another member down), or not confirmed: nothing changed",
     130: "interrupted by SIGINT; run node:replace again to continue",
     143: "interrupted by SIGTERM; run node:replace again to continue",
   },
@@ -45,11 +44,7 @@ const command = defineCommand({
 
 await runCommand(command, async (cli) => {
   const { values } = cli;
-  const timeout = values.timeout === undefined ? 300 : Number(values.timeout);
-  if (!Number.isInteger(timeout) || timeout < 10 || timeout > 3600)
-    throw new UserError(
-      `--timeout ${values.timeout} is not a whole number of seconds from 10 to 3600. Example: --timeout 300.`,
-    );
+  const timeout = secondsFlag("timeout", values.timeout, 300);
   const spec = cli.spec();
   const node = nodeByName(spec, cli.positionals[0], "node:replace");
   const onSignal = (sig: NodeJS.Signals) =>
