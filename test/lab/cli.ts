@@ -1,4 +1,4 @@
-// `bun test/lab/cli.ts up|down|status [--json]|env|break NODE --disk|etcdctl -- ARGS`: the lab's test hosts on this machine.
+// `bun test/lab/cli.ts up|down|status [--json]|env|break NODE --disk [--new-address ADDR]|etcdctl -- ARGS`: the lab's test hosts on this machine.
 import { existsSync } from "node:fs";
 import { defineCommand, JSON_FLAG, progress, runCommand } from "../../lib/cli.ts";
 import { UserError } from "../../lib/errors.ts";
@@ -11,11 +11,13 @@ import {
   LAB_LBS,
   LabBusy,
   LabUnavailable,
+  labAddressProblem,
   labBreakDisk,
   labDown,
   labMissing,
   labNodes,
   labPaths,
+  labReaddress,
   labStatus,
   labStatusData,
   labTargetHint,
@@ -44,7 +46,7 @@ function needLab(os?: LabOs): void {
 const command = defineCommand({
   name: "lab",
   usage:
-    "bun test/lab/cli.ts up [--os debian12|debian13] [--lb keepalived-haproxy|static-pod] [--control-planes N] [--workers N] | down [--force] | status [--json] | env | break NODE --disk | etcdctl -- ARGS",
+    "bun test/lab/cli.ts up [--os debian12|debian13] [--lb keepalived-haproxy|static-pod] [--control-planes N] [--workers N] | down [--force] | status [--json] | env | break NODE --disk [--new-address ADDR] | etcdctl -- ARGS",
   description:
     "Test hosts on this machine (root only): systemd-nspawn containers booted on an overlay of /, each in its own " +
     "network namespace on the bridge kha-br0 (198.18.0.0/24; this machine is 198.18.0.1, the VIP 198.18.0.10). " +
@@ -60,7 +62,9 @@ const command = defineCommand({
     "while it does (`down --force` does not). `down` removes every host, namespace, mount, cgroup and the state dir, also what a " +
     "crashed run left. `status` shows each host's SSH, etcd and VIP state and the lab spec. `env` prints `export CLUSTER_SPEC=<the lab spec>` for `eval \"$(bun run lab env)\"`, after which every command targets the lab. `break NODE --disk` destroys a host's disk " +
     "as a reinstall would: the host keeps answering SSH, but its kubelet stand-in, etcd, keepalived and haproxy are stopped " +
-    "and its etcd data, /etc/kubernetes and kubeadm-ha's state (/etc/kubeadm-ha, /var/lib/kubeadm-ha) deleted. `etcdctl -- ARGS` runs etcdctl against " +
+    "and its etcd data, /etc/kubernetes and kubeadm-ha's state (/etc/kubeadm-ha, /var/lib/kubeadm-ha) deleted; with " +
+    "`--new-address ADDR` (198.18.0.2-254, free) the reinstalled host also comes back at a new address: its eth0, the lab state, the hosts' " +
+    "/etc/hosts and known_hosts (the same host key) follow, and a control plane's join certificates are made for it; edit the lab spec's address and synthesize, then node:replace. `etcdctl -- ARGS` runs etcdctl against " +
     "the lab's etcd with its client certificate.",
   options: {
     ...JSON_FLAG,
@@ -78,6 +82,11 @@ const command = defineCommand({
       type: "boolean",
       description: "break: destroy the node's disk (etcd data, /etc/kubernetes, kubeadm-ha state)",
     },
+    "new-address": {
+      type: "string",
+      value: "ADDR",
+      description: "break --disk: the reinstalled host comes back at this lab address (e.g. 198.18.0.14)",
+    },
   },
   positionals: [
     { name: "COMMAND", description: "up, down, status, env, break or etcdctl" },
@@ -92,6 +101,7 @@ const command = defineCommand({
     "bun run lab status --json",
     "bun run lab etcdctl -- member list -w table",
     "bun run lab break cp-2 --disk",
+    "bun run lab break cp-3 --disk --new-address 198.18.0.14",
   ],
 });
 
@@ -106,6 +116,8 @@ await runCommand(command, async ({ values, positionals }) => {
     if (positionals.length !== 2 || !values.disk)
       throw new UserError("lab break: name one host and what to break, e.g. `bun test/lab/cli.ts break cp-2 --disk`.");
   } else if (values.disk) throw new UserError(`lab ${verb}: --disk applies to break only.`);
+  if (values["new-address"] !== undefined && verb !== "break")
+    throw new UserError(`lab ${verb}: --new-address applies to break --disk only.`);
   if (verb !== "etcdctl" && verb !== "break" && positionals.length > 1) {
     throw new UserError(
       `lab ${verb}: unexpected argument "${positionals[1]}". Only etcdctl takes arguments (after --).`,
@@ -207,9 +219,13 @@ await runCommand(command, async ({ values, positionals }) => {
         throw new UserError(
           `lab break: no lab host "${host}" is up (hosts: ${st.hosts.map((h) => h.name).join(", ") || "none; run up first"}).`,
         );
+      const moveTo = values["new-address"];
+      const problem = moveTo === undefined ? undefined : labAddressProblem(host, moveTo, st.hosts);
+      if (problem) throw new UserError(`lab break ${host} --new-address: ${problem}.`);
       await labBreakDisk(host);
+      if (moveTo !== undefined) await labReaddress(host, moveTo);
       process.stdout.write(
-        `${host}: disk destroyed (host up, SSH answers; etcd data, /etc/kubernetes and kubeadm-ha state gone)\n`,
+        `${host}: disk destroyed (host up, SSH answers; etcd data, /etc/kubernetes and kubeadm-ha state gone)${moveTo ? `; now at ${moveTo}: set its address in the lab spec, bun run synth, then node:replace ${host}` : ""}\n`,
       );
       return 0;
     }

@@ -35,7 +35,7 @@ import { parseSpec } from "../../lib/spec/load.ts";
 import { aptRepoMissing, buildLabAptPackages, type LabAptRepo, startLabAptRepo, stopLabGpg } from "./apt-repo.ts";
 import { type LabOs, labOsFromEnv, labRoot, rootMissing } from "./debian-root.ts";
 import { apiserverManifest, etcdManifest } from "./manifests.ts";
-import { makeLabPki } from "./pki.ts";
+import { makeLabPki, makeNodePki } from "./pki.ts";
 import { alive, must, type RunResult, run, sleep, waitFor, which } from "./sys.ts";
 
 export type { LabOs } from "./debian-root.ts";
@@ -1238,6 +1238,26 @@ export async function labLeftovers(): Promise<string[]> {
 
 /** The lab's own material a host needs to join again after `labBreakDisk` (see the README). */
 export const LAB_JOIN_PKI = "/etc/kha-lab/join-pki";
+const PENDING_MANIFESTS = "/etc/kha-lab/pending-manifests";
+
+/**
+ * What the stand-in kubeadm's control-plane join finds on a host with no kubeadm state, for the
+ * node's address: etcd's and the apiserver's pending manifests, and the node's certificates (what
+ * the real one downloads as kubeadm-certs and generates for its own address).
+ */
+async function layJoinMaterial(root: string, node: LabNode, nodes: LabNode[]): Promise<void> {
+  for (const p of [PENDING_MANIFESTS, LAB_JOIN_PKI]) rmSync(`${root}${p}`, { recursive: true, force: true });
+  const members = nodes.filter((n) => n.role === "control-plane");
+  put(root, `${PENDING_MANIFESTS}/etcd.yaml`, etcdManifest(node, members), 0o600);
+  const standins = `${HOST_PROJECT}/test/lab/standins`;
+  put(
+    root,
+    `${PENDING_MANIFESTS}/kube-apiserver.yaml`,
+    apiserverManifest(node, bunPath(), `${standins}/apiserver-standin.ts`),
+    0o600,
+  );
+  await must(["cp", "-a", `${RUNTIME_DIR}/pki/${node.name}/pki`, `${root}${LAB_JOIN_PKI}`]);
+}
 
 /**
  * A host's disk destroyed and the host reinstalled: it keeps running and answering SSH (same
@@ -1271,26 +1291,81 @@ echo "etcd or the apiserver stand-in still listens after 10 s" >&2; exit 1`,
     "/etc/kubeadm-ha",
     "/var/lib/kubeadm-ha",
     "/var/log/kubeadm-standin.log",
-    "/etc/kha-lab/pending-manifests",
+    PENDING_MANIFESTS,
     LAB_JOIN_PKI,
   ])
     rmSync(`${root}${p}`, { recursive: true, force: true });
   mkdirSync(`${root}/etc/kubernetes/manifests`, { recursive: true, mode: 0o755 });
-  if (node.role === "control-plane") {
-    const members = state.nodes.filter((n) => n.role === "control-plane");
-    const dir = "/etc/kha-lab/pending-manifests";
-    put(root, `${dir}/etcd.yaml`, etcdManifest(node, members), 0o600);
-    const standins = `${HOST_PROJECT}/test/lab/standins`;
-    put(
-      root,
-      `${dir}/kube-apiserver.yaml`,
-      apiserverManifest(node, bunPath(), `${standins}/apiserver-standin.ts`),
-      0o600,
-    );
-    await must(["cp", "-a", `${RUNTIME_DIR}/pki/${name}/pki`, `${root}${LAB_JOIN_PKI}`]);
-  }
+  if (node.role === "control-plane") await layJoinMaterial(root, node, state.nodes);
   // The kubelet stand-in runs again, as a reinstalled host's kubelet would (with nothing to run).
   const start = await labExec(name, "systemctl start kubelet-standin.service 2>&1");
   if (start.code !== 0)
     throw new Error(`lab break --disk ${name}: restarting the kubelet stand-in failed: ${start.stdout}`);
+}
+
+/** Why `address` cannot be `name`'s new address in the lab, or undefined: lab addresses only, free ones. */
+export function labAddressProblem(
+  name: string,
+  address: string,
+  nodes: Pick<LabNode, "name" | "address">[],
+): string | undefined {
+  const m = /^198\.18\.0\.(\d{1,3})$/.exec(address);
+  const last = m ? Number(m[1]) : -1;
+  if (!m || String(last) !== m[1] || last < 2 || last > 254)
+    return `${address} is not a lab host address: use 198.18.0.2-254 (e.g. 198.18.0.14)`;
+  if (address === LAB.vip) return `${address} is the lab's VIP`;
+  const holder = nodes.find((n) => n.address === address);
+  if (holder)
+    return holder.name === name ? `${address} is ${name}'s address already` : `${address} is ${holder.name}'s address`;
+  return undefined;
+}
+
+/**
+ * A reinstalled host that came back at a new address (lab addresses only): after `labBreakDisk`,
+ * its eth0 moves to `address` inside its network namespace, the lab state (labExec, labStatus,
+ * sshArgv, etcdctl's endpoints), every host's /etc/hosts and the lab's known_hosts follow (the same
+ * host key at the new address: the machine is the same; the old address is trusted no more), and a
+ * control plane's join material is made again for the new address (certificates with its IP,
+ * pending manifests advertising it). The lab spec is not touched: editing it is the user's step.
+ */
+export async function labReaddress(host: string, address: string): Promise<void> {
+  const name = bareName(host);
+  const state = labState();
+  const node = state?.nodes.find((n) => n.name === name);
+  if (!state || !node) throw new Error(`lab host ${name} is not part of the lab that is up`);
+  const problem = labAddressProblem(name, address, state.nodes);
+  if (problem) throw new Error(`lab readdress ${name}: ${problem}`);
+  const root = `${hostDir(name)}/merged`;
+  // Only a destroyed disk: etcd data or kubeadm's state would still carry the old address.
+  const left = ["/var/lib/etcd/member", "/etc/kubernetes/admin.conf", "/etc/kubernetes/kubelet.conf"].filter((p) =>
+    existsSync(`${root}${p}`),
+  );
+  if (left.length)
+    throw new Error(`lab readdress ${name}: ${left.join(", ")} still there; break its disk first (labBreakDisk)`);
+  const old = node.address;
+  const ns = netnsOf(name);
+  // The old one goes first: deleting an interface's primary address deletes its secondaries too.
+  await must(["ip", "-n", ns, "addr", "del", `${old}/${LAB.prefixLength}`, "dev", LAB.interface]);
+  await must(["ip", "-n", ns, "addr", "add", `${address}/${LAB.prefixLength}`, "dev", LAB.interface]);
+  node.address = address;
+  writeFileSync(`${RUNTIME_DIR}/state.json`, JSON.stringify(state));
+  const known = readFileSync(labPaths.knownHosts, "utf8")
+    .split("\n")
+    .map((l) => (l.startsWith(`${old} `) ? `${address}${l.slice(old.length)}` : l));
+  writeFileSync(labPaths.knownHosts, known.join("\n"), { mode: 0o644 });
+  for (const n of state.nodes) {
+    const hosts = `${hostDir(n.name)}/merged/etc/hosts`;
+    if (!existsSync(hosts)) continue;
+    const lines = readFileSync(hosts, "utf8").split("\n");
+    put(
+      `${hostDir(n.name)}/merged`,
+      "/etc/hosts",
+      lines.map((l) => (l === `${old}\t${name}` ? `${address}\t${name}` : l)).join("\n"),
+    );
+  }
+  if (node.role === "control-plane") {
+    rmSync(`${RUNTIME_DIR}/pki/${name}`, { recursive: true, force: true });
+    await makeNodePki(`${RUNTIME_DIR}/pki`, node, LAB.vip);
+    await layJoinMaterial(root, node, state.nodes);
+  }
 }

@@ -80,43 +80,47 @@ export async function makeLabPki(
     clusterCa ? Promise.resolve() : selfSigned(dir, `${dir}/kubernetes-ca`, "kubernetes"),
   ]);
   await leaf(dir, `${dir}/etcd-ca`, `${dir}/lab-etcdctl`, "/CN=kube-etcd-healthcheck-client", "client");
-  await Promise.all(
-    controlPlanes.map(async (n) => {
-      const pki = `${dir}/${n.name}/pki`;
-      mkdirSync(`${pki}/etcd`, { recursive: true, mode: 0o700 });
-      await must(["cp", `${dir}/etcd-ca.crt`, `${dir}/etcd-ca.key`, `${pki}/etcd/`]);
-      await must(["mv", `${pki}/etcd/etcd-ca.crt`, `${pki}/etcd/ca.crt`]);
-      await must(["mv", `${pki}/etcd/etcd-ca.key`, `${pki}/etcd/ca.key`]);
-      await must(["cp", `${dir}/kubernetes-ca.crt`, `${pki}/ca.crt`]);
-      await must(["cp", `${dir}/kubernetes-ca.key`, `${pki}/ca.key`]);
-      const etcdSans = [`DNS:${n.name}`, "DNS:localhost", `IP:${n.address}`, "IP:127.0.0.1", "IP:::1"];
-      const ca = `${dir}/etcd-ca`;
-      await Promise.all([
-        leaf(dir, ca, `${pki}/etcd/server`, `/CN=${n.name}`, "both", etcdSans),
-        leaf(dir, ca, `${pki}/etcd/peer`, `/CN=${n.name}`, "both", etcdSans),
-        leaf(dir, ca, `${pki}/etcd/healthcheck-client`, "/CN=kube-etcd-healthcheck-client", "client"),
-        leaf(dir, ca, `${pki}/apiserver-etcd-client`, "/O=system:masters/CN=kube-apiserver-etcd-client", "client"),
-        leaf(dir, `${dir}/kubernetes-ca`, `${pki}/apiserver`, "/CN=kube-apiserver", "server", [
-          "DNS:kubernetes",
-          "DNS:kubernetes.default",
-          "DNS:kubernetes.default.svc",
-          "DNS:kubernetes.default.svc.cluster.local",
-          `DNS:${n.name}`,
-          "DNS:localhost",
-          "IP:10.96.0.1",
-          `IP:${n.address}`,
-          `IP:${vip}`,
-          "IP:127.0.0.1",
-        ]),
-      ]);
-    }),
-  );
+  await Promise.all(controlPlanes.map((n) => makeNodePki(dir, n, vip)));
   return {
     nodeDir: (name) => `${dir}/${name}/pki`,
     etcdCa: `${dir}/etcd-ca.crt`,
     clientCert: `${dir}/lab-etcdctl.crt`,
     clientKey: `${dir}/lab-etcdctl.key`,
   };
+}
+
+/**
+ * One control plane's certificates in `dir/<name>/pki` from the lab CAs already in `dir`, with the
+ * SANs kubeadm gives them for the node's address (again after the host moved: labReaddress).
+ */
+export async function makeNodePki(dir: string, n: PkiNode, vip: string): Promise<void> {
+  const pki = `${dir}/${n.name}/pki`;
+  mkdirSync(`${pki}/etcd`, { recursive: true, mode: 0o700 });
+  await must(["cp", `${dir}/etcd-ca.crt`, `${dir}/etcd-ca.key`, `${pki}/etcd/`]);
+  await must(["mv", `${pki}/etcd/etcd-ca.crt`, `${pki}/etcd/ca.crt`]);
+  await must(["mv", `${pki}/etcd/etcd-ca.key`, `${pki}/etcd/ca.key`]);
+  await must(["cp", `${dir}/kubernetes-ca.crt`, `${pki}/ca.crt`]);
+  await must(["cp", `${dir}/kubernetes-ca.key`, `${pki}/ca.key`]);
+  const etcdSans = [`DNS:${n.name}`, "DNS:localhost", `IP:${n.address}`, "IP:127.0.0.1", "IP:::1"];
+  const ca = `${dir}/etcd-ca`;
+  await Promise.all([
+    leaf(dir, ca, `${pki}/etcd/server`, `/CN=${n.name}`, "both", etcdSans),
+    leaf(dir, ca, `${pki}/etcd/peer`, `/CN=${n.name}`, "both", etcdSans),
+    leaf(dir, ca, `${pki}/etcd/healthcheck-client`, "/CN=kube-etcd-healthcheck-client", "client"),
+    leaf(dir, ca, `${pki}/apiserver-etcd-client`, "/O=system:masters/CN=kube-apiserver-etcd-client", "client"),
+    leaf(dir, `${dir}/kubernetes-ca`, `${pki}/apiserver`, "/CN=kube-apiserver", "server", [
+      "DNS:kubernetes",
+      "DNS:kubernetes.default",
+      "DNS:kubernetes.default.svc",
+      "DNS:kubernetes.default.svc.cluster.local",
+      `DNS:${n.name}`,
+      "DNS:localhost",
+      "IP:10.96.0.1",
+      `IP:${n.address}`,
+      `IP:${vip}`,
+      "IP:127.0.0.1",
+    ]),
+  ]);
 }
 
 export interface LabServerTls {

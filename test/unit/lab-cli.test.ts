@@ -4,7 +4,7 @@
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { labPaths, labStatusData, labTargetHint, specExport } from "../lab/lab.ts";
+import { labAddressProblem, labPaths, labStatusData, labTargetHint, specExport } from "../lab/lab.ts";
 import { BUN, envelopeOf, ROOT, runBun } from "./cli-helpers.ts";
 
 const LAB_SPEC = join(ROOT, ".kubeadm-ha/lab/cluster.yaml");
@@ -47,5 +47,32 @@ describe("targeting the lab", () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("status: {spec, vip, port, os, hosts");
     expect(r.stdout).toMatch(/ {2}eval "\$\(bun run lab env\)"/);
+  });
+});
+
+describe("a reinstalled host at a new address (lab break --disk --new-address)", () => {
+  const nodes = [
+    { name: "cp-1", address: "198.18.0.11" },
+    { name: "cp-3", address: "198.18.0.13" },
+  ];
+  test("only a free lab host address: not the VIP, the bridge, another host's or outside 198.18.0.0/24", () => {
+    expect(labAddressProblem("cp-3", "198.18.0.14", nodes)).toBeUndefined();
+    for (const [bad, why] of [
+      ["198.18.0.10", "is the lab's VIP"],
+      ["198.18.0.11", "is cp-1's address"],
+      ["198.18.0.13", "is cp-3's address already"],
+      ["198.18.0.1", "is not a lab host address"],
+      ["198.18.0.255", "is not a lab host address"],
+      ["198.18.0.014", "is not a lab host address"],
+      ["10.0.0.14", "is not a lab host address"],
+      ["198.18.0.14; true", "is not a lab host address"],
+    ] as const)
+      expect(labAddressProblem("cp-3", bad, nodes)).toContain(why);
+  });
+
+  test("--new-address belongs to break --disk: elsewhere bad usage, nothing touched", async () => {
+    const r = await runBun(["test/lab/cli.ts", "env", "--new-address", "198.18.0.14", "--json"]);
+    expect(r.code).toBe(2);
+    expect(envelopeOf(r).error!.message).toContain("--new-address applies to break --disk only");
   });
 });
