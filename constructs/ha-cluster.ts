@@ -15,7 +15,7 @@ import { treeConfigPath } from "../lib/render/review-tree.ts";
 import type { NodeRun, Phase, SecretName, Step } from "../lib/render/types.ts";
 import { HOST_SECRETS } from "../lib/secrets.ts";
 import type { ClusterSpec, NodeSpec } from "../lib/spec/schema.ts";
-import { endpoint, firstControlPlane } from "../lib/spec/topology.ts";
+import { controlPlanes, endpoint, firstControlPlane } from "../lib/spec/topology.ts";
 import { Connections, tfId } from "./connection.ts";
 import type { Provisioner, ResourceBackend } from "./step-backend.ts";
 
@@ -64,7 +64,7 @@ export class HaCluster extends Construct {
     const { spec, backend } = props;
     validateProps(props);
     this.connections = new Connections(this, spec);
-    this.cps = spec.nodes.filter((n) => n.role === "control-plane");
+    this.cps = controlPlanes(spec);
     const secretVars = this.secretVariables(props.steps);
     this.joinVia = this.joinViaVariable(spec, props.steps);
 
@@ -248,7 +248,7 @@ export class HaCluster extends Construct {
    */
   private joinViaVariable(spec: ClusterSpec, steps: Step[]): TerraformVariable | undefined {
     if (!steps.some((s) => runsOf(s).some((r) => r.joinVia))) return undefined;
-    const names = spec.nodes.filter((n) => n.role === "control-plane").map((n) => n.name);
+    const names = this.cps.map((n) => n.name);
     const v = new TerraformVariable(this, "join_via", {
       type: "string",
       default: firstControlPlane(spec).name,
