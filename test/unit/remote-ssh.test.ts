@@ -155,7 +155,12 @@ maybe("ssh layer on a loopback sshd", () => {
         ["big-reads.db", { chunkSize: 1024 * 1024, concurrency: 3 }],
       ] as const) {
         let n = 0;
-        await r.download(remotePath, join(dir, name), { ...opts, onData: (c) => void (n += c.length) });
+        await r.download(remotePath, join(dir, name), {
+          ...opts,
+          onData: (c) => {
+            n += c.length;
+          },
+        });
         expect(n).toBe(data.length);
         expect(Buffer.compare(readFileSync(join(dir, name)), data)).toBe(0);
         rmSync(join(dir, name));
