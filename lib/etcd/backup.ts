@@ -3,6 +3,7 @@
 import { chmodSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { EXIT, UserError } from "../errors.ts";
+import { createExclusiveFile } from "../exclusive-file.ts";
 import { type Progress, progress } from "../progress.ts";
 import { type HostFailure, hostProblems } from "../remote/host-problems.ts";
 import { type ConnectOptions, connectNode, makeStagingDir, type Remote, removeStagingDir, sq } from "../remote/ssh.ts";
@@ -12,7 +13,7 @@ import { controlPlanes } from "../spec/topology.ts";
 import {
   type EtcdAccess,
   etcdctlFlags,
-  etcdScriptOk,
+  etcdScript,
   type NodeEtcd,
   probeAndHealth,
   remoteSnapshotFacts,
@@ -94,6 +95,29 @@ async function pickMember(spec: ClusterSpec, opts: BackupOptions): Promise<NodeE
   );
 }
 
+/**
+ * Bash: etcdctl saves the snapshot on the node while this script streams it to stdout, so the
+ * transfer overlaps the save instead of following it. etcdctl writes `snapshot.db.part` and
+ * renames it when complete; `tail -f` follows the open file through the rename and stops once
+ * etcdctl has exited and every byte is out. If the part file is already gone, the finished file
+ * is sent whole. stderr ends with the file's size, checked against the bytes received.
+ */
+export function saveAndStreamScript(dir: string, flags: string): string {
+  return `etcd_tools
+d=${sq(dir)}
+"$ETCDCTL" ${flags} snapshot save "$d/snapshot.db" >"$d/save.log" 2>&1 &
+pid=$!
+while [ ! -e "$d/snapshot.db.part" ] && [ ! -e "$d/snapshot.db" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.02; done
+streamed=0
+if [ -e "$d/snapshot.db.part" ] && tail -c +1 -s 0.05 --pid="$pid" -f <"$d/snapshot.db.part" 2>/dev/null; then streamed=1; fi
+rc=0
+wait "$pid" || rc=$?
+if [ "$rc" -ne 0 ]; then tail -n 3 "$d/save.log" >&2; exit 1; fi
+chmod 0600 "$d/snapshot.db"
+[ "$streamed" = 1 ] || cat "$d/snapshot.db"
+echo "SIZE=$(stat -c %s "$d/snapshot.db")" >&2`;
+}
+
 export async function runBackup(spec: ClusterSpec, opts: BackupOptions): Promise<BackupResult> {
   const t0 = Date.now();
   const log = opts.log ?? progress;
@@ -112,44 +136,50 @@ export async function runBackup(spec: ClusterSpec, opts: BackupOptions): Promise
   let remoteDir = "";
   let downloaded = false;
   try {
-    log(n.node.name, "snapshot", "etcdctl snapshot save");
     // The snapshot lands in the SSH user's private staging dir (on disk, not in a tmpfs /tmp)
-    // and is handed to that user for SFTP.
+    // and streams here while etcdctl writes it (SAVE_AND_STREAM_SH).
     remoteDir = await makeStagingDir(remote, { parent: "/var/tmp", name: "kubeadm-ha-snapshot" });
-    const out = await etcdScriptOk(
-      remote,
-      `etcd_tools
-d=${sq(remoteDir)}
-"$ETCDCTL" ${etcdctlFlags(opts.access, n.endpoint)} snapshot save "$d/snapshot.db" >"$d/save.log" 2>&1 || { tail -n 3 "$d/save.log" >&2; exit 1; }
-chmod 0600 "$d/snapshot.db"
-chown ${sq(remote.user)} "$d/snapshot.db" "$d/save.log"
-echo "SIZE=$(stat -c %s "$d/snapshot.db")"`,
-      "etcdctl snapshot save",
-      { timeoutMs: 30 * 60_000 },
-    );
-    const size = Number(/SIZE=(\d+)/.exec(out)?.[1] ?? Number.NaN);
-    if (!Number.isFinite(size))
-      throw new UserError(
-        `${n.node.name}: snapshot save printed no file or size: ${out.trim().slice(0, 200)}`,
-        EXIT.failed,
-      );
-    const remoteFile = `${remoteDir}/snapshot.db`;
-    log(n.node.name, "download", `${(size / 1e6).toFixed(1)} MB; sha256, status and member list on the node meanwhile`);
-    // The remote checksum, status and member list run on the node while the file streams here;
-    // the local sha256 and etcd's embedded checksum come from one pass over the bytes as they arrive.
+    log(n.node.name, "snapshot", "etcdctl snapshot save, streamed here as etcd writes it");
+    const out = createExclusiveFile(file, 0o600);
     const check = new StreamingSnapshotCheck();
-    // Both settle before anything is decided, so a download that finishes after a failed
-    // remote step is still known here and cleaned up below.
-    const [factsR, dlR] = await Promise.allSettled([
-      remoteSnapshotFacts(n, remoteFile, opts.access),
-      remote.download(remoteFile, file, { mode: 0o600, onData: (c, o, sz) => check.update(c, o, sz) }),
-    ]);
-    if (dlR.status === "fulfilled") downloaded = true;
-    if (dlR.status === "rejected") throw dlR.reason;
-    if (factsR.status === "rejected") throw factsR.reason;
-    const remoteFacts = factsR.value;
-    const { sha256: sha, embedded } = check.result();
-    const remoteSha = remoteFacts.sha256;
+    let remoteFacts: Awaited<ReturnType<typeof remoteSnapshotFacts>>;
+    let sha: string;
+    try {
+      const r = await etcdScript(remote, saveAndStreamScript(remoteDir, etcdctlFlags(opts.access, n.endpoint)), {
+        timeoutMs: 30 * 60_000,
+        onStdoutBytes: (b) => {
+          out.write(b);
+          check.update(b);
+        },
+      });
+      if (r.code !== 0)
+        throw new UserError(
+          `${n.node.name}: etcdctl snapshot save failed (exit ${r.code}): ${r.stderr.trim().split("\n").slice(-3).join(" | ").slice(0, 600)}`,
+          EXIT.failed,
+        );
+      const size = Number(/^SIZE=(\d+)$/m.exec(r.stderr)?.[1] ?? Number.NaN);
+      if (size !== out.bytes)
+        throw new UserError(
+          `${n.node.name}: received ${out.bytes} bytes of the snapshot, the node's file has ${size}. Run the backup again.`,
+          EXIT.failed,
+        );
+      log(
+        n.node.name,
+        "download",
+        `${(size / 1e6).toFixed(1)} MB received; snapshot status and member list on the node`,
+      );
+      remoteFacts = await remoteSnapshotFacts(n, `${remoteDir}/snapshot.db`, opts.access);
+      // etcd's own checksum over the received bytes: any byte lost, added or changed between
+      // etcd and this file fails it (and SSH's MAC guards the transfer itself).
+      const checked = check.result();
+      sha = checked.sha256;
+      const { embedded } = checked;
+      if (!embedded.ok) throw new UserError(`${file}: ${embedded.reason}. Run the backup again.`, EXIT.failed);
+      out.commit();
+      downloaded = true;
+    } finally {
+      out.discard();
+    }
     const status = remoteFacts.status;
     const members = { clusterId: remoteFacts.clusterId, members: remoteFacts.members };
     log(
@@ -157,12 +187,6 @@ echo "SIZE=$(stat -c %s "$d/snapshot.db")"`,
       "verify",
       `${(status.totalSize / 1e6).toFixed(1)} MB, revision ${status.revision}, ${status.totalKeys} keys`,
     );
-    if (sha !== remoteSha)
-      throw new UserError(
-        `${file}: download is corrupt (sha256 ${sha}, on ${n.node.name} ${remoteSha}). Run the backup again.`,
-        EXIT.failed,
-      );
-    if (!embedded.ok) throw new UserError(`${file}: ${embedded.reason}. Run the backup again.`, EXIT.failed);
     const facts: SnapshotSidecar = {
       file,
       cluster: spec.name,

@@ -7,7 +7,7 @@ import type { NodeSpec } from "../spec/schema.ts";
 import { ETCD_MANIFEST, type EtcdManifestFacts, readEtcdManifest } from "./manifest.ts";
 import { type MemberInfo, parseMemberList } from "./member-list.ts";
 import { parseStatusJson, type SnapshotStatus } from "./snapshot.ts";
-import { ETCD_TOOLS_SH, type EtcdAccess, etcdctlFlags, SHA256_OF_SH } from "./tools-sh.ts";
+import { ETCD_TOOLS_SH, type EtcdAccess, etcdctlFlags } from "./tools-sh.ts";
 
 // The snippets and access constants live in the leaf module tools-sh.ts (the backup-timer
 // renderer uses them too and must not load the remote layer); re-exported for the commands.
@@ -16,7 +16,6 @@ export {
   type EtcdAccess,
   etcdctlFlags,
   KUBEADM_ETCD_ACCESS,
-  SHA256_OF_SH,
   TOOLS_DIR,
 } from "./tools-sh.ts";
 
@@ -34,9 +33,18 @@ export interface NodeEtcd {
 }
 
 /** Run a bash script (the tools prelude plus `body`) as root on the node. */
-export function etcdScript(remote: Remote, body: string, opts: { timeoutMs?: number } = {}) {
+export function etcdScript(
+  remote: Remote,
+  body: string,
+  opts: { timeoutMs?: number; onStdoutBytes?: (chunk: Buffer) => void } = {},
+) {
   const script = `set -euo pipefail\numask 077\n${ETCD_TOOLS_SH}\n${body}\n`;
-  return remote.exec("bash -s", { sudo: true, stdin: script, timeoutMs: opts.timeoutMs ?? 120_000 });
+  return remote.execStream("bash -s", {
+    sudo: true,
+    stdin: script,
+    timeoutMs: opts.timeoutMs ?? 120_000,
+    onStdoutBytes: opts.onStdoutBytes,
+  });
 }
 
 export async function etcdScriptOk(
@@ -170,31 +178,26 @@ export async function remoteSnapshotStatus(n: NodeEtcd, path: string): Promise<S
 }
 
 export interface SnapshotFacts {
-  sha256: string;
   status: SnapshotStatus;
   clusterId: string;
   members: MemberInfo[];
 }
 
-/** sha256, `snapshot status` and the member list of a snapshot on the node, in one round trip. */
+/** `snapshot status` of a snapshot on the node and the member list, in one round trip. */
 export async function remoteSnapshotFacts(n: NodeEtcd, path: string, access: EtcdAccess): Promise<SnapshotFacts> {
   const out = await etcdScriptOk(
     n.remote,
     `etcd_tools
-${SHA256_OF_SH}
-echo "SHA=$(sha256_of ${sq(path)})"
 echo '---STATUS---'
 snaptool snapshot status ${sq(path)} -w json
 echo '---MEMBERS---'
 "$ETCDCTL" ${etcdctlFlags(access, n.endpoint)} --command-timeout=5s member list -w json 2>/dev/null || echo '{}'`,
-    `sha256 and snapshot status of ${path}`,
+    `snapshot status of ${path}`,
     { timeoutMs: 30 * 60_000 },
   );
-  const sha = /SHA=([0-9a-f]{64})/.exec(out)?.[1];
-  if (!sha) throw new UserError(`${n.node.name}: no sha256 of ${path}: ${out.trim().slice(0, 200)}`, EXIT.failed);
   const [, rest = ""] = out.split("---STATUS---\n");
   const [statusText = "", membersText = ""] = rest.split("---MEMBERS---\n");
-  return { sha256: sha, status: parseStatusJson(statusText), ...parseMemberList(membersText) };
+  return { status: parseStatusJson(statusText), ...parseMemberList(membersText) };
 }
 
 /** This member's ID and the leader's ID (decimal strings) from `endpoint status`; undefined when etcd does not answer. */

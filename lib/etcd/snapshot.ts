@@ -107,28 +107,44 @@ export async function checkEmbeddedHash(path: string): Promise<{ ok: boolean; re
  */
 export class StreamingSnapshotCheck {
   private readonly h = createHash("sha256");
-  private readonly tail = Buffer.alloc(32);
+  /** The last (up to) 32 bytes seen, not yet hashed: etcd's checksum if the stream ends here. */
+  private held = Buffer.alloc(0);
   private seen = 0;
   private size = -1;
 
-  update(chunk: Buffer, offset: number, size: number): void {
+  /**
+   * The next bytes of the file. `offset` (checked: bytes must come in order) and `size` are
+   * optional, for a stream whose length is known only at its end.
+   */
+  update(chunk: Buffer, offset = this.seen, size?: number): void {
     if (offset !== this.seen) throw new Error(`snapshot bytes out of order: ${offset} after ${this.seen}`);
-    this.size = size;
-    const body = Math.max(0, size - 32);
-    const end = offset + chunk.length;
-    if (offset < body) this.h.update(end <= body ? chunk : chunk.subarray(0, body - offset));
-    if (end > body) {
-      const from = Math.max(offset, body);
-      chunk.copy(this.tail, from - body, from - offset);
+    if (size !== undefined) this.size = size;
+    if (chunk.length >= 32) {
+      this.h.update(this.held);
+      this.h.update(chunk.subarray(0, chunk.length - 32));
+      this.held = Buffer.from(chunk.subarray(chunk.length - 32));
+    } else {
+      const both = Buffer.concat([this.held, chunk]);
+      const keep = Math.min(32, both.length);
+      this.h.update(both.subarray(0, both.length - keep));
+      this.held = both.subarray(both.length - keep);
     }
-    this.seen = end;
+    this.seen += chunk.length;
   }
 
+  private done?: { sha256: string; embedded: { ok: boolean; reason?: string } };
+
+  /** The file's sha256 and the embedded-checksum verdict (the same answer on every call). */
   result(): { sha256: string; embedded: { ok: boolean; reason?: string } } {
-    const size = Math.max(this.size, 0);
+    this.done ??= this.finish();
+    return this.done;
+  }
+
+  private finish(): { sha256: string; embedded: { ok: boolean; reason?: string } } {
+    const size = this.size >= 0 ? this.size : this.seen;
     if (this.seen !== size) throw new Error(`snapshot hash saw ${this.seen} of ${size} bytes`);
     const whole = this.h.copy();
-    whole.update(this.tail.subarray(0, Math.min(32, size)));
+    whole.update(this.held);
     const sha256 = whole.digest("hex");
     if (size < 512 + 32)
       return { sha256, embedded: { ok: false, reason: `only ${size} bytes, too small to be an etcd snapshot` } };
@@ -140,7 +156,7 @@ export class StreamingSnapshotCheck {
           reason: `size ${size} is not a database plus etcd's 32-byte checksum (truncated, or a copied member/snap/db rather than a snapshot)`,
         },
       };
-    if (!this.h.digest().equals(this.tail))
+    if (!this.h.digest().equals(this.held))
       return {
         sha256,
         embedded: {

@@ -74,12 +74,3 @@ snaptool() {
 export function etcdctlFlags(access: EtcdAccess, endpoint: string): string {
   return `--endpoints=${shq(endpoint)} --cacert=${shq(access.cacert)} --cert=${shq(access.cert)} --key=${shq(access.key)}`;
 }
-
-/** Bash: `sha256_of FILE` prints the hex sha256, with openssl when there is one (it uses the CPU's SHA extensions; ~6x sha256sum on the lab). */
-export const SHA256_OF_SH = `sha256_of() {
-  if command -v openssl >/dev/null 2>&1; then
-    openssl dgst -sha256 -r "$1" | cut -d' ' -f1
-  else
-    sha256sum -- "$1" | cut -d' ' -f1
-  fi
-}`;

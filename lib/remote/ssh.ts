@@ -1,25 +1,13 @@
 // SSH to cluster nodes with ssh2: every host key checked against the spec's
 // known_hosts, optional bastion hop, sudo when the user is not root, SFTP with
 // explicit modes. Scripts get a `Remote` and never see ssh2 itself.
-import { createHash, randomBytes } from "node:crypto";
-import {
-  closeSync,
-  createReadStream,
-  createWriteStream,
-  existsSync,
-  fsyncSync,
-  linkSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  unlinkSync,
-  writeSync,
-} from "node:fs";
-import { basename, dirname, isAbsolute, join, resolve } from "node:path";
+import { createHash } from "node:crypto";
+import { createReadStream, createWriteStream, existsSync, readFileSync } from "node:fs";
+import { isAbsolute, resolve } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import { EXIT, UserError } from "../errors.ts";
+import { createExclusiveFile } from "../exclusive-file.ts";
 import { shq } from "../shell.ts";
 import { resolveSpecPath } from "../spec/load.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
@@ -74,6 +62,11 @@ export interface ExecResult {
 export interface StreamOptions extends ExecOptions {
   onStdout?: (chunk: string) => void;
   onStderr?: (chunk: string) => void;
+  /**
+   * stdout as raw bytes, in order, for a command that streams a file: when set, stdout is
+   * handed here only (not decoded, not collected; the result's stdout is empty).
+   */
+  onStdoutBytes?: (chunk: Buffer) => void;
 }
 
 export interface DownloadOptions {
@@ -471,7 +464,20 @@ function wrap(client: Client, hop: Hop, connectOpts: ConnectOptions, jump?: Clie
               );
             }, opts.timeoutMs);
           }
+          let sinkError: unknown;
           ch.on("data", (d: Buffer) => {
+            if (opts.onStdoutBytes) {
+              if (sinkError) return;
+              try {
+                opts.onStdoutBytes(d);
+              } catch (e) {
+                // The receiver failed (say, the local disk is full): stop the command, report that.
+                sinkError = e;
+                ch.signal("KILL");
+                ch.close();
+              }
+              return;
+            }
             out.push(d);
             opts.onStdout?.(d.toString());
           });
@@ -485,7 +491,8 @@ function wrap(client: Client, hop: Hop, connectOpts: ConnectOptions, jump?: Clie
           ch.on("close", () => {
             if (timer) clearTimeout(timer);
             const result = { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(errOut).toString() };
-            if (!timedOut) res(result);
+            if (sinkError) rej(sinkError);
+            else if (!timedOut) res(result);
           });
           if (opts.stdin !== undefined) ch.end(opts.stdin);
           else ch.end();
@@ -667,7 +674,6 @@ async function parallelDownload(
   opts: DownloadOptions,
   host: string,
 ): Promise<{ bytes: number }> {
-  const mode = opts.mode ?? 0o600;
   // Few large reads, not many small ones: every SFTP request is a packet that Bun's socket
   // writes one by one, which made 32 KiB reads cost ~1.6x scp for a 370 MB snapshot (1.05x at
   // 256 KiB, measured on a loopback sshd). OpenSSH's sftp-server answers reads up to 256 KiB
@@ -675,13 +681,8 @@ async function parallelDownload(
   // answer left out, so a server with a lower limit still gets every byte.
   const concurrency = Math.max(1, opts.concurrency ?? 16);
   const chunkSize = Math.max(4096, opts.chunkSize ?? 256 * 1024);
-  if (existsSync(localPath)) throw new UserError(`${localPath} already exists; refusing to overwrite it.`);
-  const tmp = join(dirname(localPath), `.${basename(localPath)}.part-${process.pid}-${randomBytes(4).toString("hex")}`);
-  // "wx": never overwrite or follow a planted file; the final name is only taken by a rename below.
-  const fd = openSync(tmp, "wx", mode);
+  const out = createExclusiveFile(localPath, opts.mode ?? 0o600);
   let handle: Buffer | undefined;
-  let renamed = false;
-  let open = true;
   try {
     handle = await sftpCall<Buffer>((cb) => s.open(remotePath, "r", cb));
     const h = handle;
@@ -692,7 +693,7 @@ async function parallelDownload(
     const flush = () => {
       for (let b = done.get(written); b; b = done.get(written)) {
         done.delete(written);
-        writeFullSync(fd, b, written);
+        out.write(b, written);
         opts.onData?.(b, written, size);
         written += b.length;
       }
@@ -727,32 +728,12 @@ async function parallelDownload(
     flush();
     if (written !== size)
       throw new UserError(`${host}: downloaded ${written} of ${size} bytes of ${remotePath}.`, EXIT.failed);
-    fsyncSync(fd);
-    open = false;
-    closeSync(fd);
-    // link() fails when the final name exists, so nothing is overwritten even if a file
-    // appeared meanwhile; filesystems without hard links get a checked rename instead.
-    try {
-      linkSync(tmp, localPath);
-      unlinkSync(tmp);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === "EEXIST") throw new UserError(`${localPath} already exists; refusing to overwrite it.`);
-      if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP") throw e;
-      if (existsSync(localPath)) throw new UserError(`${localPath} already exists; refusing to overwrite it.`);
-      renameSync(tmp, localPath);
-    }
-    renamed = true;
+    out.commit();
     return { bytes: size };
   } finally {
     if (handle) s.close(handle, () => undefined);
-    if (open) closeSync(fd);
-    if (!renamed) rmSync(tmp, { force: true });
+    out.discard();
   }
-}
-
-function writeFullSync(fd: number, b: Buffer, position: number): void {
-  for (let off = 0; off < b.length; ) off += writeSync(fd, b, off, b.length - off, position + off);
 }
 
 const firstWords = (cmd: string): string => {

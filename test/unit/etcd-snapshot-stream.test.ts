@@ -17,9 +17,11 @@ function snapshotBytes(pages: number): Buffer {
   return Buffer.concat([db, createHash("sha256").update(db).digest()]);
 }
 
-function feed(data: Buffer, chunk: number): ReturnType<StreamingSnapshotCheck["result"]> {
+/** Fed with the size known up front (an SFTP download) or not (a stream that ends when it ends). */
+function feed(data: Buffer, chunk: number, sizeKnown = true): ReturnType<StreamingSnapshotCheck["result"]> {
   const c = new StreamingSnapshotCheck();
-  for (let o = 0; o < data.length; o += chunk) c.update(data.subarray(o, o + chunk), o, data.length);
+  for (let o = 0; o < data.length; o += chunk)
+    c.update(data.subarray(o, o + chunk), o, sizeKnown ? data.length : undefined);
   return c.result();
 }
 
@@ -30,11 +32,16 @@ describe("StreamingSnapshotCheck", () => {
     writeFileSync(file, data);
     const want = await fileSha256(file);
     expect(want).toBe(createHash("sha256").update(data).digest("hex"));
-    for (const chunk of [1, 7, 31, 32, 33, 512, 32 * 1024, data.length]) {
-      const r = feed(data, chunk);
-      expect(r.sha256).toBe(want);
-      expect(r.embedded).toEqual({ ok: true });
-    }
+    for (const chunk of [1, 7, 31, 32, 33, 512, 32 * 1024, data.length])
+      for (const sizeKnown of [true, false]) {
+        const r = feed(data, chunk, sizeKnown);
+        expect(r.sha256).toBe(want);
+        expect(r.embedded).toEqual({ ok: true });
+      }
+    // Asked twice (the backup checks, then records the sha256): the same answer, no error.
+    const c = new StreamingSnapshotCheck();
+    c.update(data);
+    expect(c.result()).toEqual(c.result());
   });
 
   test("a flipped byte, a truncated file and a too-small file fail the embedded check like the file-based check", async () => {
@@ -49,11 +56,14 @@ describe("StreamingSnapshotCheck", () => {
     ] as const) {
       const file = join(work, `${name}.db`);
       writeFileSync(file, data);
-      const r = feed(data, 4096);
       const fileCheck = await checkEmbeddedHash(file);
       expect(fileCheck.ok).toBe(false);
-      expect(r.embedded).toEqual(fileCheck);
-      expect(r.sha256).toBe(await fileSha256(file));
+      for (const chunk of [5, 4096])
+        for (const sizeKnown of [true, false]) {
+          const r = feed(data, chunk, sizeKnown);
+          expect(r.embedded).toEqual(fileCheck);
+          expect(r.sha256).toBe(await fileSha256(file));
+        }
     }
   });
 
