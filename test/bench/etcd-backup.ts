@@ -6,7 +6,7 @@
 // --runs times (median/min/max). A profile pass per size times each step of the backup and of the
 // restore's upload in-process, to show where the extra time goes.
 //
-//   bun bench/etcd-backup.ts [--runs 3] [--sizes 50,300] [--json] [--md FILE] [--reuse] [--no-profile] [--keep]
+//   bun bench/etcd-backup.ts [--runs 3] [--sizes 50,300] [--json] [--md FILE] [--reuse] [--no-profile] [--restore-runs N] [--keep]
 //   bun bench/etcd-backup.ts --render RESULTS.json [--md FILE]   (tables again from a saved --json run)
 //
 // Root only (the lab); contacts lab addresses only. Not part of CI.
@@ -47,11 +47,14 @@ const { values: args } = parseArgs({
     md: { type: "string" },
     reuse: { type: "boolean", default: false },
     "no-profile": { type: "boolean", default: false },
+    "restore-runs": { type: "string" },
     keep: { type: "boolean", default: false },
     render: { type: "string" },
   },
 });
 const RUNS = Number(args.runs);
+/** Restores per size (default --runs; at least 1: its numbers are part of every table). */
+const RESTORE_RUNS = Math.max(1, Number(args["restore-runs"] ?? RUNS));
 const SIZES_MB = String(args.sizes)
   .split(",")
   .map(Number)
@@ -639,7 +642,7 @@ try {
     if (prof) say(`  profile: ${JSON.stringify(prof)}`);
 
     const restores: RestoreRun[] = [];
-    for (let i = 0; i < RUNS; i++) {
+    for (let i = 0; i < RESTORE_RUNS; i++) {
       const r = await restore(restoreFile, "bench", keys);
       restores.push(r);
       say(
