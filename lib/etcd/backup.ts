@@ -14,14 +14,17 @@ import {
   type EtcdAccess,
   etcdctlFlags,
   etcdScript,
+  type MemberInfo,
+  memberList,
   type NodeEtcd,
   probeAndHealth,
-  remoteSnapshotFacts,
+  remoteSnapshotStatus,
 } from "./remote.ts";
 import {
   applyRetention,
   jsonSidecar,
   type SnapshotSidecar,
+  type SnapshotStatus,
   StreamingSnapshotCheck,
   sha256Sidecar,
   snapshotName,
@@ -142,8 +145,11 @@ export async function runBackup(spec: ClusterSpec, opts: BackupOptions): Promise
     log(n.node.name, "snapshot", "etcdctl snapshot save, streamed here as etcd writes it");
     const out = createExclusiveFile(file, 0o600);
     const check = new StreamingSnapshotCheck();
-    let remoteFacts: Awaited<ReturnType<typeof remoteSnapshotFacts>>;
+    let status: SnapshotStatus;
     let sha: string;
+    // The member list (for the sidecar) is read while the snapshot streams; a member list that
+    // cannot be read leaves the sidecar without one rather than failing a good backup.
+    const membersP = memberList(n, opts.access).catch(() => ({ clusterId: "", members: [] as MemberInfo[] }));
     try {
       const r = await etcdScript(remote, saveAndStreamScript(remoteDir, etcdctlFlags(opts.access, n.endpoint)), {
         timeoutMs: 30 * 60_000,
@@ -163,12 +169,8 @@ export async function runBackup(spec: ClusterSpec, opts: BackupOptions): Promise
           `${n.node.name}: received ${out.bytes} bytes of the snapshot, the node's file has ${size}. Run the backup again.`,
           EXIT.failed,
         );
-      log(
-        n.node.name,
-        "download",
-        `${(size / 1e6).toFixed(1)} MB received; snapshot status and member list on the node`,
-      );
-      remoteFacts = await remoteSnapshotFacts(n, `${remoteDir}/snapshot.db`, opts.access);
+      log(n.node.name, "download", `${(size / 1e6).toFixed(1)} MB received; snapshot status on the node`);
+      status = await remoteSnapshotStatus(n, `${remoteDir}/snapshot.db`);
       // etcd's own checksum over the received bytes: any byte lost, added or changed between
       // etcd and this file fails it (and SSH's MAC guards the transfer itself).
       const checked = check.result();
@@ -180,8 +182,7 @@ export async function runBackup(spec: ClusterSpec, opts: BackupOptions): Promise
     } finally {
       out.discard();
     }
-    const status = remoteFacts.status;
-    const members = { clusterId: remoteFacts.clusterId, members: remoteFacts.members };
+    const members = await membersP;
     log(
       n.node.name,
       "verify",

@@ -39,12 +39,10 @@ export function etcdScript(
   opts: { timeoutMs?: number; onStdoutBytes?: (chunk: Buffer) => void } = {},
 ) {
   const script = `set -euo pipefail\numask 077\n${ETCD_TOOLS_SH}\n${body}\n`;
-  return remote.execStream("bash -s", {
-    sudo: true,
-    stdin: script,
-    timeoutMs: opts.timeoutMs ?? 120_000,
-    onStdoutBytes: opts.onStdoutBytes,
-  });
+  const o = { sudo: true, stdin: script, timeoutMs: opts.timeoutMs ?? 120_000 };
+  return opts.onStdoutBytes
+    ? remote.execStream("bash -s", { ...o, onStdoutBytes: opts.onStdoutBytes })
+    : remote.exec("bash -s", o);
 }
 
 export async function etcdScriptOk(
@@ -175,29 +173,6 @@ export async function remoteSnapshotStatus(n: NodeEtcd, path: string): Promise<S
     `snapshot status of ${path}`,
   );
   return parseStatusJson(out);
-}
-
-export interface SnapshotFacts {
-  status: SnapshotStatus;
-  clusterId: string;
-  members: MemberInfo[];
-}
-
-/** `snapshot status` of a snapshot on the node and the member list, in one round trip. */
-export async function remoteSnapshotFacts(n: NodeEtcd, path: string, access: EtcdAccess): Promise<SnapshotFacts> {
-  const out = await etcdScriptOk(
-    n.remote,
-    `etcd_tools
-echo '---STATUS---'
-snaptool snapshot status ${sq(path)} -w json
-echo '---MEMBERS---'
-"$ETCDCTL" ${etcdctlFlags(access, n.endpoint)} --command-timeout=5s member list -w json 2>/dev/null || echo '{}'`,
-    `snapshot status of ${path}`,
-    { timeoutMs: 30 * 60_000 },
-  );
-  const [, rest = ""] = out.split("---STATUS---\n");
-  const [statusText = "", membersText = ""] = rest.split("---MEMBERS---\n");
-  return { status: parseStatusJson(statusText), ...parseMemberList(membersText) };
 }
 
 /** This member's ID and the leader's ID (decimal strings) from `endpoint status`; undefined when etcd does not answer. */

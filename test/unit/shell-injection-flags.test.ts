@@ -5,12 +5,15 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { saveAndStreamScript } from "../../lib/etcd/backup.ts";
 import {
   endpointHealth,
   endpointLeader,
+  etcdctlFlags,
+  etcdScript,
   memberList,
   probeAndHealth,
-  remoteSnapshotFacts,
+  remoteSnapshotStatus,
 } from "../../lib/etcd/remote.ts";
 import { RESTORE_STOPPED, stopScript } from "../../lib/ops/chaos-fault.ts";
 import { workloadScript } from "../../lib/ops/verify.ts";
@@ -69,7 +72,8 @@ class SandboxRemote implements Remote {
   private unused = (): never => {
     throw new Error("not available in the sandbox");
   };
-  execStream = this.unused;
+  // Streamed output is not needed to see what a script runs: the bytes arrive as stdout.
+  execStream = (cmd: string, opts: { stdin?: string } = {}) => this.exec(cmd, opts);
   get = this.unused;
   download = this.unused;
   put = this.unused;
@@ -112,7 +116,10 @@ for (const flag of ["--cacert", "--cert", "--key"]) {
     await endpointHealth(target, access).catch(() => undefined);
     await memberList(target, access).catch(() => undefined);
     await endpointLeader(target, access).catch(() => undefined);
-    await remoteSnapshotFacts(target, "/var/tmp/kha/snapshot.db", access).catch(() => undefined);
+    await remoteSnapshotStatus(target, "/var/tmp/kha/snapshot.db").catch(() => undefined);
+    await etcdScript(remote, saveAndStreamScript("/var/tmp/kha", etcdctlFlags(access, target.endpoint)), {
+      onStdoutBytes: () => undefined,
+    }).catch(() => undefined);
     return remote.results;
   };
 }
