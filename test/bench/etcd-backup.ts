@@ -6,8 +6,8 @@
 // --runs times (median/min/max). A profile pass per size times each step of the backup and of the
 // restore's upload in-process, to show where the extra time goes.
 //
-//   bun bench/etcd-backup.ts [--runs 3] [--sizes 50,300] [--json] [--md FILE] [--reuse] [--no-profile] [--restore-runs N] [--keep]
-//   bun bench/etcd-backup.ts --render RESULTS.json [--md FILE]   (tables again from a saved --json run)
+//   bun test/bench/etcd-backup.ts [--runs 3] [--sizes 50,300] [--json] [--md FILE] [--reuse] [--no-profile] [--restore-runs N] [--keep]
+//   bun test/bench/etcd-backup.ts --render RESULTS.json [--md FILE]   (tables again from a saved --json run)
 //
 // Root only (the lab); contacts lab addresses only. Not part of CI.
 import { createHash, randomBytes } from "node:crypto";
@@ -524,7 +524,7 @@ function markdown(results: SizeResult[], meta: { runs: number; seconds: number; 
   const out: string[] = [
     "# etcd toolkit: measured on the lab",
     "",
-    `\`bun bench/etcd-backup.ts --runs ${meta.runs}\` on the lab (3 control planes, nspawn hosts on this machine, TLS etcd 3.4.23, ` +
+    `\`bun test/bench/etcd-backup.ts --runs ${meta.runs}\` on the lab (3 control planes, nspawn hosts on this machine, TLS etcd 3.4.23, ` +
       `random 512 KiB values). ${meta.runs} runs per row, seconds. Whole run ${meta.seconds.toFixed(0)} s (lab up ${meta.labUpSeconds.toFixed(0)} s).`,
     "",
     "## Summary",
