@@ -361,9 +361,18 @@ export async function connectNode(spec: ClusterSpec, node: NodeSpec, opts: Conne
   if (!bastion) return wrap(await openClient(spec, hop, knownHosts, opts), hop, opts);
   const jump = await openClient(spec, bastion, knownHosts, opts);
   try {
-    const stream = await new Promise<NodeJS.ReadableStream>((res, rej) =>
-      jump.forwardOut("127.0.0.1", 0, hop.host, hop.port, (err, ch) => (err ? rej(err) : res(ch))),
-    ).catch((e: Error) => {
+    // Bounded like every channel: a bastion that never answers the forwarding request (its own
+    // connect to the node hangs, say) fails naming both, instead of hanging the command.
+    const bound = opts.sessionTimeoutMs ?? SESSION_TIMEOUT_MS;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stream = await new Promise<NodeJS.ReadableStream>((res, rej) => {
+      timer = setTimeout(() => rej(new Error(`no answer within ${seconds(bound)}`)), bound);
+      jump.forwardOut("127.0.0.1", 0, hop.host, hop.port, (err, ch) => {
+        clearTimeout(timer);
+        if (err) rej(err);
+        else res(ch);
+      });
+    }).catch((e: Error) => {
       throw new UserError(
         `${node.name}: the bastion ${bastion.host} could not open a connection to ${hop.host}:${hop.port}: ${e.message}. Check that the bastion can reach the node and allows TCP forwarding.`,
         EXIT.failed,

@@ -2,6 +2,7 @@
 // SFTP round trip with modes, host key checks, bastion hop, and uploads as a sudo
 // user staged in a private directory (never at a path another user can predict).
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { spawnSync } from "node:child_process";
 import {
   chmodSync,
   chownSync,
@@ -17,6 +18,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Server } from "ssh2";
 import { EXIT, UserError } from "../../lib/errors.ts";
 import { etcdScriptOk } from "../../lib/etcd/remote.ts";
 import {
@@ -284,6 +286,37 @@ maybe("ssh layer on a loopback sshd", () => {
       );
     } finally {
       await noFwd.stop();
+    }
+  });
+  test("bastion that never answers the forwarding request: fails within the session bound, naming both", async () => {
+    // An SSH server (ssh2's) that logs anyone in and leaves every forwarding request unanswered,
+    // as a bastion does while its own connection to the node hangs.
+    const keyPath = join(work, "silent-bastion-key");
+    spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", keyPath]);
+    const silent = new Server({ hostKeys: [readFileSync(keyPath)] }, (c) => {
+      c.on("authentication", (ctx) => ctx.accept());
+      c.on("tcpip", () => undefined);
+      c.on("error", () => undefined);
+    });
+    const port = await new Promise<number>((res) =>
+      silent.listen(0, "127.0.0.1", () => res((silent.address() as { port: number }).port)),
+    );
+    try {
+      const pub = readFileSync(`${keyPath}.pub`, "utf8").split(" ").slice(0, 2).join(" ");
+      const spec = specFor(b.port, a.clientKeyPath);
+      spec.ssh.bastion = { host: "127.0.0.1", port, user: "root" };
+      const known = `[127.0.0.1]:${port} ${pub}\n${b.knownHostsLine}\n`;
+      const t = Date.now();
+      const err = await connectNode(spec, node(spec), { knownHostsText: known, sessionTimeoutMs: 1500 }).catch(
+        (e) => e,
+      );
+      expect(err).toBeInstanceOf(UserError);
+      expect(String(err.message)).toMatch(
+        /cp-1: the bastion 127\.0\.0\.1 could not open a connection to 127\.0\.0\.1:\d+: no answer within 1\.5 s/,
+      );
+      expect(Date.now() - t).toBeLessThan(10_000);
+    } finally {
+      silent.close();
     }
   });
 });
