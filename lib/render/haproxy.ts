@@ -1,5 +1,7 @@
 // haproxy.cfg for one control plane: a TCP proxy on the load-balancer port that
 // spreads connections over every apiserver and stops using a sick one within a second.
+
+import { shq } from "../shell.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
 import { STATE_DIR } from "./paths.ts";
@@ -22,6 +24,40 @@ export const APISERVER_PORT = 6443;
  */
 export const HAPROXY_STATE_FILE = "/run/kubeadm-ha/haproxy.state";
 const STATE_FILE_DIR = HAPROXY_STATE_FILE.slice(0, HAPROXY_STATE_FILE.lastIndexOf("/"));
+/** haproxy's runtime API (root only, see the global section). */
+export const HAPROXY_ADMIN_SOCKET = "/run/haproxy/admin.sock";
+/**
+ * The servers' health as the running haproxy sees it, saved just before a reload or restart the
+ * load-balancer phase makes: the new process starts from it instead of taking every server for UP
+ * until its first check (a dead backend would get connections, and the first refused one marks it
+ * DOWN and cuts that very client with shutdown-sessions). In /run: gone at a reboot, and mounted into
+ * the static pod with the state file.
+ */
+export const HAPROXY_SERVER_STATE_FILE = `${HAPROXY_STATE_FILE.slice(0, HAPROXY_STATE_FILE.lastIndexOf("/"))}/haproxy-servers.state`;
+
+/**
+ * Shell: no server state (the format's version line alone). haproxy warns about a missing or empty
+ * file, not about this one.
+ */
+export function emptyServerStateCommand(file: string = HAPROXY_SERVER_STATE_FILE): string {
+  return `mkdir -p ${shq(file.slice(0, file.lastIndexOf("/")))} && printf '1\\n' >${shq(file)}`;
+}
+
+/**
+ * Shell: `show servers state` from haproxy's runtime API into `file` (perl-base is part of every
+ * Debian and Ubuntu install; socat is not). When haproxy does not answer, no state: a stale one is
+ * never loaded.
+ */
+export function saveServerStateCommand(
+  socket: string = HAPROXY_ADMIN_SOCKET,
+  file: string = HAPROXY_SERVER_STATE_FILE,
+): string {
+  const perl =
+    'my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or exit 1; print $s "show servers state\\n"; print while <$s>;';
+  const tmp = `${file}.tmp`;
+  return `{ perl -MIO::Socket::UNIX -e ${shq(perl)} ${shq(socket)} >${shq(tmp)} && [ -s ${shq(tmp)} ] && mv -f ${shq(tmp)} ${shq(file)}; } || { rm -f ${shq(tmp)}; ${emptyServerStateCommand(file)}; }`;
+}
+
 /** Creates the state file's directory at every boot, before keepalived starts (it drops a track file whose directory is missing). */
 export const RUN_DIR_TMPFILES = "/etc/tmpfiles.d/kubeadm-ha.conf";
 
@@ -85,7 +121,10 @@ global
   user haproxy
   group haproxy
   # Root only: the runtime API can print the environment, which holds the stats password.
-  stats socket /run/haproxy/admin.sock mode 600 level admin
+  stats socket ${HAPROXY_ADMIN_SOCKET} mode 600 level admin
+  # Saved by the load-balancer phase just before it reloads or restarts haproxy: the new process
+  # keeps the old one's view of which apiserver is down (a new one takes every server for UP).
+  server-state-file ${HAPROXY_SERVER_STATE_FILE}
 
 defaults
   mode tcp
@@ -105,6 +144,8 @@ defaults
   # (redispatch 1), so a dead backend costs the client a retry, not an error.
   retries 3
   option redispatch 1
+  # Each server's UP/DOWN from the state file above (when there is one); its address stays the config's.
+  load-server-state-from-file global
 
 frontend kube_apiserver
   # All addresses: works on the VIP holder without ip_nonlocal_bind, and lets the

@@ -3,14 +3,17 @@
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { renderCheckApiserverScript, renderCheckVipHeldScript } from "./check-apiserver.ts";
 import {
+  emptyServerStateCommand,
   HAPROXY_CFG,
   HAPROXY_DROPIN,
   HAPROXY_ENV_FILE,
+  HAPROXY_SERVER_STATE_FILE,
   RUN_DIR_TMPFILES,
   renderHaproxyCfg,
   renderHaproxyDropin,
   renderRunDirTmpfiles,
   STATS_PASSWORD_ENV,
+  saveServerStateCommand,
 } from "./haproxy.ts";
 import {
   CHECK_APISERVER_SCRIPT,
@@ -96,6 +99,13 @@ write_secret_file() {
   CHANGED_FILES="$CHANGED_FILES $dest"
   printf '[kubeadm-ha] %s %s: installed %s (0600)\\n' "$NODE" "$PHASE" "$dest"
 }
+# The running haproxy's view of its servers, for the process a reload or restart starts (haproxy.ts).
+save_server_state() {
+  ${saveServerStateCommand()}
+}
+empty_server_state() {
+  ${emptyServerStateCommand()}
+}
 any_changed() {
   local f
   for f in "$@"; do changed "$f" && return 0; done
@@ -137,6 +147,9 @@ ${
 systemd-tmpfiles --create ${shq(RUN_DIR_TMPFILES)}
 `
 }
+step "make sure haproxy finds a server state file (an empty one until a reload saves the running one's)"
+[ -s ${shq(HAPROXY_SERVER_STATE_FILE)} ] || empty_server_state
+
 ${validate(staticPod)}
 
 ${staticPod ? staticPodServices(keepalivedInputs) : systemdServices(keepalivedInputs)}
@@ -178,12 +191,17 @@ if any_changed ${shq(HAPROXY_DROPIN)} ${shq(HAPROXY_ENV_FILE)}; then
 fi
 systemctl enable --quiet haproxy keepalived
 if ! systemctl is-active --quiet haproxy; then
+  # No process to ask: an older saved state would be stale.
+  empty_server_state
   systemctl restart haproxy
 elif any_changed ${shq(HAPROXY_DROPIN)} ${shq(HAPROXY_ENV_FILE)}; then
   # A reload keeps the old process environment, so a new stats password needs a restart.
+  save_server_state
   systemctl restart haproxy
 elif changed ${shq(HAPROXY_CFG)}; then
-  # Seamless: the new process takes over the listening socket, open streams finish on the old one.
+  # Seamless: the new process takes over the listening socket, open streams finish on the old one,
+  # and it starts from the old one's server states (a dead apiserver stays DOWN, gets no client).
+  save_server_state
   systemctl reload haproxy
 fi
 if ! systemctl is-active --quiet keepalived; then
@@ -229,9 +247,11 @@ fi
 if ! changed ${shq(HAPROXY_MANIFEST)}; then
   if any_changed ${shq(HAPROXY_ENV_FILE)} ${shq(HAPROXY_RUN_SCRIPT)}; then
     # A new stats password needs a new process: the kubelet restarts the container.
+    save_server_state
     pkill -TERM -f ${shq(`^/bin/sh ${HAPROXY_RUN_SCRIPT}`)} || true
   elif changed ${shq(HAPROXY_CFG)}; then
     # The entrypoint turns SIGHUP into haproxy's seamless master-worker reload (SIGUSR2).
+    save_server_state
     pkill -HUP -f ${shq(`^/bin/sh ${HAPROXY_RUN_SCRIPT}`)} || true
   fi
 fi

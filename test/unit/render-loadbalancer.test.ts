@@ -6,7 +6,13 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { renderCheckApiserverScript, renderCheckVipHeldScript } from "../../lib/render/check-apiserver.ts";
-import { HAPROXY_DROPIN, HAPROXY_ENV_FILE, renderHaproxyCfg, STATS_PASSWORD_ENV } from "../../lib/render/haproxy.ts";
+import {
+  HAPROXY_DROPIN,
+  HAPROXY_ENV_FILE,
+  HAPROXY_SERVER_STATE_FILE,
+  renderHaproxyCfg,
+  STATS_PASSWORD_ENV,
+} from "../../lib/render/haproxy.ts";
 import { type KeepalivedPaths, renderKeepalivedConf } from "../../lib/render/keepalived.ts";
 import { loadBalancerStep } from "../../lib/render/loadbalancer.ts";
 import { type ClusterSpec, ClusterSpecSchema } from "../../lib/spec/schema.ts";
@@ -286,7 +292,10 @@ describe("keepalived.conf", () => {
 
 function haproxyCheck(cfg: string, env: Record<string, string | undefined>): { code: number; out: string } {
   const file = join(tmp, `haproxy-${++seq}.cfg`);
-  writeFileSync(file, cfg);
+  // The server state file as the load-balancer phase leaves it before its check: empty (version line only).
+  const state = join(tmp, "servers.state");
+  writeFileSync(state, "1\n");
+  writeFileSync(file, cfg.replace(HAPROXY_SERVER_STATE_FILE, state));
   return run(["haproxy", "-c", "-f", file], env);
 }
 
@@ -419,7 +428,13 @@ describe("loadBalancerStep", () => {
     expect(at("haproxy -c -f")).toBeLessThan(at("systemctl reload haproxy"));
     expect(at("keepalived -t -l -D -f")).toBeLessThan(at("systemctl reload keepalived"));
     expect(at("write_secret_file '/etc/keepalived/kubeadm-ha-secret.conf'")).toBeLessThan(at("keepalived -t -l -D -f"));
-    expect(s).toMatch(/elif changed '\/etc\/haproxy\/haproxy\.cfg'; then\n.*\n\s+systemctl reload haproxy/);
+    expect(s).toMatch(
+      /elif changed '\/etc\/haproxy\/haproxy\.cfg'; then\n(\s+#.*\n)+\s+save_server_state\n\s+systemctl reload haproxy/,
+    );
+    // The server states are saved from the running process right before it is replaced, and a
+    // state file exists (empty) before haproxy -c reads the config that names it.
+    expect(at("save_server_state\n  systemctl restart haproxy")).toBeGreaterThan(at("any_changed '/etc/systemd"));
+    expect(at("|| empty_server_state")).toBeLessThan(at("haproxy -c -f"));
     expect(s).toContain("systemctl enable --quiet haproxy keepalived");
     expect(s).toContain('ip -o -4 addr show dev "$IFACE"');
     const v3 = makeSpec({ version: 3, advert: 0.1 });

@@ -1,0 +1,185 @@
+// A new haproxy process (a start, or the new worker of a reload) knows nothing of its servers'
+// health and takes every one for UP until its first check. When a config change rolls the load
+// balancer while a backend is down (a control plane replaced at a new address: its apiserver is not
+// there yet), clients reach the dead server before the check does. That must cost them a retry on
+// another server, never the request: the rendered haproxy.cfg, run for real on loopback.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { healthzStatus } from "../../lib/ops/chaos.ts";
+import {
+  HAPROXY_ADMIN_SOCKET,
+  HAPROXY_SERVER_STATE_FILE,
+  renderHaproxyCfg,
+  STATS_PASSWORD_ENV,
+  saveServerStateCommand,
+} from "../../lib/render/haproxy.ts";
+import { ClusterSpecSchema } from "../../lib/spec/schema.ts";
+import { controlPlanes } from "../../lib/spec/topology.ts";
+
+const CI = process.env.CI === "true";
+function have(tool: string): boolean {
+  if (Bun.which(tool)) return true;
+  if (CI) throw new Error(`${tool} is required in CI (install the Debian package that provides it)`);
+  return false;
+}
+const HAVE = have("haproxy") && have("openssl") && have("curl");
+
+/** Loopback addresses of the three control planes; the third has no apiserver (refused). */
+const BASE = "127.0.7.";
+const tmp = mkdtempSync(join(tmpdir(), "kha-haproxy-fresh-"));
+const servers: Array<{ stop: (force?: boolean) => void }> = [];
+
+function freePort(): number {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const p = s.port;
+  s.stop(true);
+  return p;
+}
+
+beforeAll(() => {
+  if (!HAVE) return;
+  const r = Bun.spawnSync(
+    [
+      "openssl",
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=kube-apiserver",
+      "-keyout",
+      join(tmp, "key.pem"),
+      "-out",
+      join(tmp, "cert.pem"),
+    ],
+    { stdout: "pipe", stderr: "pipe" },
+  );
+  if (r.exitCode !== 0) throw new Error(`openssl failed: ${r.stderr.toString()}`);
+  const tls = { cert: readFileSync(join(tmp, "cert.pem"), "utf8"), key: readFileSync(join(tmp, "key.pem"), "utf8") };
+  for (const last of [11, 12])
+    servers.push(Bun.serve({ hostname: `${BASE}${last}`, port: 6443, tls, fetch: () => new Response("ok") }));
+});
+afterAll(() => {
+  for (const s of servers) s.stop(true);
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/** The rendered haproxy.cfg with the root-only paths moved into the test's directory. */
+function liveConfig(spec: ReturnType<typeof specWith>, dir: string): string {
+  return renderHaproxyCfg(spec, controlPlanes(spec)[0]!)
+    .replace(HAPROXY_ADMIN_SOCKET, join(dir, "admin.sock"))
+    .replace(HAPROXY_SERVER_STATE_FILE, join(dir, "servers.state"))
+    .split("\n")
+    .filter((l) => !/^\s+(user|group|log \/dev\/log)/.test(l))
+    .join("\n");
+}
+
+function specWith(lbPort: number, cp3: string) {
+  return ClusterSpecSchema.parse({
+    name: "fresh",
+    kubernetes: { version: "1.31.4" },
+    nodes: [`${BASE}11`, `${BASE}12`, cp3].map((address, i) => ({
+      name: `cp-${i + 1}`,
+      address,
+      role: "control-plane",
+    })),
+    controlPlaneEndpoint: { vip: `${BASE}100`, port: lbPort, interface: "kha0" },
+    loadBalancer: { haproxy: { stats: { enabled: false } } },
+  });
+}
+
+async function startHaproxy(file: string, lbPort: number) {
+  const proc = Bun.spawn(["haproxy", "-db", "-f", file], {
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", [STATS_PASSWORD_ENV]: "unused" },
+    stdout: "ignore",
+    stderr: "pipe",
+  });
+  const deadline = performance.now() + 5000;
+  while (
+    !(await Bun.connect({ hostname: "127.0.0.1", port: lbPort, socket: { data() {} } }).then(
+      (s) => {
+        s.end();
+        return true;
+      },
+      () => false,
+    ))
+  ) {
+    if (performance.now() > deadline) {
+      proc.kill();
+      throw new Error(`haproxy did not listen within 5 s: ${await new Response(proc.stderr).text()}`);
+    }
+    await Bun.sleep(5);
+  }
+  return proc;
+}
+
+/** Requests on fresh connections through haproxy, three at a time every 30 ms, for `ms`; the statuses. */
+async function probe(lbPort: number, ms: number): Promise<number[]> {
+  const until = performance.now() + ms;
+  const probes: Promise<number>[] = [];
+  while (performance.now() < until) {
+    for (let i = 0; i < 3; i++) probes.push(healthzStatus("127.0.0.1", lbPort, 2000, "/readyz"));
+    await Bun.sleep(30);
+  }
+  return Promise.all(probes);
+}
+
+const sh = (cmd: string) => Bun.spawnSync(["bash", "-c", cmd], { stdout: "pipe", stderr: "pipe" });
+
+describe("haproxy rolled to a new config while a backend is down (a control plane replaced at a new address)", () => {
+  test.skipIf(!HAVE)(
+    "the new process starts from the old one's server states: no request reaches the dead server, its address is the new config's",
+    async () => {
+      const lbPort = freePort();
+      const dir = mkdtempSync(join(tmp, "roll-"));
+      // The old process: cp-3 at its old address, where nothing answers any more; its checks mark it DOWN.
+      const before = join(dir, "before.cfg");
+      writeFileSync(before, liveConfig(specWith(lbPort, `${BASE}13`), dir));
+      const old = await startHaproxy(before, lbPort);
+      await Bun.sleep(1500);
+      // What the load-balancer phase runs before it reloads.
+      const saved = sh(saveServerStateCommand(join(dir, "admin.sock"), join(dir, "servers.state")));
+      old.kill();
+      await old.exited;
+      expect(saved.exitCode).toBe(0);
+      const state = readFileSync(join(dir, "servers.state"), "utf8");
+      expect(state).toMatch(new RegExp(`^\\d+ kube_apiserver \\d+ cp-3 ${BASE.replaceAll(".", "\\.")}13 0 `, "m"));
+
+      // The new config: cp-3 at its new address, its apiserver not there yet. Three new processes, each
+      // probed from the moment it listens (before its first check of cp-3).
+      const after = join(dir, "after.cfg");
+      writeFileSync(after, liveConfig(specWith(lbPort, `${BASE}14`), dir));
+      const statuses: number[] = [];
+      for (let run = 0; run < 3; run++) {
+        const proc = await startHaproxy(after, lbPort);
+        try {
+          statuses.push(...(await probe(lbPort, 1500)));
+          if (run === 2) {
+            // The saved state gave the new process cp-3's health, not its old address.
+            const now = sh(saveServerStateCommand(join(dir, "admin.sock"), join(dir, "now.state")));
+            expect(now.exitCode).toBe(0);
+            const cp3 = readFileSync(join(dir, "now.state"), "utf8")
+              .split("\n")
+              .find((l) => / cp-3 /.test(l))!
+              .split(" ");
+            expect(cp3[4]).toBe(`${BASE}14`);
+            expect(cp3[5]).toBe("0");
+          }
+        } finally {
+          proc.kill();
+          await proc.exited;
+        }
+      }
+      expect(statuses.length).toBeGreaterThan(60);
+      expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    },
+    30_000,
+  );
+});
