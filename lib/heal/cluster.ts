@@ -9,6 +9,7 @@ import { healthzStatus } from "../ops/chaos.ts";
 import { parseEndpointHealth } from "../ops/verify.ts";
 import type { Progress } from "../progress.ts";
 import { type Remote, sq } from "../remote/ssh.ts";
+import { serversDrainCommand } from "../render/haproxy.ts";
 import { STATE_DIR } from "../render/paths.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
 import type { MemberHealth } from "./plan.ts";
@@ -69,6 +70,15 @@ export async function removeMember(n: NodeEtcd, id: string): Promise<void> {
   );
 }
 
+/** haproxy on a control plane sends no new connection to `servers` (control planes about to go); open ones finish. */
+export async function stopLbTraffic(remote: Remote, servers: string[]): Promise<string> {
+  return remote.run(`bash -c ${sq(serversDrainCommand(servers))} 2>&1`, {
+    sudo: true,
+    what: `haproxy: ${servers.join(", ")} to drain (no new connection)`,
+    timeoutMs: 30_000,
+  });
+}
+
 /** kubectl delete node NAME through a control plane's admin.conf; a Node that is not there is fine. */
 export async function deleteNode(remote: Remote, name: string): Promise<string> {
   return remote.run(`kubectl --kubeconfig ${ADMIN_CONF} delete node ${sq(name)} --ignore-not-found 2>&1`, {
@@ -86,11 +96,18 @@ export async function drainNode(remote: Remote, name: string, timeoutSeconds: nu
 }
 
 /**
- * What `kubeadm reset -f` leaves of a node kubeadm-ha built, removed too: kubeadm-ha's state
- * (its secrets, installed configs' records). The same as resetOnDestroy's destroy step; a host
- * without kubeadm (reinstalled) has nothing for kubeadm to reset.
+ * What `kubeadm reset -f` leaves of a node kubeadm-ha built, removed too: keepalived and haproxy
+ * when systemd runs them (kubeadm reset stops only what the kubelet runs; a removed control plane's
+ * keepalived, no longer an advert peer of the others, would take the VIP), keepalived first so a
+ * holder hands the VIP over at once; and kubeadm-ha's state (its secrets, installed configs'
+ * records), as resetOnDestroy's destroy step removes it.
  */
-export const RESET_HOST_SH = `if command -v kubeadm >/dev/null 2>&1; then kubeadm reset -f; fi
+export const RESET_HOST_SH = `for unit in keepalived haproxy; do
+  if systemctl is-active --quiet "$unit" 2>/dev/null || systemctl is-enabled --quiet "$unit" 2>/dev/null; then
+    systemctl disable --now --quiet "$unit"
+  fi
+done
+if command -v kubeadm >/dev/null 2>&1; then kubeadm reset -f; fi
 rm -rf ${sq(STATE_DIR)}`;
 
 export async function resetHost(remote: Remote): Promise<string> {

@@ -10,7 +10,16 @@ import type { Progress } from "../progress.ts";
 import { connectNode } from "../remote/ssh.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
-import { deleteNode, drainNode, etcdView, healthyControlPlane, removeMember, resetHost, waitWhole } from "./cluster.ts";
+import {
+  deleteNode,
+  drainNode,
+  etcdView,
+  healthyControlPlane,
+  removeMember,
+  resetHost,
+  stopLbTraffic,
+  waitWhole,
+} from "./cluster.ts";
 import {
   memberLabel,
   memberOf,
@@ -107,6 +116,15 @@ export async function removeNodes(spec: ClusterSpec, names: string[], opts: Remo
       }
     }
     const plan: PlannedAction[] = [];
+    const goneCps = gone.filter((g) => g.role === "control-plane").map((g) => g.name);
+    const staying = sessions.filter((s) => s.remote && !names.includes(s.node.name));
+    if (goneCps.length)
+      for (const s of staying)
+        plan.push({
+          host: s.node.name,
+          phase: "lb",
+          action: `haproxy: ${goneCps.join(", ")} to drain (no new connection to an apiserver about to go)`,
+        });
     for (const g of gone) {
       const m = view
         ? memberOf(
@@ -144,6 +162,11 @@ export async function removeNodes(spec: ClusterSpec, names: string[], opts: Remo
       };
     await opts.confirm(plan);
 
+    // Out of the load balancers before their apiservers lose etcd: a new client sent there would get a 500.
+    for (const s of goneCps.length ? staying : []) {
+      log(s.node.name, "lb", `haproxy: ${goneCps.join(", ")} to drain (no new connection)`);
+      await stopLbTraffic(s.remote!, goneCps);
+    }
     const removed: RemovedNode[] = [];
     for (const g of gone) {
       log(via.node.name, "drain", `kubectl drain ${g.name}`);

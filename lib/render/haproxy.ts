@@ -58,6 +58,18 @@ export function saveServerStateCommand(
   return `{ perl -MIO::Socket::UNIX -e ${shq(perl)} ${shq(socket)} >${shq(tmp)} && [ -s ${shq(tmp)} ] && mv -f ${shq(tmp)} ${shq(file)}; } || { rm -f ${shq(tmp)}; ${emptyServerStateCommand(file)}; }`;
 }
 
+/**
+ * Shell: haproxy on this host stops sending new connections to `servers` (drain state, over the
+ * runtime API), before those apiservers go away; nothing where no haproxy runs (kube-vip). Drain,
+ * not maint: maintenance counts as DOWN, and shutdown-sessions would cut the clients they serve.
+ */
+export function serversDrainCommand(servers: string[], socket: string = HAPROXY_ADMIN_SOCKET): string {
+  const commands = servers.map((n) => `set server kube_apiserver/${n} state drain`).join("; ");
+  const perl =
+    'my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or die "haproxy runtime API: $!\\n"; print $s "$ARGV[1]\\n"; print while <$s>;';
+  return `if [ -S ${shq(socket)} ]; then perl -MIO::Socket::UNIX -e ${shq(perl)} ${shq(socket)} ${shq(commands)}; fi`;
+}
+
 /** Creates the state file's directory at every boot, before keepalived starts (it drops a track file whose directory is missing). */
 export const RUN_DIR_TMPFILES = "/etc/tmpfiles.d/kubeadm-ha.conf";
 

@@ -14,6 +14,7 @@ import {
   renderHaproxyCfg,
   STATS_PASSWORD_ENV,
   saveServerStateCommand,
+  serversDrainCommand,
 } from "../../lib/render/haproxy.ts";
 import { ClusterSpecSchema } from "../../lib/spec/schema.ts";
 import { controlPlanes } from "../../lib/spec/topology.ts";
@@ -179,6 +180,42 @@ describe("haproxy rolled to a new config while a backend is down (a control plan
       }
       expect(statuses.length).toBeGreaterThan(60);
       expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    },
+    30_000,
+  );
+});
+
+describe("control planes about to be removed leave haproxy first", () => {
+  test.skipIf(!HAVE)(
+    "serversDrainCommand drains them over the runtime API: no new request reaches them, the others serve",
+    async () => {
+      const lbPort = freePort();
+      const dir = mkdtempSync(join(tmp, "maint-"));
+      const file = join(dir, "haproxy.cfg");
+      // cp-3 answers here (a live apiserver about to be removed).
+      writeFileSync(file, liveConfig(specWith(lbPort, `${BASE}11`), dir));
+      writeFileSync(join(dir, "servers.state"), "1\n");
+      const proc = await startHaproxy(file, lbPort);
+      try {
+        const r = sh(serversDrainCommand(["cp-2", "cp-3"], join(dir, "admin.sock")));
+        expect(r.exitCode).toBe(0);
+        expect(sh(saveServerStateCommand(join(dir, "admin.sock"), join(dir, "now.state"))).exitCode).toBe(0);
+        const admin = Object.fromEntries(
+          readFileSync(join(dir, "now.state"), "utf8")
+            .split("\n")
+            .filter((l) => / kube_apiserver /.test(l))
+            .map((l) => l.split(" "))
+            .map((f) => [f[3], f[6]]),
+        );
+        // srv_admin_state: 8 = forced drain.
+        expect(admin).toEqual({ "cp-1": "0", "cp-2": "8", "cp-3": "8" });
+        expect((await probe(lbPort, 300)).filter((s) => s !== 200)).toEqual([]);
+      } finally {
+        proc.kill();
+        await proc.exited;
+      }
+      // No haproxy here (kube-vip mode): nothing to do, no error.
+      expect(sh(serversDrainCommand(["cp-3"], join(dir, "missing.sock"))).exitCode).toBe(0);
     },
     30_000,
   );
