@@ -10,10 +10,12 @@ import { join, relative } from "node:path";
 import { Fn, type SSHProvisionerConnection, type TerraformResource, TerraformVariable, Token } from "cdktf";
 import { Construct } from "constructs";
 import { UserError } from "../lib/errors.ts";
-import { STATE_DIR, stageDir } from "../lib/render/paths.ts";
+import { stageDir } from "../lib/render/paths.ts";
+import { RESET_HOST_SH } from "../lib/render/reset-host.ts";
 import { treeConfigPath } from "../lib/render/review-tree.ts";
 import type { NodeRun, Phase, SecretName, Step } from "../lib/render/types.ts";
 import { HOST_SECRETS } from "../lib/secrets.ts";
+import { shq } from "../lib/shell.ts";
 import type { ClusterSpec, NodeSpec } from "../lib/spec/schema.ts";
 import { controlPlanes, endpoint, firstControlPlane } from "../lib/spec/topology.ts";
 import { Connections, tfId } from "./connection.ts";
@@ -231,7 +233,8 @@ export class HaCluster extends Construct {
           {
             type: "remote-exec",
             when: "destroy",
-            inline: [`${sudo}kubeadm reset -f && ${sudo}rm -rf ${STATE_DIR}`],
+            // The same reset as node:remove: also stops systemd's keepalived and haproxy.
+            inline: [`${sudo}bash -c ${shq(RESET_HOST_SH)}`],
           } as Provisioner,
         ],
       });

@@ -10,7 +10,7 @@ import { parseEndpointHealth } from "../ops/verify.ts";
 import type { Progress } from "../progress.ts";
 import { type Remote, sq } from "../remote/ssh.ts";
 import { serversDrainCommand } from "../render/haproxy.ts";
-import { STATE_DIR } from "../render/paths.ts";
+import { RESET_HOST_SH } from "../render/reset-host.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
 import type { MemberHealth } from "./plan.ts";
 
@@ -95,21 +95,9 @@ export async function drainNode(remote: Remote, name: string, timeoutSeconds: nu
   );
 }
 
-/**
- * What `kubeadm reset -f` leaves of a node kubeadm-ha built, removed too: keepalived and haproxy
- * when systemd runs them (kubeadm reset stops only what the kubelet runs; a removed control plane's
- * keepalived, no longer an advert peer of the others, would take the VIP), keepalived first so a
- * holder hands the VIP over at once; and kubeadm-ha's state (its secrets, installed configs'
- * records), as resetOnDestroy's destroy step removes it.
- */
-export const RESET_HOST_SH = `for unit in keepalived haproxy; do
-  if systemctl is-active --quiet "$unit" 2>/dev/null || systemctl is-enabled --quiet "$unit" 2>/dev/null; then
-    systemctl disable --now --quiet "$unit"
-  fi
-done
-if command -v kubeadm >/dev/null 2>&1; then kubeadm reset -f; fi
-rm -rf ${sq(STATE_DIR)}`;
+export { RESET_HOST_SH };
 
+/** RESET_HOST_SH on the node, as root. */
 export async function resetHost(remote: Remote): Promise<string> {
   return remote.run(`bash -c ${sq(RESET_HOST_SH)} 2>&1`, { sudo: true, what: "kubeadm reset", timeoutMs: 300_000 });
 }

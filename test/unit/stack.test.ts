@@ -284,7 +284,12 @@ describe("destroy and backends", () => {
       const m = s.membership_cp_2;
       expect(m.provisioner).toHaveLength(1);
       expect(m.provisioner[0]["remote-exec"].when).toBe("destroy");
-      expect(m.provisioner[0]["remote-exec"].inline[0]).toContain("kubeadm reset -f");
+      const inline: string = m.provisioner[0]["remote-exec"].inline[0];
+      expect(inline).toContain("kubeadm reset -f");
+      // The same reset as node:remove: systemd's keepalived and haproxy stop too (kubeadm reset
+      // leaves them, and a left-over keepalived takes the VIP once the others stop advertising).
+      expect(inline).toContain("for unit in keepalived haproxy");
+      expect(inline).toContain('systemctl disable --now --quiet "$unit"');
       // destroy-time connections may only use self
       expect(m.connection.host).toMatch(/^\$\{self\.(triggers|input)\.host\}$/);
       expect(JSON.stringify(m.connection)).not.toContain("var.");
