@@ -1,7 +1,9 @@
 // haproxy.cfg for one control plane: a TCP proxy on the load-balancer port that
 // spreads connections over every apiserver and stops using a sick one within a second.
+
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
+import { DRAIN_UNIT_LINES } from "./lb-drain.ts";
 import { STATE_DIR } from "./paths.ts";
 
 export const HAPROXY_CFG = "/etc/haproxy/haproxy.cfg";
@@ -41,7 +43,7 @@ export function renderHaproxyDropin(): string {
 EnvironmentFile=${HAPROXY_ENV_FILE}
 ExecStartPost=/bin/sh -c 'mkdir -p ${STATE_FILE_DIR} && echo 0 > ${HAPROXY_STATE_FILE}'
 ExecStopPost=/bin/sh -c 'mkdir -p ${STATE_FILE_DIR} && echo 1 > ${HAPROXY_STATE_FILE}'
-`;
+${DRAIN_UNIT_LINES}`;
 }
 
 export function renderHaproxyCfg(spec: ClusterSpec, node: NodeSpec): string {
