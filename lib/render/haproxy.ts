@@ -4,6 +4,7 @@
 import { shq } from "../shell.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
+import { DRAIN_UNIT_LINES } from "./lb-drain.ts";
 import { STATE_DIR } from "./paths.ts";
 
 export const HAPROXY_CFG = "/etc/haproxy/haproxy.cfg";
@@ -89,7 +90,7 @@ export function renderHaproxyDropin(): string {
 EnvironmentFile=${HAPROXY_ENV_FILE}
 ExecStartPost=/bin/sh -c 'mkdir -p ${STATE_FILE_DIR} && echo 0 > ${HAPROXY_STATE_FILE}'
 ExecStopPost=/bin/sh -c 'mkdir -p ${STATE_FILE_DIR} && echo 1 > ${HAPROXY_STATE_FILE}'
-`;
+${DRAIN_UNIT_LINES}`;
 }
 
 export function renderHaproxyCfg(spec: ClusterSpec, node: NodeSpec): string {

@@ -4,6 +4,7 @@
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { controlPlanes, vrrpPriority, vrrpWeights } from "../spec/topology.ts";
 import { HAPROXY_STATE_FILE } from "./haproxy.ts";
+import { LB_DRAIN_FILE } from "./lb-drain.ts";
 
 export const KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf";
 export const CHECK_APISERVER_SCRIPT = "/etc/keepalived/check_apiserver.sh";
@@ -17,12 +18,14 @@ export interface KeepalivedPaths {
   checkApiserver: string;
   checkVipHeld: string;
   haproxyState: string;
+  drain: string;
 }
 export const DEFAULT_KEEPALIVED_PATHS: KeepalivedPaths = {
   secretInclude: KEEPALIVED_SECRET_CONF,
   checkApiserver: CHECK_APISERVER_SCRIPT,
   checkVipHeld: CHECK_VIP_HELD_SCRIPT,
   haproxyState: HAPROXY_STATE_FILE,
+  drain: LB_DRAIN_FILE,
 };
 
 /** keepalived reads `#` and `!` anywhere on a line as the start of a comment. */
@@ -125,6 +128,16 @@ track_file haproxy_state {
   init_file 0
 }
 
+# A planned stop drains first (kubeadm-ha-lb-drain, run by the units' ExecStop): 1 in
+# ${paths.drain} costs the check weight, so a healthy peer takes the VIP while this node still
+# holds it and serves; keepalived's own stop would send priority 0 and drop the VIP at once,
+# failing the requests in flight. (keepalived clamps an effective priority to 1-254.)
+track_file lb_drain {
+  file "${paths.drain}"
+  weight ${checkWeight}
+  init_file 0
+}
+
 vrrp_instance kube_apiserver {
   state BACKUP
   interface ${iface}
@@ -141,6 +154,7 @@ ${auth}
   }
   track_file {
     haproxy_state
+    lb_drain
   }
   # Gratuitous ARP: 5 at once on takeover, again 1 s later (default 5 s) so switches and
   # neighbours that missed the first burst learn the move quickly, and every 60 s after.

@@ -23,6 +23,13 @@ import {
   renderKeepalivedConf,
 } from "./keepalived.ts";
 import { KUBE_VIP_MANIFEST, renderKubeVipManifest } from "./kube-vip.ts";
+import {
+  KEEPALIVED_DROPIN,
+  LB_DRAIN_FILE,
+  LB_DRAIN_SCRIPT,
+  renderKeepalivedDropin,
+  renderLbDrainScript,
+} from "./lb-drain.ts";
 import { phaseScript, shq } from "./phase-script.ts";
 import {
   HAPROXY_MANIFEST,
@@ -41,6 +48,7 @@ export function loadBalancerFiles(spec: ClusterSpec, node: NodeSpec): RenderedFi
     { path: KEEPALIVED_CONF, content: renderKeepalivedConf(spec, node), mode: "0644" },
     { path: CHECK_APISERVER_SCRIPT, content: renderCheckApiserverScript(spec, node), mode: "0755" },
     { path: HAPROXY_CFG, content: renderHaproxyCfg(spec, node), mode: "0644" },
+    { path: LB_DRAIN_SCRIPT, content: renderLbDrainScript(spec), mode: "0755" },
     // systemd starts the daemons, or the kubelet does (the state directory is the pods' DirectoryOrCreate volume).
     ...(staticPod
       ? [
@@ -51,6 +59,7 @@ export function loadBalancerFiles(spec: ClusterSpec, node: NodeSpec): RenderedFi
         ]
       : [
           { path: HAPROXY_DROPIN, content: renderHaproxyDropin(), mode: "0644" },
+          { path: KEEPALIVED_DROPIN, content: renderKeepalivedDropin(), mode: "0644" },
           { path: RUN_DIR_TMPFILES, content: renderRunDirTmpfiles(), mode: "0644" },
         ]),
   ];
@@ -75,7 +84,7 @@ case "$vrrp_password" in
   "" | *[!A-Za-z0-9._+=:@%^-]*) die "the vrrp-password secret is empty or has characters keepalived would misread; rotate it with: bun run secrets --rotate vrrp-password" ;;
 esac
 [ "\${#vrrp_password}" -le 8 ] || die "the vrrp-password secret is longer than 8 characters (VRRPv2 would truncate it); rotate it with: bun run secrets --rotate vrrp-password"
-printf 'auth_pass %s\\n' "$vrrp_password" | write_secret_file ${shq(KEEPALIVED_SECRET_CONF)}
+write_secret_file ${shq(KEEPALIVED_SECRET_CONF)} < <(printf 'auth_pass %s\\n' "$vrrp_password")
 unset vrrp_password`
     : ": # VRRPv3 has no authentication: no password file";
 
@@ -84,6 +93,8 @@ VIP=${shq(vip)}
 IFACE=${shq(iface)}
 
 # Write stdin to a 0600 file only when it differs, so a re-run changes (and restarts) nothing.
+# Feed it by redirection, never a pipe: a function at the end of a pipeline runs in a subshell,
+# and its CHANGED_FILES entry (what makes a rotated password restart haproxy) would be lost.
 write_secret_file() {
   local dest="$1" tmp
   install -d -m 0755 "$(dirname "$dest")"
@@ -138,7 +149,7 @@ stats_password="$(secret stats-password)"
 case "$stats_password" in
   "" | *"'"* | *[[:space:]]*) die "the stats-password secret is empty or contains a quote or whitespace; rotate it with: bun run secrets --rotate stats-password" ;;
 esac
-printf "${STATS_PASSWORD_ENV}='%s'\\n" "$stats_password" | write_secret_file ${shq(HAPROXY_ENV_FILE)}
+write_secret_file ${shq(HAPROXY_ENV_FILE)} < <(printf "${STATS_PASSWORD_ENV}='%s'\\n" "$stats_password")
 
 ${
   staticPod
@@ -153,6 +164,10 @@ step "make sure haproxy finds a server state file (an empty one until a reload s
 ${validate(staticPod)}
 
 ${staticPod ? staticPodServices(keepalivedInputs) : systemdServices(keepalivedInputs)}
+
+# 0 also undoes a drain an interrupted run or an operator left behind: after a deploy the node serves.
+step "take part in VRRP elections with the full priority (${LB_DRAIN_FILE} = 0)"
+${LB_DRAIN_SCRIPT} undrain
 if ip -o -4 addr show dev "$IFACE" | grep -F " inet $VIP/" >/dev/null; then
   step "this node holds the VIP $VIP on $IFACE"
 else
@@ -186,7 +201,7 @@ fi`;
 
 function systemdServices(keepalivedInputs: string): string {
   return `step "enable and (re)load haproxy and keepalived"
-if any_changed ${shq(HAPROXY_DROPIN)} ${shq(HAPROXY_ENV_FILE)}; then
+if any_changed ${shq(HAPROXY_DROPIN)} ${shq(KEEPALIVED_DROPIN)} ${shq(HAPROXY_ENV_FILE)}; then
   systemctl daemon-reload
 fi
 systemctl enable --quiet haproxy keepalived
@@ -196,6 +211,8 @@ if ! systemctl is-active --quiet haproxy; then
   systemctl restart haproxy
 elif any_changed ${shq(HAPROXY_DROPIN)} ${shq(HAPROXY_ENV_FILE)}; then
   # A reload keeps the old process environment, so a new stats password needs a restart.
+  # The unit's ExecStop (${LB_DRAIN_SCRIPT} drain) first moves the VIP to a healthy peer
+  # when this node holds it, so the restart fails no request.
   save_server_state
   systemctl restart haproxy
 elif changed ${shq(HAPROXY_CFG)}; then
@@ -247,6 +264,7 @@ fi
 if ! changed ${shq(HAPROXY_MANIFEST)}; then
   if any_changed ${shq(HAPROXY_ENV_FILE)} ${shq(HAPROXY_RUN_SCRIPT)}; then
     # A new stats password needs a new process: the kubelet restarts the container.
+    lb_drain_for_restart
     save_server_state
     pkill -TERM -f ${shq(`^/bin/sh ${HAPROXY_RUN_SCRIPT}`)} || true
   elif changed ${shq(HAPROXY_CFG)}; then
@@ -268,8 +286,44 @@ elif [ "$limit" -gt 10 ]; then
   die "the kubelet has not started haproxy (listening on :$LB_PORT) and keepalived within \${limit}s; see: crictl ps -a --name 'haproxy|keepalived', crictl logs, journalctl -u kubelet"
 else
   step "not running yet: kubeadm init/join starts the kubelet, which starts them from ${MANIFESTS_DIR}"
-fi`;
+fi
+${STATIC_POD_UNDRAIN}`;
 }
+
+/**
+ * static-pod mode: the kubelet restarts a pod whose manifest changed, and the entrypoint is
+ * restarted for a new stats password, which on the holder would drop the VIP with keepalived
+ * or refuse connections with haproxy. So before such a file changes the VIP is moved away
+ * (staged drain script: this run may be the one that installs it), and the priority comes back
+ * once the replaced processes are gone and the new ones serve.
+ */
+const STATIC_POD_DRAIN_BEFORE = `LB_DRAINED=""
+LB_OLD_PIDS=""
+# Files whose change restarts a pod (the kubelet) or haproxy's entrypoint (this phase).
+differs() { [ -f "$1" ] && ! cmp -s "$STAGE/root$1" "$1"; }
+lb_drain_for_restart() {
+  [ -z "$LB_DRAINED" ] || return 0
+  step "move the VIP off this node before its load-balancer pods restart"
+  LB_OLD_PIDS="$(pgrep -x keepalived || true) $(pgrep -f ${shq(`^/bin/sh ${HAPROXY_RUN_SCRIPT}`)} || true)"
+  bash "$STAGE/root${LB_DRAIN_SCRIPT}" drain
+  LB_DRAINED=1
+}
+if differs ${shq(KEEPALIVED_MANIFEST)} || differs ${shq(HAPROXY_MANIFEST)} || differs ${shq(HAPROXY_RUN_SCRIPT)}; then
+  lb_drain_for_restart
+fi`;
+
+const STATIC_POD_UNDRAIN = `if [ -n "$LB_DRAINED" ]; then
+  step "wait until the replaced pods are gone and the new ones serve, then give this node its VRRP priority back"
+  for _ in $(seq 1 120); do
+    alive=""
+    for pid in $LB_OLD_PIDS; do
+      # Only the processes that were to be replaced: a pod whose files did not change keeps its pid.
+      if kill -0 "$pid" 2>/dev/null && { [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != keepalived ] || changed ${shq(KEEPALIVED_MANIFEST)}; }; then alive=1; fi
+    done
+    [ -z "$alive" ] && [ -n "$(ss -Hltn "sport = :$LB_PORT")" ] && pgrep -x keepalived >/dev/null && break
+    sleep 0.5
+  done
+fi`;
 
 /** mode kube-vip: one manifest; kube-vip holds the VIP (and balances, with loadBalancing) by itself. */
 function kubeVipStep(spec: ClusterSpec, node: NodeSpec): Step {
@@ -306,6 +360,13 @@ export function loadBalancerStep(spec: ClusterSpec, node: NodeSpec): Step {
     node,
     files,
     secrets,
-    script: phaseScript({ phase: "loadbalancer", node: node.name, files, secrets, body: body(spec, files) }),
+    script: phaseScript({
+      phase: "loadbalancer",
+      node: node.name,
+      files,
+      secrets,
+      body: body(spec, files),
+      ...(spec.loadBalancer.mode === "static-pod" ? { beforeInstall: STATIC_POD_DRAIN_BEFORE } : {}),
+    }),
   };
 }

@@ -13,6 +13,8 @@ export interface PhaseScriptInput {
   secrets: SecretName[];
   /** Bash run after the files and secrets are in place. May call step, changed, die. */
   body: string;
+  /** Bash run before any file is installed (staged files are under "$STAGE/root"). May call step, die. */
+  beforeInstall?: string;
 }
 
 const SECRET_NAMES_NOT_INSTALLED: readonly SecretName[] = SECRET_NAMES.filter((s) => !INSTALLED_SECRETS.includes(s));
@@ -78,7 +80,13 @@ install_secret() {
 secret() { case "$1" in ${INSTALLED_SECRETS.join(" | ")}) cat "$SECRETS_DIR/$1" ;; *) cat "$STAGE/secrets/$1" ;; esac; }
 rm -f -- ${transient}
 
-step "install files"
+${
+  input.beforeInstall
+    ? `${input.beforeInstall.trim()}
+
+`
+    : ""
+}step "install files"
 ${installs || ":"}
 ${secrets || ":"}
 

@@ -131,31 +131,40 @@ export const LB_RUNNING = () =>
     : "systemctl is-active keepalived haproxy >/dev/null";
 /** The units a hard kill takes down: in static-pod mode keepalived and haproxy live in the kubelet stand-in's cgroup. */
 const UNITS = () => (staticPods ? ["kubelet-standin"] : ["keepalived", "haproxy", "kubelet-standin"]);
-/** Kill haproxy on a host and keep it dead: its unit (Restart= off) or, as a static pod, its processes (the entrypoint then records it). */
-export async function killHaproxy(host: string): Promise<void> {
+/**
+ * Kill haproxy on a host and keep it dead: its unit (Restart= off) or, as a static pod, its
+ * processes (the entrypoint then records it). Returns the moment of the kill (epoch ms).
+ */
+export async function killHaproxy(host: string): Promise<number> {
   if (!staticPods) return hardKill(host, ["haproxy"]);
   // The stand-in restarts a pod's process that exits (back-off from 1 s): kill it at once, and again
   // whenever it comes back, until restoreAll (the bench's "dies and stays dead").
   const r = await labExec(
     host,
-    "pkill -KILL -x haproxy; (while :; do pkill -KILL -x haproxy; sleep 0.2; done) </dev/null >/dev/null 2>&1 & echo $! > /run/kha-bench-haproxy-killer.pid",
+    "date +%s%N; pkill -KILL -x haproxy; (while :; do pkill -KILL -x haproxy; sleep 0.2; done) </dev/null >/dev/null 2>&1 & echo $! > /run/kha-bench-haproxy-killer.pid",
   );
   if (r.code !== 0) throw new Error(`kill haproxy on ${host}: ${r.stderr}`);
+  return killedAt(r.stdout);
 }
+/** The first line a fault command printed with `date +%s%N`, as epoch ms. */
+const killedAt = (stdout: string) => Number(stdout.trim().split("\n")[0]) / 1e6;
 const DROPIN = (unit: string) => `/run/systemd/system/${unit}.service.d/kha-failover-norestart.conf`;
 
 /**
  * Hard kill, as a crash or power loss would: SIGKILL keepalived, haproxy, the apiserver
  * stand-in and etcd (the kubelet stand-in's cgroup), with systemd's Restart= switched off for
- * the duration so nothing is resurrected behind the test's back.
+ * the duration so nothing is resurrected behind the test's back. Returns the moment of the
+ * kill (epoch ms): the daemon-reload before it takes up to a second on a loaded machine, which
+ * a fault time taken before the call would count as failover time.
  */
-export async function hardKill(host: string, units: readonly string[] = UNITS()): Promise<void> {
+export async function hardKill(host: string, units: readonly string[] = UNITS()): Promise<number> {
   const dropins = units
     .map((u) => `mkdir -p ${DROPIN(u).replace(/\/[^/]+$/, "")} && printf '[Service]\\nRestart=no\\n' > ${DROPIN(u)}`)
     .join(" && ");
   const kills = units.map((u) => `systemctl kill --signal=SIGKILL ${u}.service`).join("; ");
-  const r = await labExec(host, `${dropins} && systemctl daemon-reload && ${kills}; true`);
+  const r = await labExec(host, `${dropins} && systemctl daemon-reload && date +%s%N && ${kills}; true`);
   if (r.code !== 0) throw new Error(`hard kill on ${host}: ${r.stderr}`);
+  return killedAt(r.stdout);
 }
 
 /** Undo hardKill (idempotent): Restart= back, units started again. */

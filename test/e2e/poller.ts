@@ -7,6 +7,8 @@ export interface Sample {
   at: number;
   /** HTTP status, or 0 for no answer (connect error, timeout). */
   status: number;
+  /** ms since the poller started, when the answer (or the client's timeout) came. */
+  end: number;
 }
 
 export interface Poller {
@@ -29,7 +31,8 @@ export function startPoller(host: string, port: number, intervalMs = 50, timeout
   let running = true;
   const probe = async () => {
     const at = performance.now() - started;
-    samples.push({ at, status: await healthzStatus(host, port, timeoutMs) });
+    const status = await healthzStatus(host, port, timeoutMs);
+    samples.push({ at, status, end: performance.now() - started });
   };
   const timer = setInterval(() => {
     if (!running) return;
@@ -53,6 +56,11 @@ export interface Outage {
   total: number;
   /** ms from the fault to the last failed request sent after it; 0 when none failed. */
   lastFailureAfterFaultMs: number;
+  /**
+   * ms from the fault to the END of the last failed request (its error or the client's timeout):
+   * what a user sees as the outage, and the issue's failover figure; 0 when none failed.
+   */
+  lastFailureEndMs: number;
 }
 
 /** Failed = anything but 200. Counts only requests sent at or after faultAt. */
@@ -64,5 +72,6 @@ export function outage(samples: Sample[], faultAt: number): Outage {
     failed: failed.length,
     total: after.length,
     lastFailureAfterFaultMs: last ? Math.round(last.at - faultAt) : 0,
+    lastFailureEndMs: failed.length ? Math.round(Math.max(...failed.map((s) => s.end)) - faultAt) : 0,
   };
 }

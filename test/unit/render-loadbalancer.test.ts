@@ -14,6 +14,7 @@ import {
   STATS_PASSWORD_ENV,
 } from "../../lib/render/haproxy.ts";
 import { type KeepalivedPaths, renderKeepalivedConf } from "../../lib/render/keepalived.ts";
+import { KEEPALIVED_DROPIN, LB_DRAIN_FILE, LB_DRAIN_SCRIPT, renderLbDrainScript } from "../../lib/render/lb-drain.ts";
 import { loadBalancerStep } from "../../lib/render/loadbalancer.ts";
 import { type ClusterSpec, ClusterSpecSchema } from "../../lib/spec/schema.ts";
 import { controlPlanes, vrrpPriority, vrrpWeights } from "../../lib/spec/topology.ts";
@@ -122,6 +123,7 @@ function keepalivedFixture(secretLine: string | undefined, spec: ClusterSpec): {
     checkApiserver: join(dir, "check_apiserver.sh"),
     checkVipHeld: join(dir, "check_vip_held.sh"),
     haproxyState: join(dir, "haproxy.state"),
+    drain: join(dir, "drain"),
   };
   if (secretLine !== undefined) writeFileSync(paths.secretInclude, `${secretLine}\n`, { mode: 0o600 });
   writeFileSync(paths.checkApiserver, renderCheckApiserverScript(spec, node), { mode: 0o755 });
@@ -400,7 +402,7 @@ describe("haproxy.cfg", () => {
 // ---- the phase step -------------------------------------------------------------------------
 
 describe("loadBalancerStep", () => {
-  test("installs the six files with the right modes and names both secrets", () => {
+  test("installs the eight files with the right modes and names both secrets", () => {
     const spec = makeSpec();
     const step = loadBalancerStep(spec, controlPlanes(spec)[1]!);
     expect(step.phase).toBe("loadbalancer");
@@ -411,6 +413,8 @@ describe("loadBalancerStep", () => {
       "/etc/keepalived/check_vip_held.sh": "0755",
       "/etc/haproxy/haproxy.cfg": "0644",
       [HAPROXY_DROPIN]: "0644",
+      [KEEPALIVED_DROPIN]: "0644",
+      [LB_DRAIN_SCRIPT]: "0755",
       "/etc/tmpfiles.d/kubeadm-ha.conf": "0644",
     });
     const dropin = step.files.find((f) => f.path === HAPROXY_DROPIN)?.content ?? "";
@@ -453,6 +457,7 @@ describe("loadBalancerStep", () => {
               ["phase.sh", step.script],
               ["check_apiserver.sh", renderCheckApiserverScript(spec, node)],
               ["check_vip_held.sh", renderCheckVipHeldScript(spec, node)],
+              ["kubeadm-ha-lb-drain", renderLbDrainScript(spec)],
             ] as const
           ).map(([name, text]) => {
             const file = join(tmp, `${++seq}-${name}`);
@@ -803,7 +808,7 @@ describe("a dead haproxy moves the VIP without waiting for the check script", ()
     expect(step.script.indexOf("systemd-tmpfiles --create")).toBeLessThan(
       step.script.indexOf("systemctl restart keepalived"),
     );
-    expect(conf).toMatch(/track_file \{\s+haproxy_state\s+\}/);
+    expect(conf).toMatch(/track_file \{\s+haproxy_state\s+lb_drain\s+\}/);
     const dropin = loadBalancerStep(spec, node).files.find((f) => f.path === HAPROXY_DROPIN)!.content;
     expect(dropin).toContain(
       "ExecStartPost=/bin/sh -c 'mkdir -p /run/kubeadm-ha && echo 0 > /run/kubeadm-ha/haproxy.state'",
@@ -811,5 +816,70 @@ describe("a dead haproxy moves the VIP without waiting for the check script", ()
     expect(dropin).toContain(
       "ExecStopPost=/bin/sh -c 'mkdir -p /run/kubeadm-ha && echo 1 > /run/kubeadm-ha/haproxy.state'",
     );
+  });
+});
+
+describe("planned moves drain the holder first", () => {
+  test("keepalived tracks the drain flag with the check weight, so a drained holder drops below every healthy peer", () => {
+    const spec = makeSpec();
+    const conf = renderKeepalivedConf(spec, controlPlanes(spec)[0]!);
+    const { checkWeight } = vrrpWeights(spec);
+    expect(conf).toContain(
+      `\ntrack_file lb_drain {\n  file "${LB_DRAIN_FILE}"\n  weight ${checkWeight}\n  init_file 0\n}`,
+    );
+  });
+
+  test("systemd stops keepalived and haproxy only after the drain, and gives the priority back once they run", () => {
+    const spec = makeSpec();
+    const step = loadBalancerStep(spec, controlPlanes(spec)[0]!);
+    for (const path of [HAPROXY_DROPIN, KEEPALIVED_DROPIN]) {
+      const dropin = step.files.find((f) => f.path === path)!.content;
+      expect(dropin).toContain(`\nExecStop=-${LB_DRAIN_SCRIPT} drain\n`);
+      expect(dropin).toContain(`\nExecStartPost=-${LB_DRAIN_SCRIPT} undrain\n`);
+    }
+    // A changed drop-in is loaded before the restart that needs it; a deploy ends undrained.
+    expect(step.script.indexOf("systemctl daemon-reload")).toBeLessThan(
+      step.script.indexOf("systemctl restart haproxy"),
+    );
+    expect(step.script).toContain(`\n${LB_DRAIN_SCRIPT} undrain\n`);
+  });
+
+  test("static-pod mode drains before a changed manifest is installed, and only then", () => {
+    const spec = makeSpec();
+    spec.loadBalancer.mode = "static-pod";
+    spec.loadBalancer.staticPod = { keepalivedImage: "registry.example.com/keepalived:2.2.8" };
+    const s = loadBalancerStep(spec, controlPlanes(spec)[0]!).script;
+    const drain = s.indexOf("if differs '/etc/kubernetes/manifests/keepalived.yaml'");
+    expect(drain).toBeGreaterThan(-1);
+    expect(drain).toBeLessThan(s.indexOf('step "install files"'));
+    expect(s).toContain(`bash "$STAGE/root${LB_DRAIN_SCRIPT}" drain`);
+    // the entrypoint restart for a new stats password drains too
+    expect(s.indexOf("lb_drain_for_restart\n    pkill -TERM")).toBeGreaterThan(-1);
+  });
+
+  test("secret files are written in the phase's own shell, so a rotated password restarts haproxy / reloads keepalived", () => {
+    // Before: "printf ... | write_secret_file": the function ran in the pipeline's subshell and its
+    // CHANGED_FILES entry was lost, so a rotated stats password never restarted haproxy (lab test).
+    for (const mode of ["keepalived-haproxy", "static-pod"] as const) {
+      const spec = makeSpec({ version: 2 });
+      spec.loadBalancer.mode = mode;
+      if (mode === "static-pod")
+        spec.loadBalancer.staticPod = { keepalivedImage: "registry.example.com/keepalived:2.2.8" };
+      const s = loadBalancerStep(spec, controlPlanes(spec)[0]!).script;
+      expect(s).not.toMatch(/\|\s*write_secret_file/);
+      expect(s.match(/\nwrite_secret_file '[^']+' < <\(printf /g)?.length).toBe(2);
+    }
+  });
+
+  test("the drain script waits for the VIP to leave and for the VIP to answer, and is a no-op with one control plane", () => {
+    const spec = makeSpec();
+    const script = renderLbDrainScript(spec);
+    expect(script).toContain(`VIP='${spec.controlPlaneEndpoint.vip}'`);
+    expect(script).toContain('wait_for "$TIMEOUT" lost_vip');
+    expect(script).toContain('wait_for "$TIMEOUT" vip_answers');
+    const one = makeSpec();
+    one.nodes = one.nodes.filter((n) => n.role !== "control-plane" || n === controlPlanes(one)[0]);
+    expect(renderLbDrainScript(one)).toContain("one control plane: there is no peer");
+    expect(renderLbDrainScript(one)).not.toContain("set_flag 1");
   });
 });
