@@ -264,8 +264,8 @@ fi
 if ! changed ${shq(HAPROXY_MANIFEST)}; then
   if any_changed ${shq(HAPROXY_ENV_FILE)} ${shq(HAPROXY_RUN_SCRIPT)}; then
     # A new stats password needs a new process: the kubelet restarts the container.
-    lb_drain_for_restart
     save_server_state
+    lb_drain_for_restart
     pkill -TERM -f ${shq(`^/bin/sh ${HAPROXY_RUN_SCRIPT}`)} || true
   elif changed ${shq(HAPROXY_CFG)}; then
     # The entrypoint turns SIGHUP into haproxy's seamless master-worker reload (SIGUSR2).
