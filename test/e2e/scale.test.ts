@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
 import { LAB, labDown, labEtcdctl, labExec, labPaths, labUp, requireLab } from "../lab/lab.ts";
-import { BUN, envelopeOf, ROOT } from "../unit/cli-helpers.ts";
+import { envelopeOf, runBun } from "../unit/cli-helpers.ts";
 import { STACK_DIR, synthLab, terraform } from "./apply.ts";
 import { outage, startPoller } from "./poller.ts";
 
@@ -69,24 +69,13 @@ describe.skipIf(guard.skip)("control planes added and removed on the lab", () =>
     const watch = startPoller(LAB.vip, LAB.port);
     const from = watch.now();
     const started = performance.now();
-    const proc = Bun.spawn(
-      [BUN, "scripts/node-remove.ts", ...EXTRA, "--spec", edited, "--stack-dir", STACK_DIR, "--yes", "--json"],
-      {
-        cwd: ROOT,
-        env: { ...process.env, KUBEADM_HA_SECRETS_DIR: labPaths.secretsDir, CLUSTER_SPEC: undefined },
-        stdin: "ignore",
-        stdout: "pipe",
-        stderr: "pipe",
-      },
+    const { code, stdout, stderr } = await runBun(
+      ["scripts/node-remove.ts", ...EXTRA, "--spec", edited, "--stack-dir", STACK_DIR, "--yes", "--json"],
+      { env: { KUBEADM_HA_SECRETS_DIR: labPaths.secretsDir } },
     );
-    const [stdout, stderr, code] = await Promise.all([
-      new Response(proc.stdout).text(),
-      new Response(proc.stderr).text(),
-      proc.exited,
-    ]);
     const samples = await watch.stop();
     const o = outage(samples, from);
-    if (code !== 0) process.stderr.write(stderr.slice(-6000));
+    if (code !== 0) process.stderr.write(`${stderr.slice(-6000)}\n${stdout.slice(-3000)}\n`);
     expect(code).toBe(0);
     const envelope = envelopeOf({ code, stdout, stderr });
     expect(envelope.data.nodes.map((n: { node: string }) => n.node)).toEqual(EXTRA);
