@@ -56,6 +56,21 @@ export const JSON_FLAG = {
   json: { type: "boolean", description: "print one JSON envelope {ok, command, data, error} on stdout" },
 } as const;
 
+/** The flags node:replace and node:remove share: the deployed stack, a plan-only run, the wait. */
+export const HEAL_FLAGS = {
+  "stack-dir": {
+    type: "string",
+    value: "DIR",
+    description: "the deployed stack (default cdktf.out/stacks/<cluster>, or $CDKTF_OUTDIR/stacks/<cluster>)",
+  },
+  "dry-run": { type: "boolean", description: "check and print the plan; change nothing" },
+  timeout: {
+    type: "string",
+    value: "SECONDS",
+    description: "how long to wait for the cluster to be whole (default 300)",
+  },
+} as const;
+
 const HELP_FLAG = { help: { type: "boolean", short: "h", description: "print this help" } } as const;
 
 type Parsed<O extends Flags> = ReturnType<

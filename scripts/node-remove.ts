@@ -1,5 +1,5 @@
 // bun run node:remove NAME: a node out of the cluster for good, after the spec edit; see lib/heal/remove.ts.
-import { defineCommand, JSON_FLAG, progress, runCommand, SPEC_FLAG, secondsFlag } from "../lib/cli.ts";
+import { defineCommand, HEAL_FLAGS, JSON_FLAG, progress, runCommand, SPEC_FLAG, secondsFlag } from "../lib/cli.ts";
 import { UserError } from "../lib/errors.ts";
 import { planText } from "../lib/heal/plan.ts";
 import { removeNodes } from "../lib/heal/remove.ts";
@@ -19,19 +19,9 @@ const command = defineCommand({
   allowPositionals: true,
   options: {
     ...SPEC_FLAG,
-    "stack-dir": {
-      type: "string",
-      value: "DIR",
-      description: "the deployed stack (default cdktf.out/stacks/<cluster>, or $CDKTF_OUTDIR/stacks/<cluster>)",
-    },
+    ...HEAL_FLAGS,
     force: { type: "boolean", description: "allow leaving fewer than 3 control planes" },
     yes: { type: "boolean", description: "remove without asking (needed without a terminal)" },
-    "dry-run": { type: "boolean", description: "check and print the plan; change nothing" },
-    timeout: {
-      type: "string",
-      value: "SECONDS",
-      description: "how long to wait for the cluster to be whole (default 300)",
-    },
     ...JSON_FLAG,
   },
   spec: "hosts",

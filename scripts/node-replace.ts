@@ -1,5 +1,5 @@
 // bun run node:replace NAME: a control plane or worker whose host was lost or reinstalled; see lib/heal/replace.ts.
-import { defineCommand, JSON_FLAG, progress, runCommand, SPEC_FLAG, secondsFlag } from "../lib/cli.ts";
+import { defineCommand, HEAL_FLAGS, JSON_FLAG, progress, runCommand, SPEC_FLAG, secondsFlag } from "../lib/cli.ts";
 import { planText } from "../lib/heal/plan.ts";
 import { nodeByName, replaceNode } from "../lib/heal/replace.ts";
 import { defaultStackDir } from "../lib/heal/terraform.ts";
@@ -12,18 +12,8 @@ const command = defineCommand({
   positionals: [{ name: "NAME", description: "the node to replace, as named in the spec" }],
   options: {
     ...SPEC_FLAG,
-    "stack-dir": {
-      type: "string",
-      value: "DIR",
-      description: "the deployed stack (default cdktf.out/stacks/<cluster>, or $CDKTF_OUTDIR/stacks/<cluster>)",
-    },
+    ...HEAL_FLAGS,
     yes: { type: "boolean", description: "replace without asking (needed without a terminal)" },
-    "dry-run": { type: "boolean", description: "check and print the plan; change nothing" },
-    timeout: {
-      type: "string",
-      value: "SECONDS",
-      description: "how long to wait for the cluster to be whole (default 300)",
-    },
     ...JSON_FLAG,
   },
   spec: "hosts",
