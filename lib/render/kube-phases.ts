@@ -343,7 +343,6 @@ kubectl --kubeconfig "$ADMIN_CONF" apply --server-side --force-conflicts -f "$fi
  * runs there (a replacement); at the first init there is nothing to mint from.
  */
 function joinTokenRun(spec: ClusterSpec, joining: NodeSpec, onlyIfRunning = false): NodeRun {
-  const node = firstControlPlane(spec);
   const controlPlane = joining.role === "control-plane";
   const secrets: SecretName[] = controlPlane ? ["bootstrap-token", "certificate-key"] : ["bootstrap-token"];
   const missing = onlyIfRunning
@@ -375,7 +374,12 @@ kubeadm init phase upload-certs --upload-certs --config "$config" 2>&1 | redact_
     : ""
 }
 `;
-  const name = "join-token";
+  return joinViaRun(spec, "join-token", secrets, body);
+}
+
+/** A run of a join round on the join-via control plane (the Terraform variable picks the host). */
+function joinViaRun(spec: ClusterSpec, name: string, secrets: SecretName[], body: string): NodeRun {
+  const node = firstControlPlane(spec);
   return {
     node,
     name,
@@ -388,7 +392,6 @@ kubeadm init phase upload-certs --upload-certs --config "$config" 2>&1 | redact_
 
 /** Runs on the join-via control plane after a join: the round's token and uploaded certificates are deleted. */
 function joinCleanupRun(spec: ClusterSpec, joining: NodeSpec, onlyIfMinted = false): NodeRun {
-  const node = firstControlPlane(spec);
   const secrets: SecretName[] = ["bootstrap-token"];
   const cleanup = `step ${shq(`delete the join material of ${joining.name}`)}
 delete_round_token
@@ -413,15 +416,7 @@ fi
 NODE="$(join_via)"
 ${cleanup}
 `;
-  const name = "join-cleanup";
-  return {
-    node,
-    name,
-    files: [],
-    secrets,
-    joinVia: "runs-there",
-    script: kubeScript(name, node, [], secrets, spec, body),
-  };
+  return joinViaRun(spec, "join-cleanup", secrets, body);
 }
 
 /** `kubeadm join` for a further control plane or a worker, through the VIP, pinned to the cluster CA. */
