@@ -20,7 +20,7 @@ import { parse, stringify } from "yaml";
 import { applyLab, STACK_DIR, synthLab } from "../e2e/apply.ts";
 import { outage, startPoller } from "../e2e/poller.ts";
 import { LAB, labBreakDisk, labDown, labPaths, labReaddress } from "../lab/lab.ts";
-import { BUN, ROOT } from "../unit/cli-helpers.ts";
+import { runBun } from "../unit/cli-helpers.ts";
 
 const { values } = parseArgs({ options: { runs: { type: "string" }, json: { type: "boolean" } } });
 const runs = Number(values.runs ?? 1);
@@ -28,18 +28,13 @@ const runs = Number(values.runs ?? 1);
 async function command(args: string[]): Promise<{ seconds: number; data: Record<string, unknown> }> {
   const started = performance.now();
   const stack = args[0]!.includes("node-") ? ["--stack-dir", STACK_DIR] : [];
-  const proc = Bun.spawn([BUN, ...args, "--spec", labPaths.spec, ...stack, "--yes", "--json"], {
-    cwd: ROOT,
-    env: { ...process.env, KUBEADM_HA_SECRETS_DIR: labPaths.secretsDir, CLUSTER_SPEC: undefined },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
+  const {
+    code,
+    stdout: out,
+    stderr: err,
+  } = await runBun([...args, "--spec", labPaths.spec, ...stack, "--yes", "--json"], {
+    env: { KUBEADM_HA_SECRETS_DIR: labPaths.secretsDir },
   });
-  const [out, err, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
   if (code !== 0) throw new Error(`${args.join(" ")} exited ${code}:\n${err.slice(-4000)}`);
   return { seconds: (performance.now() - started) / 1000, data: JSON.parse(out).data };
 }

@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
 import { LAB, labBreakDisk, labDown, labEtcdctl, labExec, labPaths, labReaddress, requireLab } from "../lab/lab.ts";
-import { BUN, envelopeOf, ROOT } from "../unit/cli-helpers.ts";
+import { envelopeOf, runBun } from "../unit/cli-helpers.ts";
 import { applyLab, STACK_DIR, synthLab, terraform } from "./apply.ts";
 import { outage, startPoller } from "./poller.ts";
 
@@ -19,18 +19,9 @@ const FAILOVER_BOUND_MS = 3000;
 async function heal(args: string[], spec: string = labPaths.spec) {
   const started = performance.now();
   const stack = args[0]!.includes("node-") ? ["--stack-dir", STACK_DIR] : [];
-  const proc = Bun.spawn([BUN, ...args, "--spec", spec, ...stack, "--yes", "--json"], {
-    cwd: ROOT,
-    env: { ...process.env, KUBEADM_HA_SECRETS_DIR: labPaths.secretsDir, CLUSTER_SPEC: undefined },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
+  const { code, stdout, stderr } = await runBun([...args, "--spec", spec, ...stack, "--yes", "--json"], {
+    env: { KUBEADM_HA_SECRETS_DIR: labPaths.secretsDir },
   });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
   if (code !== 0) process.stderr.write(stderr.slice(-6000));
   return {
     code,
