@@ -1,8 +1,9 @@
 // End to end: synthesize the lab spec's `builtin` stack and run the real
 // `terraform init/plan/apply` against the lab hosts (real provisioners, real
 // phase scripts, real keepalived/haproxy; kubeadm is the lab's recording stand-in).
-import { mkdirSync, readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { stringify } from "yaml";
 import { synthesize } from "../../constructs/stack.ts";
 import { ensureSecrets, terraformEnv } from "../../lib/secrets.ts";
 import { loadSpec } from "../../lib/spec/load.ts";
@@ -20,17 +21,29 @@ export function labSpec(): ClusterSpec {
   return loadSpec(labPaths.spec);
 }
 
-/** Synthesize the lab stack (optionally with a changed spec) into E2E_DIR. */
+/**
+ * Synthesize the lab stack (optionally with a changed spec) into E2E_DIR. A changed spec is
+ * written to its own file beside the lab's (relative paths resolve alike) and synthesized from
+ * there, as a user's edited cluster.yaml would be: the stack's preflight step reads the spec file,
+ * and with the unchanged one it checked hosts the stack no longer has (a removed control plane,
+ * reset a moment before, failed it).
+ */
 export function synthLab(mutate?: (spec: ClusterSpec) => void): ClusterSpec {
   labSecretsEnv();
-  const spec = labSpec();
-  mutate?.(spec);
+  let spec = labSpec();
+  let specFile: string = labPaths.spec;
+  if (mutate) {
+    mutate(spec);
+    specFile = join(dirname(labPaths.spec), "cluster.synth.yaml");
+    writeFileSync(specFile, stringify(spec), { mode: 0o600 });
+    spec = loadSpec(specFile);
+  }
   mkdirSync(E2E_DIR, { recursive: true });
   synthesize(spec, {
     outdir: E2E_DIR,
     stackName: "lab",
     renderDir: join(E2E_DIR, "rendered"),
-    specFile: labPaths.spec,
+    specFile,
   });
   return spec;
 }
