@@ -3,6 +3,14 @@
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { renderCheckApiserverScript, renderCheckVipHeldScript } from "./check-apiserver.ts";
 import {
+  ETCD_LEADER_AWAY_SCRIPT,
+  ETCD_LEADER_AWAY_SERVICE,
+  ETCD_LEADER_AWAY_UNIT,
+  keepsEtcdLeaderAway,
+  renderEtcdLeaderAwayScript,
+  renderEtcdLeaderAwayUnit,
+} from "./etcd-leader-away.ts";
+import {
   emptyServerStateCommand,
   HAPROXY_CFG,
   HAPROXY_DROPIN,
@@ -66,6 +74,11 @@ export function loadBalancerFiles(spec: ClusterSpec, node: NodeSpec): RenderedFi
   if (spec.loadBalancer.vrrp.stickyVip) {
     files.splice(2, 0, { path: CHECK_VIP_HELD_SCRIPT, content: renderCheckVipHeldScript(spec, node), mode: "0755" });
   }
+  if (keepsEtcdLeaderAway(spec))
+    files.push(
+      { path: ETCD_LEADER_AWAY_SCRIPT, content: renderEtcdLeaderAwayScript(spec), mode: "0755" },
+      { path: ETCD_LEADER_AWAY_UNIT, content: renderEtcdLeaderAwayUnit(), mode: "0644" },
+    );
   return files;
 }
 
@@ -164,7 +177,7 @@ step "make sure haproxy finds a server state file (an empty one until a reload s
 ${validate(staticPod)}
 
 ${staticPod ? staticPodServices(keepalivedInputs) : systemdServices(keepalivedInputs)}
-
+${keepsEtcdLeaderAway(spec) ? ETCD_LEADER_AWAY_START : ""}
 # 0 also undoes a drain an interrupted run or an operator left behind: after a deploy the node serves.
 step "take part in VRRP elections with the full priority (${LB_DRAIN_FILE} = 0)"
 ${LB_DRAIN_SCRIPT} undrain
@@ -239,6 +252,16 @@ done
 systemctl is-active --quiet haproxy || die "haproxy is not active; see: journalctl -u haproxy -n 50"
 systemctl is-active --quiet keepalived || die "keepalived is not active; see: journalctl -u keepalived -n 50"`;
 }
+
+/** The host service that keeps etcd's leader off the VIP holder (etcd-leader-away.ts), in both keepalived modes. */
+const ETCD_LEADER_AWAY_START = `
+step "keep the etcd leader off the VIP holder (${ETCD_LEADER_AWAY_SERVICE})"
+if changed ${shq(ETCD_LEADER_AWAY_UNIT)}; then systemctl daemon-reload; fi
+systemctl enable --quiet ${ETCD_LEADER_AWAY_SERVICE}
+if any_changed ${shq(ETCD_LEADER_AWAY_SCRIPT)} ${shq(ETCD_LEADER_AWAY_UNIT)} || ! systemctl is-active --quiet ${ETCD_LEADER_AWAY_SERVICE}; then
+  systemctl restart ${ETCD_LEADER_AWAY_SERVICE}
+fi
+`;
 
 const STOP_SYSTEMD_UNITS = `step "the kubelet runs the load balancer: stop the systemd keepalived and haproxy if an earlier mode started them"
 for unit in keepalived haproxy; do
@@ -329,6 +352,10 @@ fi`;
 function kubeVipStep(spec: ClusterSpec, node: NodeSpec): Step {
   const files: RenderedFile[] = [{ path: KUBE_VIP_MANIFEST, content: renderKubeVipManifest(spec, node), mode: "0600" }];
   const body = `${STOP_SYSTEMD_UNITS}
+if systemctl is-enabled --quiet ${ETCD_LEADER_AWAY_SERVICE} 2>/dev/null; then
+  # It follows keepalived's VIP; kube-vip's leader election is its own.
+  systemctl disable --now --quiet ${ETCD_LEADER_AWAY_SERVICE}
+fi
 
 step "wait for kube-vip (the kubelet starts it; before kubeadm init/join it is not configured yet)"
 if [ -f /var/lib/kubelet/config.yaml ]; then

@@ -20,6 +20,7 @@ import {
   CONTROL_PLANES,
   ensureAppliedLab,
   etcdHealthyCount,
+  etcdLeader,
   hardKill,
   hardRestore,
   healthz,
@@ -33,7 +34,7 @@ import {
   waitHealthy,
 } from "../e2e/failover-lab.ts";
 import { outage, type Poller, type Sample, startPoller } from "../e2e/poller.ts";
-import { labDown, labEtcdctl, labExec, labMissing, linkDown, linkUp, PROJECT_ROOT } from "../lab/lab.ts";
+import { labDown, labExec, labMissing, linkDown, linkUp, PROJECT_ROOT } from "../lab/lab.ts";
 import { sleep } from "../lab/sys.ts";
 import { MUTATE, TRACK_FILE_EDIT, TRACK_PROCESS_EDIT } from "./lb-variants.ts";
 
@@ -99,22 +100,6 @@ async function stableHolder(p: Poller, holder: string): Promise<string> {
     await sleep(100);
   }
   throw new Error(`the VIP holder was not stable for ${STABLE_MS} ms within 90 s`);
-}
-
-/** The etcd leader's host (cp-N), or "?" when no member answered. */
-async function etcdLeader(): Promise<string> {
-  const r = await labEtcdctl(["endpoint", "status", "-w", "json"], { timeoutMs: 5000 });
-  try {
-    const eps = JSON.parse(r.stdout) as {
-      Endpoint: string;
-      Status: { header: { member_id: number }; leader: number };
-    }[];
-    const lead = eps.find((e) => e.Status.header.member_id === e.Status.leader);
-    const ip = lead?.Endpoint.match(/198\.18\.0\.(\d+)/)?.[1];
-    return ip ? `cp-${Number(ip) - 10}` : "?";
-  } catch {
-    return "?";
-  }
 }
 
 /** Stop the poller once the last failure is `quietMs` old (or after maxMs), return the outage. */

@@ -3,7 +3,7 @@
 // lab issue name, and put every host back. Only lab addresses (198.18.0.0/24) are contacted.
 
 import { healthzStatus, tcpOpen as tcpOpenAnywhere } from "../../lib/ops/chaos.ts";
-import { labExec, labStatus, labUp, linkUp, requireLab } from "../lab/lab.ts";
+import { labEtcdctl, labExec, labStatus, labUp, linkUp, requireLab } from "../lab/lab.ts";
 import { run, sleep } from "../lab/sys.ts";
 import { labSpec, synthLab, terraform } from "./apply.ts";
 import { assertLabAddress } from "./poller.ts";
@@ -48,6 +48,38 @@ export async function vipHolders(): Promise<string[]> {
     }),
   );
   return r.filter((h): h is string => !!h);
+}
+
+/** Each answering member as `etcdctl endpoint status` sees it (simple output keeps the hex IDs exact). */
+async function etcdEndpoints(): Promise<{ host: string; endpoint: string; id: string; leader: boolean }[]> {
+  const r = await labEtcdctl(["endpoint", "status"], { timeoutMs: 5000 });
+  // "https://198.18.0.11:2379, 8e9e05c52164694d, 3.4.23, 20 kB, true, false, 2, 8, 8, "
+  return r.stdout
+    .split("\n")
+    .map((l) => l.split(",").map((f) => f.trim()))
+    .filter((f) => /^https:\/\/198\.18\.0\.\d+:2379$/.test(f[0] ?? ""))
+    .map((f) => ({
+      host: `cp-${Number(/198\.18\.0\.(\d+)/.exec(f[0]!)![1]) - 10}`,
+      endpoint: f[0]!,
+      id: f[1]!,
+      leader: f[4] === "true",
+    }));
+}
+
+/** The etcd leader's host (cp-N), or "?" when no member answered as leader. */
+export async function etcdLeader(): Promise<string> {
+  return (await etcdEndpoints()).find((e) => e.leader)?.host ?? "?";
+}
+
+/** Hand etcd's leadership to `host` (etcdctl move-leader, sent to the current leader). */
+export async function moveEtcdLeaderTo(host: string): Promise<void> {
+  const eps = await etcdEndpoints();
+  const leader = eps.find((e) => e.leader);
+  const target = eps.find((e) => e.host === host);
+  if (!leader || !target) throw new Error(`no etcd leader or no member on ${host}: ${JSON.stringify(eps)}`);
+  if (leader.host === host) return;
+  const r = await labEtcdctl(["move-leader", target.id], { endpoints: [leader.endpoint], timeoutMs: 10_000 });
+  if (r.code !== 0) throw new Error(`etcdctl move-leader ${target.id} failed: ${r.stderr}`);
 }
 
 export async function etcdHealthyCount(): Promise<number> {

@@ -12,10 +12,12 @@ import {
   applyLoadBalancers,
   CONTROL_PLANES,
   ensureAppliedLab,
+  etcdLeader,
   hardKill,
   hardRestore,
   healthz,
   LB_RUNNING,
+  moveEtcdLeaderTo,
   PORT,
   requireLab,
   restoreAll,
@@ -136,6 +138,34 @@ describe.skipIf(guard.skip)("failure matrix on the lab (seed section 8)", () => 
       expect(back.ok).toBe(true);
     }, 120_000);
   }
+
+  test("the etcd leader does not stay on the VIP holder: handed to it, it leaves within seconds, and no request through the VIP fails", async () => {
+    const h = await holder();
+    const poller = startPoller(VIP, PORT);
+    await sleep(500);
+    const from = poller.now();
+    try {
+      await moveEtcdLeaderTo(h);
+      const movedAt = poller.now();
+      // The service sees the leader on the holder twice, one second apart, then transfers it.
+      const left = await until(async () => !["?", h].includes(await etcdLeader()), 10_000, 100);
+      await sleep(1000);
+      const samples = await poller.stop();
+      const o = outage(samples, from);
+      const journal = await labExec(h, "journalctl -u kubeadm-ha-etcd-leader-away --no-pager -n 20 -o cat");
+      note(
+        `etcd leader handed to the holder ${h}: moved off after ${left >= 0 ? `${((poller.now() - movedAt) / 1000).toFixed(1)} s` : "NEVER"}, now ${await etcdLeader()}; ${o.failed}/${o.total} failed`,
+      );
+      expect(left, journal.stdout).toBeGreaterThanOrEqual(0);
+      expect(left).toBeLessThan(8000);
+      expect(journal.stdout).toContain("moved the etcd leadership to cp-");
+      expect(await vipHolders()).toEqual([h]);
+      expect(o.total).toBeGreaterThan(20);
+      expect(o.failed).toBe(0);
+    } finally {
+      await poller.stop();
+    }
+  }, 60_000);
 
   test("planned moves drain the holder first: a rolling change that restarts the load balancer on every control plane, and restarts of keepalived and haproxy on the holder, fail at most the one request in flight at each move", async () => {
     await holder();

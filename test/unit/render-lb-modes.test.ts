@@ -1,11 +1,13 @@
 // The two static-pod load-balancer modes as rendered: static-pod runs the systemd mode's very
 // configs from manifests the kubelet would accept; kube-vip's manifest is held to the names
 // kube-vip v1.2.3 reads (it cannot run here), and init switches it to super-admin.conf and back.
+
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
+import { ETCD_LEADER_AWAY_UNIT } from "../../lib/render/etcd-leader-away.ts";
 import { HAPROXY_ENV_FILE } from "../../lib/render/haproxy.ts";
 import { renderCluster } from "../../lib/render/index.ts";
 import { initStep } from "../../lib/render/kube-phases.ts";
@@ -74,6 +76,12 @@ const KEEPALIVED_IMAGE = "registry.example.com/keepalived:2.2.8";
 const staticSpec = () => makeSpec({ mode: "static-pod", staticPod: { keepalivedImage: KEEPALIVED_IMAGE } });
 const systemdSpec = () => makeSpec({});
 const cp1 = (spec: ClusterSpec) => spec.nodes[0]!;
+
+test("the etcd leader is kept off the VIP holder in static-pod mode too (a host service, restarted when it changed)", () => {
+  const step = loadBalancerStep(staticSpec(), cp1(staticSpec()));
+  expect(step.files.map((f) => f.path)).toContain(ETCD_LEADER_AWAY_UNIT);
+  expect(step.script).toContain("systemctl enable --quiet kubeadm-ha-etcd-leader-away.service");
+});
 const byPath = (files: RenderedFile[]) => new Map(files.map((f) => [f.path, f]));
 
 /** The host as the load-balancer step leaves it: its files, plus the password file its script writes. */
@@ -92,11 +100,12 @@ function hostAfter(files: RenderedFile[]) {
 }
 
 describe("loadBalancer.mode static-pod", () => {
-  test("the same keepalived.conf, haproxy.cfg and check scripts as the systemd mode; manifests instead of systemd units", () => {
+  test("the same keepalived.conf, haproxy.cfg, check scripts and host services as the systemd mode; manifests instead of the daemons' systemd units", () => {
     const pod = byPath(loadBalancerStep(staticSpec(), cp1(staticSpec())).files);
     const sysd = byPath(loadBalancerStep(systemdSpec(), cp1(systemdSpec())).files);
     for (const [path, f] of sysd) {
-      if (path.startsWith("/etc/systemd/") || path.startsWith("/etc/tmpfiles.d/")) {
+      // The etcd-leader-away service runs on the host's systemd in both modes.
+      if ((path.startsWith("/etc/systemd/") && path !== ETCD_LEADER_AWAY_UNIT) || path.startsWith("/etc/tmpfiles.d/")) {
         expect(pod.has(path)).toBe(false);
         continue;
       }

@@ -7,6 +7,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { renderCheckApiserverScript, renderCheckVipHeldScript } from "../../lib/render/check-apiserver.ts";
 import {
+  ETCD_LEADER_AWAY_SCRIPT,
+  ETCD_LEADER_AWAY_UNIT,
+  renderEtcdLeaderAwayScript,
+} from "../../lib/render/etcd-leader-away.ts";
+import {
   HAPROXY_DROPIN,
   HAPROXY_ENV_FILE,
   HAPROXY_SERVER_STATE_FILE,
@@ -402,7 +407,7 @@ describe("haproxy.cfg", () => {
 // ---- the phase step -------------------------------------------------------------------------
 
 describe("loadBalancerStep", () => {
-  test("installs the eight files with the right modes and names both secrets", () => {
+  test("installs the ten files with the right modes and names both secrets", () => {
     const spec = makeSpec();
     const step = loadBalancerStep(spec, controlPlanes(spec)[1]!);
     expect(step.phase).toBe("loadbalancer");
@@ -416,6 +421,8 @@ describe("loadBalancerStep", () => {
       [KEEPALIVED_DROPIN]: "0644",
       [LB_DRAIN_SCRIPT]: "0755",
       "/etc/tmpfiles.d/kubeadm-ha.conf": "0644",
+      [ETCD_LEADER_AWAY_SCRIPT]: "0755",
+      [ETCD_LEADER_AWAY_UNIT]: "0644",
     });
     const dropin = step.files.find((f) => f.path === HAPROXY_DROPIN)?.content ?? "";
     expect(dropin).toContain(`[Service]\nEnvironmentFile=${HAPROXY_ENV_FILE}\n`);
@@ -458,6 +465,7 @@ describe("loadBalancerStep", () => {
               ["check_apiserver.sh", renderCheckApiserverScript(spec, node)],
               ["check_vip_held.sh", renderCheckVipHeldScript(spec, node)],
               ["kubeadm-ha-lb-drain", renderLbDrainScript(spec)],
+              ["kubeadm-ha-etcd-leader-away", renderEtcdLeaderAwayScript(spec)],
             ] as const
           ).map(([name, text]) => {
             const file = join(tmp, `${++seq}-${name}`);
@@ -881,5 +889,34 @@ describe("planned moves drain the holder first", () => {
     one.nodes = one.nodes.filter((n) => n.role !== "control-plane" || n === controlPlanes(one)[0]);
     expect(renderLbDrainScript(one)).toContain("one control plane: there is no peer");
     expect(renderLbDrainScript(one)).not.toContain("set_flag 1");
+  });
+});
+
+describe("the etcd leader is kept off the VIP holder", () => {
+  test("the systemd mode installs and (re)starts the host service with three control planes or more", () => {
+    {
+      const spec = makeSpec();
+      const step = loadBalancerStep(spec, controlPlanes(spec)[0]!);
+      expect(step.files.map((f) => f.path)).toContain(ETCD_LEADER_AWAY_SCRIPT);
+      const unit = step.files.find((f) => f.path === ETCD_LEADER_AWAY_UNIT)!.content;
+      expect(unit).toContain(`ExecStart=${ETCD_LEADER_AWAY_SCRIPT} watch\nRestart=always`);
+      expect(step.script).toContain("systemctl enable --quiet kubeadm-ha-etcd-leader-away.service");
+      expect(step.script).toMatch(
+        /if any_changed '[^']+kubeadm-ha-etcd-leader-away' '[^']+\.service' \|\| ! systemctl is-active --quiet kubeadm-ha-etcd-leader-away\.service; then\n\s+systemctl restart/,
+      );
+    }
+  });
+
+  test("not with one control plane (no other member to lead), and kube-vip mode stops it", () => {
+    const one = makeSpec();
+    one.nodes = one.nodes.filter((n) => n.role !== "control-plane" || n === controlPlanes(one)[0]);
+    const step = loadBalancerStep(one, controlPlanes(one)[0]!);
+    expect(step.files.map((f) => f.path)).not.toContain(ETCD_LEADER_AWAY_SCRIPT);
+    expect(step.script).not.toContain("kubeadm-ha-etcd-leader-away");
+    const vip = makeSpec();
+    vip.loadBalancer.mode = "kube-vip";
+    const kv = loadBalancerStep(vip, controlPlanes(vip)[0]!);
+    expect(kv.files.map((f) => f.path)).not.toContain(ETCD_LEADER_AWAY_SCRIPT);
+    expect(kv.script).toContain("systemctl disable --now --quiet kubeadm-ha-etcd-leader-away.service");
   });
 });
