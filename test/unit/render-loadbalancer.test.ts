@@ -218,6 +218,17 @@ describe("keepalived.conf", () => {
     }
   });
 
+  test("two masters at once end with the winner's gratuitous ARPs: the loser adverts once more as it steps down", () => {
+    const spec = makeSpec();
+    const conf = renderKeepalivedConf(spec, controlPlanes(spec)[0]!);
+    // Global: a master that hears a higher priority sends one more (lower) advert before it becomes backup ...
+    expect(/global_defs \{[^}]*\n\s+vrrp_higher_prio_send_advert true\n[^}]*\}/.exec(conf)).not.toBeNull();
+    // ... and the winner, hearing a lower priority, sends gratuitous ARPs at once and 1 s later.
+    const instance = conf.slice(conf.indexOf("vrrp_instance"));
+    expect(instance).toMatch(/\n\s+garp_lower_prio_repeat 5\n/);
+    expect(instance).toMatch(/\n\s+garp_lower_prio_delay 1\n/);
+  });
+
   test.each([3, 5])("each other control plane is a unicast peer and the node itself is not (%i CPs)", (cps) => {
     const spec = makeSpec({ cps });
     for (const node of controlPlanes(spec)) {
