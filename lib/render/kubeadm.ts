@@ -61,6 +61,26 @@ function extraArgs(
   return Object.entries(args).map(([name, value]) => ({ name, value }));
 }
 
+/** A duration as the spec writes it (500ms, 5s, 10m, 1h), in milliseconds. */
+function durationMs(d: string): number {
+  const m = /^(\d+)(ms|s|m|h)$/.exec(d);
+  if (!m) throw new Error(`not a duration: ${d}`);
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"];
+}
+
+/**
+ * kube-apiserver's own flags. shutdown-delay-duration: on SIGTERM (a restart of its static pod,
+ * e.g. after a certificate renewal) it fails /readyz at once but keeps serving and listening for
+ * this long, so every haproxy's /readyz check takes it out of the rotation (fall x inter) before
+ * it closes its listener. Without it a connection haproxy had just handed over sat in the closing
+ * listener's queue and was reset: one failed request per restart, measured in the lab.
+ */
+export function apiServerArgs(spec: ClusterSpec): Record<string, string> {
+  const hc = spec.loadBalancer.haproxy.healthCheck;
+  const seconds = Math.ceil((hc.fall * durationMs(hc.interval)) / 1000) + 2;
+  return { "shutdown-delay-duration": `${seconds}s` };
+}
+
 /** The spec asked to keep a 1.35+ kubelet on cgroup v1, which it refuses by default. */
 const keepsCgroupV1 = (spec: ClusterSpec): boolean =>
   spec.kubernetes.allowCgroupV1 && kubernetesFacts(spec.kubernetes.version).failsCgroupV1ByDefault;
@@ -143,7 +163,7 @@ function renderInitDocuments(spec: ClusterSpec, withCertificateKey: boolean): st
       dnsDomain: spec.networking.dnsDomain,
     },
     etcd: { local: { dataDir: spec.etcd.dataDir } },
-    apiServer: { certSANs: sans },
+    apiServer: { certSANs: sans, extraArgs: extraArgs(spec, apiServerArgs(spec)) },
     // A mirror for air-gapped sites; kubeadm's default (registry.k8s.io) otherwise.
     ...(spec.kubernetes.imageRepository ? { imageRepository: spec.kubernetes.imageRepository } : {}),
   };

@@ -309,6 +309,39 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
     expect(cfg).toBe("1");
   }, 300_000);
 
+  test("an apiserver restarted by its static pod (as after a certificate renewal) fails no request through the VIP", async () => {
+    // kubeadm wrote the apiservers' manifests with the spec's shutdown delay (init from its config,
+    // the joins from the kubeadm-config the init uploaded).
+    for (const cp of ["cp-1", "cp-2", "cp-3"])
+      expect((await labExec(cp, "cat /etc/kubernetes/manifests/kube-apiserver.yaml")).stdout).toContain(
+        "--shutdown-delay-duration=3s",
+      );
+    const results: string[] = [];
+    let failed = 0;
+    for (const cp of ["cp-2", "cp-1"]) {
+      const poller = startPoller(VIP, PORT);
+      await Bun.sleep(500);
+      const from = poller.now();
+      // The kubelet stops the pod when its manifest goes (SIGTERM) and starts it when it is back.
+      const restart = await labExec(
+        cp,
+        "M=/etc/kubernetes/manifests/kube-apiserver.yaml; mv $M /etc/kubernetes/kube-apiserver.yaml.away && " +
+          "for i in $(seq 1 100); do ss -Hltn 'sport = :6443' | grep -q . || break; sleep 0.1; done && " +
+          "mv /etc/kubernetes/kube-apiserver.yaml.away $M && " +
+          "for i in $(seq 1 150); do curl -sfk -o /dev/null --max-time 1 https://127.0.0.1:6443/readyz && break; sleep 0.2; done",
+      );
+      expect(restart.code).toBe(0);
+      await Bun.sleep(2000);
+      const samples = await poller.stop();
+      const o = outage(samples, from);
+      failed += o.failed;
+      results.push(`${cp}: ${o.failed} of ${o.total} failed`);
+      expect(await curlOnHost(cp, "-k https://127.0.0.1:6443/readyz")).toBe("200");
+    }
+    process.stderr.write(`apiserver static-pod restarts: ${results.join("; ")}\n`);
+    expect(failed).toBe(0);
+  }, 120_000);
+
   test("join secrets do not outlive the joins: no token left in the cluster, none on any host", async () => {
     const tokens = (await labExec("cp-1", "kubeadm token list --kubeconfig /etc/kubernetes/admin.conf")).stdout;
     expect(tokens.trim().split("\n")).toHaveLength(1); // the header only: init's and every join's token deleted

@@ -267,18 +267,10 @@ describe.skipIf(guard.skip)("healing on the lab", () => {
     const doc2 = { ...doc, nodes: doc.nodes.filter((n) => n.name !== "cp-3") };
     const twoCps = join(labPaths.stateDir, "cluster-without-cp-3.yaml");
     writeFileSync(twoCps, stringify(doc2));
-    synthLab((spec) => {
-      spec.nodes = spec.nodes.filter((n) => n.name !== "worker-1" && n.name !== "cp-3");
-    });
-    try {
-      const three = await heal(["scripts/node-remove.ts", "cp-3"], twoCps);
-      expect(three.code).toBe(2);
-      expect(three.envelope.error!.message).toContain("nodes: 2 control planes (cp-1, cp-2)");
-      expect(await healthyCount()).toBe(3);
-    } finally {
-      synthLab((spec) => {
-        spec.nodes = spec.nodes.filter((n) => n.name !== "worker-1");
-      });
-    }
+    // (No stack for it: synth refuses that spec as node:remove does, before either touches anything.)
+    const three = await heal(["scripts/node-remove.ts", "cp-3"], twoCps);
+    expect(three.code).toBe(2);
+    expect(three.envelope.error!.message).toContain("nodes: 2 control planes (cp-1, cp-2)");
+    expect(await healthyCount()).toBe(3);
   }, 600_000);
 });

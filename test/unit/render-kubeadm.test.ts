@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { cniStep, defaultCniManifest, initStep, joinStep, KUBEADM_FUNCTIONS } from "../../lib/render/kube-phases.ts";
 import {
+  apiServerArgs,
   caCertHashFromPem,
   type KubeadmContext,
   renderInitConfig,
@@ -122,6 +123,28 @@ describe("init configuration", () => {
     });
     expect(cluster.etcd).toEqual({ local: { dataDir: "/var/lib/etcd" } });
     expect(cluster.apiServer.certSANs).toEqual(["10.0.0.162", "10.0.0.163", "10.0.0.164", "10.0.0.165"]);
+  });
+
+  test("kube-apiserver keeps serving after SIGTERM until every haproxy's checks have taken it out", () => {
+    // fall 2 x inter 500ms = 1 s to be marked down, + 2 s: 3 s; more for slower checks.
+    expect(byKind(list, "ClusterConfiguration").apiServer.extraArgs).toEqual([
+      { name: "shutdown-delay-duration", value: "3s" },
+    ]);
+    const slow = spec((x) => {
+      x.loadBalancer.haproxy.healthCheck.interval = "2s";
+      x.loadBalancer.haproxy.healthCheck.fall = 3;
+    });
+    expect(apiServerArgs(slow)).toEqual({ "shutdown-delay-duration": "8s" });
+    const v3 = byKind(
+      docs(
+        renderInitConfig(
+          spec((x) => (x.kubernetes.version = "1.30.8")),
+          ctx,
+        ),
+      ),
+      "ClusterConfiguration",
+    );
+    expect(v3.apiServer.extraArgs).toEqual({ "shutdown-delay-duration": "3s" });
   });
 
   test("InitConfiguration: first control plane's endpoint and name, a placeholder for a short-lived token, no certificate key", () => {

@@ -26,9 +26,26 @@ const { values: flags } = parseArgs({
     "etcd-cafile": { type: "string", default: "/etc/kubernetes/pki/etcd/ca.crt" },
     "etcd-certfile": { type: "string", default: "/etc/kubernetes/pki/apiserver-etcd-client.crt" },
     "etcd-keyfile": { type: "string", default: "/etc/kubernetes/pki/apiserver-etcd-client.key" },
+    "shutdown-delay-duration": { type: "string", default: "0s" },
   },
   strict: false,
 });
+
+/** kube-apiserver's --shutdown-delay-duration (Go duration: 0s, 3s, 1m30s, 500ms) in milliseconds. */
+function goDurationMs(text: string): number {
+  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
+  if (text !== "0" && (parts.length === 0 || parts.map((p) => p[0]).join("") !== text)) {
+    process.stderr.write(
+      `Error: invalid argument "${text}" for "--shutdown-delay-duration" flag: time: invalid duration\n`,
+    );
+    process.exit(1);
+  }
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+  return parts.reduce((sum, p) => sum + Number(p[1]) * unit[p[2] as keyof typeof unit], 0);
+}
+const SHUTDOWN_DELAY_MS = goDurationMs(String(flags["shutdown-delay-duration"]));
+/** Set on SIGTERM: /readyz fails from then on while requests are still served (kube-apiserver does the same). */
+let shuttingDown = false;
 
 /** The lab's Kubernetes version, as the kubeadm/kubectl/kubelet stand-ins read it. */
 const VERSION_FILE = "/etc/kha-lab/kubernetes-version";
@@ -222,6 +239,8 @@ const server = Bun.serve({
     // Not new URL(req.url): a request without a Host header (haproxy's HTTP/1.0 health check)
     // has no valid absolute URL, and a real apiserver answers those too.
     const path = req.url.replace(/^[a-z]+:\/\/[^/]*/i, "").split("?")[0] ?? "";
+    if (path === "/readyz" && shuttingDown)
+      return new Response("[-]shutdown failed: reason withheld\nreadyz check failed\n", { status: 500 });
     if (path === "/healthz" || path === "/livez" || path === "/readyz") {
       const problem = await etcdOk();
       return problem
@@ -247,7 +266,13 @@ const server = Bun.serve({
   },
 });
 process.stdout.write(`apiserver-standin: listening on ${server.hostname}:${server.port}, etcd ${etcd}\n`);
+// As kube-apiserver: on SIGTERM /readyz fails at once, requests are served for the shutdown delay,
+// then the listener closes (connections still queued on it are reset) and the process exits.
 process.on("SIGTERM", () => {
-  server.stop(true);
-  process.exit(0);
+  if (shuttingDown) return;
+  shuttingDown = true;
+  setTimeout(() => {
+    server.stop(true);
+    process.exit(0);
+  }, SHUTDOWN_DELAY_MS);
 });

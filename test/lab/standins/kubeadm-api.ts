@@ -18,6 +18,9 @@
 //   kubeadm-api.ts configmap-get NS NAME KEY SERVER
 //   kubeadm-api.ts configmap-patch NS NAME PATCH_FILE SERVER   (a merge patch: {"data": {...}})
 //   kubeadm-api.ts configmap-create NS NAME KEY FILE SERVER
+//   kubeadm-api.ts apiserver-manifest IN OUT CONFIG|- [SERVER]   the control-plane phase: the apiserver's
+//                                                manifest with ClusterConfiguration.apiServer.extraArgs (from
+//                                                CONFIG at init, from kubeadm-config at SERVER for a join)
 //
 // And what kubeadm checks on the node itself (kubeadm-schema.ts, kubeadm-preflight.ts, kubeadm-etcd.ts):
 //   kubeadm-api.ts validate-config VERSION init|join|validate CONFIG   strict decoding and validation
@@ -25,7 +28,7 @@
 //   kubeadm-api.ts kubelet-config-upload CONFIG|- SERVER  init's upload-config/kubelet phase
 //   kubeadm-api.ts kubelet-start init|join CONFIG|- [SERVER TOKEN]  the kubelet refuses swap unless failSwapOn: false
 //   kubeadm-api.ts check-etcd SERVER CONFIG|- [wait]  every listed etcd member answers (wait: this node's too)
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { parseAllDocuments, stringify } from "yaml";
 import { clusterStatusProblem, type EtcdMember, kubeadmEtcdTls } from "./kubeadm-etcd.ts";
 import { ignoreSet, kubeletStartProblem, preflightFindings, report } from "./kubeadm-preflight.ts";
@@ -246,6 +249,30 @@ switch (cmd) {
     const [ns, name, key, file, server] = process.argv.slice(3);
     await call(server!, "PUT", `/kha-lab/configmaps/${ns}/${name}`, { data: { [key!]: readFileSync(file!, "utf8") } });
     process.stdout.write(`configmap/${name} created\n`);
+    break;
+  }
+  case "apiserver-manifest": {
+    // kubeadm's control-plane phase writes kube-apiserver.yaml with apiServer.extraArgs as flags
+    // (an extra argument replaces kubeadm's own flag of that name). Init reads its config file; a
+    // join reads the ClusterConfiguration init uploaded, as kubeadm does.
+    const [input, output, config, server] = process.argv.slice(3);
+    let cluster: Record<string, any> | undefined;
+    if (config && config !== "-") cluster = byKind(config, "ClusterConfiguration");
+    if (!cluster && server) {
+      const cm = (await call(server, "GET", "/kha-lab/configmaps/kube-system/kubeadm-config")) as {
+        data: Record<string, string>;
+      };
+      cluster = parseAllDocuments(cm.data.ClusterConfiguration ?? "")[0]?.toJS() as Record<string, any> | undefined;
+    }
+    const raw = cluster?.apiServer?.extraArgs ?? {};
+    const extra: [string, string][] = Array.isArray(raw)
+      ? raw.map((x: { name: string; value: string }) => [x.name, String(x.value)])
+      : Object.entries(raw).map(([k, v]) => [k, String(v)]);
+    const pod = parseAllDocuments(readFileSync(input!, "utf8"))[0]!.toJS() as Record<string, any>;
+    const c = pod.spec.containers[0];
+    for (const [name, value] of extra)
+      c.command = [...c.command.filter((f: string) => !f.startsWith(`--${name}=`)), `--${name}=${value}`];
+    writeFileSync(output!, stringify(pod), { mode: 0o600 });
     break;
   }
   case "join-check":
