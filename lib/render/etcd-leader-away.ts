@@ -6,6 +6,7 @@
 // kubelet runs on systemd, and the etcd client certificate stays on the host, out of the pods).
 import type { ClusterSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
+import { HOLDS_VIP_FN } from "./lb-drain.ts";
 import { shq } from "./phase-script.ts";
 
 export const ETCD_LEADER_AWAY_SCRIPT = "/usr/local/sbin/kubeadm-ha-etcd-leader-away";
@@ -37,7 +38,7 @@ ETCD="\${KUBEADM_HA_ETCD_ENDPOINT:-https://127.0.0.1:2379}"
 PKI="\${KUBEADM_HA_ETCD_PKI:-/etc/kubernetes/pki/etcd}"
 
 say() { printf 'kubeadm-ha-etcd-leader-away: %s\\n' "$*"; }
-holds_vip() { ip -o -4 addr show dev "$IFACE" 2>/dev/null | grep -qF " inet $VIP/"; }
+${HOLDS_VIP_FN}
 # etcd_post BASE-URL PATH JSON [SECONDS]: a gateway call; the body on stdout, false when it fails.
 etcd_post() {
   curl -fsS --noproxy '*' --max-time "\${4:-1}" --cacert "$PKI/ca.crt" --cert "$PKI/healthcheck-client.crt" \\

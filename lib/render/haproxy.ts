@@ -45,18 +45,25 @@ export function emptyServerStateCommand(file: string = HAPROXY_SERVER_STATE_FILE
 }
 
 /**
- * Shell: `show servers state` from haproxy's runtime API into `file` (perl-base is part of every
- * Debian and Ubuntu install; socat is not). When haproxy does not answer, no state: a stale one is
- * never loaded.
+ * Shell: one command to haproxy's runtime API on `socket`, its answer on stdout (perl-base is part
+ * of every Debian and Ubuntu install; socat is not). Fails, naming the API, when nothing listens.
+ */
+export function haproxyRuntimeCommand(command: string, socket: string = HAPROXY_ADMIN_SOCKET): string {
+  const perl =
+    'my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or die "haproxy runtime API: $!\\n"; print $s "$ARGV[1]\\n"; print while <$s>;';
+  return `perl -MIO::Socket::UNIX -e ${shq(perl)} ${shq(socket)} ${shq(command)}`;
+}
+
+/**
+ * Shell: `show servers state` from haproxy's runtime API into `file`. When haproxy does not answer,
+ * no state: a stale one is never loaded.
  */
 export function saveServerStateCommand(
   socket: string = HAPROXY_ADMIN_SOCKET,
   file: string = HAPROXY_SERVER_STATE_FILE,
 ): string {
-  const perl =
-    'my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or exit 1; print $s "show servers state\\n"; print while <$s>;';
   const tmp = `${file}.tmp`;
-  return `{ perl -MIO::Socket::UNIX -e ${shq(perl)} ${shq(socket)} >${shq(tmp)} && [ -s ${shq(tmp)} ] && mv -f ${shq(tmp)} ${shq(file)}; } || { rm -f ${shq(tmp)}; ${emptyServerStateCommand(file)}; }`;
+  return `{ ${haproxyRuntimeCommand("show servers state", socket)} >${shq(tmp)} 2>/dev/null && [ -s ${shq(tmp)} ] && mv -f ${shq(tmp)} ${shq(file)}; } || { rm -f ${shq(tmp)}; ${emptyServerStateCommand(file)}; }`;
 }
 
 /**
@@ -66,9 +73,7 @@ export function saveServerStateCommand(
  */
 export function serversDrainCommand(servers: string[], socket: string = HAPROXY_ADMIN_SOCKET): string {
   const commands = servers.map((n) => `set server kube_apiserver/${n} state drain`).join("; ");
-  const perl =
-    'my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or die "haproxy runtime API: $!\\n"; print $s "$ARGV[1]\\n"; print while <$s>;';
-  return `if [ -S ${shq(socket)} ]; then perl -MIO::Socket::UNIX -e ${shq(perl)} ${shq(socket)} ${shq(commands)}; fi`;
+  return `if [ -S ${shq(socket)} ]; then ${haproxyRuntimeCommand(commands, socket)}; fi`;
 }
 
 /** Creates the state file's directory at every boot, before keepalived starts (it drops a track file whose directory is missing). */

@@ -9,6 +9,9 @@ import { shq } from "./phase-script.ts";
 export const LB_DRAIN_SCRIPT = "/usr/local/sbin/kubeadm-ha-lb-drain";
 /** Next to haproxy's state file (the same runtime directory). keepalived tracks it (track_file lb_drain): 1 lowers this node below every healthy peer, 0 gives the priority back. */
 export const LB_DRAIN_FILE = "/run/kubeadm-ha/drain";
+/** Shell function for the host scripts that act only on the VIP holder ($VIP and $IFACE set). */
+export const HOLDS_VIP_FN = `holds_vip() { ip -o -4 addr show dev "$IFACE" 2>/dev/null | grep -qF " inet $VIP/"; }`;
+
 /** The systemd mode's keepalived drop-in: drain before keepalived stops, priority back once it runs. */
 export const KEEPALIVED_DROPIN = "/etc/systemd/system/keepalived.service.d/kubeadm-ha.conf";
 
@@ -55,7 +58,7 @@ FLAG=${shq(LB_DRAIN_FILE)}
 TIMEOUT="\${KUBEADM_HA_DRAIN_TIMEOUT:-15}"
 
 say() { printf 'kubeadm-ha-lb-drain: %s\\n' "$*" >&2; }
-holds_vip() { ip -o -4 addr show dev "$IFACE" 2>/dev/null | grep -qF " inet $VIP/"; }
+${HOLDS_VIP_FN}
 lost_vip() { ! holds_vip; }
 vip_answers() { curl -fsk --noproxy '*' --max-time 1 -o /dev/null "https://$VIP:$PORT/healthz"; }
 local_answers() { curl -fsk --noproxy '*' --max-time 1 -o /dev/null "https://127.0.0.1:$PORT/readyz"; }

@@ -17,12 +17,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectNode, type Remote } from "../../lib/remote/ssh.ts";
 import { BACKUP_TIMER_PATHS, BACKUP_UNIT, etcdBackupTimerStep } from "../../lib/render/etcd-backup-timer.ts";
-import { HAPROXY_ADMIN_SOCKET } from "../../lib/render/haproxy.ts";
+import { haproxyRuntimeCommand } from "../../lib/render/haproxy.ts";
 import { renderCluster } from "../../lib/render/index.ts";
 import { stageDir } from "../../lib/render/paths.ts";
 import type { Step } from "../../lib/render/types.ts";
 import { type ClusterSecrets, caCertHash, ensureSecrets, hostSecretValue } from "../../lib/secrets.ts";
-import { shq } from "../../lib/shell.ts";
 import { loadSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
 import { LAB, labDown, labExec, labPaths, labStatus, labUp, PROJECT_ROOT, requireLab } from "./lab.ts";
@@ -72,8 +71,7 @@ const sh = async (host: string, cmd: string) => {
 
 /** haproxy's view of the apiservers on `host` (runtime API `show stat`): server name -> status. */
 async function backendStates(host: string): Promise<Record<string, string>> {
-  const perl = 'my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or exit 1; print $s "show stat\\n"; print while <$s>;';
-  const csv = await sh(host, `perl -MIO::Socket::UNIX -e ${shq(perl)} ${shq(HAPROXY_ADMIN_SOCKET)}`);
+  const csv = await sh(host, haproxyRuntimeCommand("show stat"));
   const out: Record<string, string> = {};
   for (const line of csv.split("\n")) {
     const f = line.split(",");

@@ -18,6 +18,7 @@ import {
 } from "../../lib/render/haproxy.ts";
 import { ClusterSpecSchema } from "../../lib/spec/schema.ts";
 import { controlPlanes } from "../../lib/spec/topology.ts";
+import { selfSignedCert } from "./tool-helpers.ts";
 
 const CI = process.env.CI === "true";
 function have(tool: string): boolean {
@@ -41,29 +42,7 @@ function freePort(): number {
 
 beforeAll(() => {
   if (!HAVE) return;
-  const r = Bun.spawnSync(
-    [
-      "openssl",
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=kube-apiserver",
-      "-keyout",
-      join(tmp, "key.pem"),
-      "-out",
-      join(tmp, "cert.pem"),
-    ],
-    { stdout: "pipe", stderr: "pipe" },
-  );
-  if (r.exitCode !== 0) throw new Error(`openssl failed: ${r.stderr.toString()}`);
-  const tls = { cert: readFileSync(join(tmp, "cert.pem"), "utf8"), key: readFileSync(join(tmp, "key.pem"), "utf8") };
+  const tls = selfSignedCert({ certPath: join(tmp, "cert.pem"), keyPath: join(tmp, "key.pem"), cn: "kube-apiserver" });
   for (const last of [11, 12])
     servers.push(Bun.serve({ hostname: `${BASE}${last}`, port: 6443, tls, fetch: () => new Response("ok") }));
 });

@@ -18,7 +18,7 @@ import {
 import { COMMON_FUNCTIONS } from "../../lib/render/prepare.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
 import type { ClusterSpec } from "../../lib/spec/schema.ts";
-import { requireIsolation, requireTool, run } from "./tool-helpers.ts";
+import { requireIsolation, requireTool, run, selfSignedCert } from "./tool-helpers.ts";
 
 const exampleText = readFileSync(join(import.meta.dir, "../../cluster.example.yaml"), "utf8");
 function spec(mutate: (s: ClusterSpec) => void = () => {}): ClusterSpec {
@@ -31,26 +31,7 @@ function spec(mutate: (s: ClusterSpec) => void = () => {}): ClusterSpec {
 const work = mkdtempSync(join(tmpdir(), "kha-kubeadm-"));
 const caKeyPath = join(work, "ca.key");
 const caCertPath = join(work, "ca.crt");
-const made = run([
-  "openssl",
-  "req",
-  "-x509",
-  "-newkey",
-  "ec",
-  "-pkeyopt",
-  "ec_paramgen_curve:P-256",
-  "-nodes",
-  "-keyout",
-  caKeyPath,
-  "-out",
-  caCertPath,
-  "-subj",
-  "/CN=kubernetes",
-  "-days",
-  "2",
-]);
-if (made.code !== 0) throw new Error(`openssl could not make a test CA: ${made.err}`);
-const caCertPem = readFileSync(caCertPath, "utf8");
+const caCertPem = selfSignedCert({ certPath: caCertPath, keyPath: caKeyPath, cn: "kubernetes", days: 2 }).cert;
 const ctx: KubeadmContext = { caCertPem, caCertHash: caCertHashFromPem(caCertPem) };
 
 /** Values shaped like real secrets, used only where a test substitutes them on purpose. */

@@ -20,6 +20,7 @@ import { type ClusterSpec, ClusterSpecSchema } from "../../lib/spec/schema.ts";
 import { DEFAULT_HAPROXY_IMAGE, DEFAULT_KUBE_VIP_IMAGE } from "../../lib/versions.ts";
 import { apiserverManifest, etcdManifest } from "../lab/manifests.ts";
 import { type PodDoc, podProblems } from "../lab/standins/pod-rules.ts";
+import { selfSignedCert } from "./tool-helpers.ts";
 
 const CI = process.env.CI === "true";
 const haveShellcheck = (() => {
@@ -34,29 +35,7 @@ function testCa(): string {
   if (ca) return ca;
   const dir = mkdtempSync(join(tmpdir(), "kha-ca-"));
   try {
-    const r = Bun.spawnSync(
-      [
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        join(dir, "k"),
-        "-out",
-        join(dir, "c"),
-        "-subj",
-        "/CN=kubernetes",
-        "-days",
-        "1",
-      ],
-      { stderr: "pipe" },
-    );
-    if (r.exitCode !== 0) throw new Error(`openssl: ${r.stderr}`);
-    ca = readFileSync(join(dir, "c"), "utf8");
+    ca = selfSignedCert({ certPath: join(dir, "c"), keyPath: join(dir, "k"), cn: "kubernetes" }).cert;
     return ca;
   } finally {
     rmSync(dir, { recursive: true, force: true });

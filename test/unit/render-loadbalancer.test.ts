@@ -2,7 +2,7 @@
 // keepalived -t, haproxy -c, shellcheck, and a running haproxy + check script
 // against TLS servers on loopback.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { renderCheckApiserverScript, renderCheckVipHeldScript } from "../../lib/render/check-apiserver.ts";
@@ -23,6 +23,7 @@ import { KEEPALIVED_DROPIN, LB_DRAIN_FILE, LB_DRAIN_SCRIPT, renderLbDrainScript 
 import { loadBalancerStep } from "../../lib/render/loadbalancer.ts";
 import { type ClusterSpec, ClusterSpecSchema } from "../../lib/spec/schema.ts";
 import { controlPlanes, vrrpPriority, vrrpWeights } from "../../lib/spec/topology.ts";
+import { selfSignedCert } from "./tool-helpers.ts";
 
 const CI = process.env.CI === "true";
 const IFACE = "kha0";
@@ -621,27 +622,11 @@ describe("running against TLS servers on 127.0.0.0/8", () => {
     if (!HAVE.tls) return;
     const dir = join(tmp, "tls");
     run(["mkdir", "-p", dir]);
-    const r = run([
-      "openssl",
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=kube-apiserver",
-      "-keyout",
-      join(dir, "key.pem"),
-      "-out",
-      join(dir, "cert.pem"),
-    ]);
-    if (r.code !== 0) throw new Error(`openssl failed: ${r.out}`);
-    cert = readFileSync(join(dir, "cert.pem"), "utf8");
-    key = readFileSync(join(dir, "key.pem"), "utf8");
+    ({ cert, key } = selfSignedCert({
+      certPath: join(dir, "cert.pem"),
+      keyPath: join(dir, "key.pem"),
+      cn: "kube-apiserver",
+    }));
   });
   afterAll(() => {
     for (const s of servers) s.stop(true);

@@ -20,7 +20,7 @@ import type { ClusterSpec } from "../../lib/spec/schema.ts";
 import { clusterStatusProblem } from "../lab/standins/kubeadm-etcd.ts";
 import { ignoreSet, kubeletStartProblem, preflightFindings, report } from "../lab/standins/kubeadm-preflight.ts";
 import { checkKubeadmConfig } from "../lab/standins/kubeadm-schema.ts";
-import { requireTool, run } from "./tool-helpers.ts";
+import { requireTool, run, selfSignedCert } from "./tool-helpers.ts";
 
 const STANDINS = join(import.meta.dir, "../lab/standins");
 const work = mkdtempSync(join(tmpdir(), "kha-standin-"));
@@ -35,26 +35,12 @@ const spec = (version: string): ClusterSpec => {
 
 // A throwaway CA made by openssl, as the renderers need one.
 const caCertPath = join(work, "ca.crt");
-const made = run([
-  "openssl",
-  "req",
-  "-x509",
-  "-newkey",
-  "ec",
-  "-pkeyopt",
-  "ec_paramgen_curve:P-256",
-  "-nodes",
-  "-keyout",
-  join(work, "ca.key"),
-  "-out",
-  caCertPath,
-  "-subj",
-  "/CN=kubernetes",
-  "-days",
-  "2",
-]);
-if (made.code !== 0) throw new Error(`openssl could not make a test CA: ${made.err}`);
-const caCertPem = readFileSync(caCertPath, "utf8");
+const caCertPem = selfSignedCert({
+  certPath: caCertPath,
+  keyPath: join(work, "ca.key"),
+  cn: "kubernetes",
+  days: 2,
+}).cert;
 const ctx: KubeadmContext = { caCertPem, caCertHash: caCertHashFromPem(caCertPem) };
 
 /** The 0600 copy the phase scripts hand to kubeadm: placeholders filled with real-looking secrets. */

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 // Small helpers the renderer tests share.
 export function run(cmd: string[], stdin?: string, env: Record<string, string> = {}) {
@@ -54,4 +55,21 @@ export function terraformRun(cwd: string, args: string[], env: Record<string, st
     stderr: "pipe",
   });
   return { code: r.exitCode, out: r.stdout.toString() + r.stderr.toString() };
+}
+
+/**
+ * A throwaway self-signed certificate (EC P-256) made by openssl, for a test CA or a TLS server:
+ * written to `certPath`/`keyPath`, returned as PEM text.
+ */
+export function selfSignedCert(opts: { certPath: string; keyPath: string; cn: string; days?: number }): {
+  cert: string;
+  key: string;
+} {
+  // biome-ignore format: flag list
+  const r = run([
+    "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+    "-days", String(opts.days ?? 1), "-subj", `/CN=${opts.cn}`, "-keyout", opts.keyPath, "-out", opts.certPath,
+  ]);
+  if (r.code !== 0) throw new Error(`openssl could not make a test certificate: ${r.err}`);
+  return { cert: readFileSync(opts.certPath, "utf8"), key: readFileSync(opts.keyPath, "utf8") };
 }
