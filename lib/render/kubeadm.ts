@@ -62,7 +62,8 @@ function extraArgs(
 }
 
 /** A duration as the spec writes it (500ms, 5s, 10m, 1h), in milliseconds. */
-function durationMs(d: string): number {
+/** A spec duration ("500ms", "2s") in milliseconds; validation has already checked the form. */
+export function durationMs(d: string): number {
   const m = /^(\d+)(ms|s|m|h)$/.exec(d);
   if (!m) throw new Error(`not a duration: ${d}`);
   return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"];

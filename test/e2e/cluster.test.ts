@@ -342,6 +342,105 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
     expect(failed).toBe(0);
   }, 120_000);
 
+  test("certs:renew renews and loads every control plane's certificates, one at a time, with no failed request through the VIP", async () => {
+    const served = async (cp: string, port: number) =>
+      (
+        await labExec(
+          cp,
+          `openssl s_client -connect 127.0.0.1:${port} </dev/null 2>/dev/null | openssl x509 -noout -serial`,
+        )
+      ).stdout.trim();
+    const adminSerial = async (cp: string) =>
+      (
+        await labExec(
+          cp,
+          "sed -n 's/^ *client-certificate-data: //p' /etc/kubernetes/admin.conf | base64 -d | openssl x509 -noout -serial",
+        )
+      ).stdout.trim();
+    const cps = ["cp-1", "cp-2", "cp-3"];
+    const before = await Promise.all(
+      cps.map(async (cp) => ({
+        api: await served(cp, 6443),
+        etcd: await served(cp, 2379),
+        admin: await adminSerial(cp),
+      })),
+    );
+    for (const b of before) for (const v of Object.values(b)) expect(v).toMatch(/^serial=[0-9A-F]+$/);
+    const poller = startPoller(VIP, PORT);
+    await Bun.sleep(500);
+    const from = poller.now();
+    // Spawned, not spawnSync: the poller runs in this process and must keep polling meanwhile.
+    const p = Bun.spawn(
+      ["node_modules/.bin/bun", "scripts/certs-renew.ts", "--spec", labPaths.spec, "--yes", "--json"],
+      {
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
+    const [stdout, stderr] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
+    const r = { exitCode: await p.exited, stdout };
+    await Bun.sleep(1000);
+    const o = outage(await poller.stop(), from);
+    process.stderr.write(`certs:renew: ${o.failed} of ${o.total} VIP requests failed\n${stderr}`);
+    expect(o.total).toBeGreaterThan(200); // polled all along (every 50 ms for 20 s and more)
+    const env = JSON.parse(r.stdout);
+    expect(env.ok).toBe(true);
+    expect(r.exitCode).toBe(0);
+    const nodes = env.data.nodes as {
+      node: string;
+      backup: string;
+      restarted: string[];
+      apiserverSerialBefore: string;
+      apiserverSerialAfter: string;
+    }[];
+    expect(nodes.map((n) => n.node)).toEqual(cps);
+    for (const n of nodes) {
+      expect(n.restarted).toEqual(["etcd", "kube-apiserver"]); // the lab runs no controller-manager or scheduler
+      expect(n.apiserverSerialAfter).not.toBe(n.apiserverSerialBefore);
+      expect((await labExec(n.node, `stat -c %a ${n.backup}`)).stdout.trim()).toBe("600");
+    }
+    // One control plane at a time: each node's etcd came back before the next one's went.
+    const order = [...stderr.matchAll(/(cp-\d)\s+etcd\s+stopped/g)].map((m) => m[1]);
+    expect(order).toEqual(cps);
+    // Loaded, not just written: what the apiserver and etcd serve now, and the admin kubeconfig.
+    for (const [i, cp] of cps.entries()) {
+      const b = before[i] as { api: string; etcd: string; admin: string };
+      expect(await served(cp, 6443)).not.toBe(b.api);
+      expect(await served(cp, 2379)).not.toBe(b.etcd);
+      expect(await adminSerial(cp)).not.toBe(b.admin);
+      expect(await curlOnHost(cp, "-k https://127.0.0.1:6443/readyz")).toBe("200");
+    }
+    expect(o.failed).toBe(0);
+  }, 300_000);
+
+  test("certs:renew refuses while an etcd member is down, before changing anything", async () => {
+    await labExec("cp-3", "mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.away");
+    try {
+      for (let i = 0; i < 100; i++) {
+        if ((await labExec("cp-3", "ss -Hltn 'sport = :2379' | grep -q .")).code !== 0) break;
+        await Bun.sleep(200);
+      }
+      const serial = (await labExec("cp-1", "openssl x509 -noout -serial -in /etc/kubernetes/pki/apiserver.crt"))
+        .stdout;
+      const r = Bun.spawnSync(
+        ["node_modules/.bin/bun", "scripts/certs-renew.ts", "--spec", labPaths.spec, "--yes", "--json"],
+        { stdout: "pipe", stderr: "pipe" },
+      );
+      const env = JSON.parse(r.stdout.toString());
+      expect(r.exitCode).toBe(2);
+      expect(env.error.message).toContain("cp-3: its etcd member is not healthy");
+      expect((await labExec("cp-1", "openssl x509 -noout -serial -in /etc/kubernetes/pki/apiserver.crt")).stdout).toBe(
+        serial,
+      );
+    } finally {
+      await labExec("cp-3", "mv /etc/kubernetes/etcd.yaml.away /etc/kubernetes/manifests/etcd.yaml");
+      for (let i = 0; i < 150; i++) {
+        if ((await curlOnHost("cp-3", "http://127.0.0.1:2381/health")) === "200") break;
+        await Bun.sleep(200);
+      }
+    }
+  }, 120_000);
+
   test("join secrets do not outlive the joins: no token left in the cluster, none on any host", async () => {
     const tokens = (await labExec("cp-1", "kubeadm token list --kubeconfig /etc/kubernetes/admin.conf")).stdout;
     expect(tokens.trim().split("\n")).toHaveLength(1); // the header only: init's and every join's token deleted

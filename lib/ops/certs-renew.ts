@@ -1,0 +1,149 @@
+// certs:renew: every control plane's kubeadm certificates renewed and loaded, one control plane at
+// a time, each only while the whole cluster is healthy (etcd: every member; the other apiservers
+// ready), so the cluster keeps its quorum and the VIP always has an apiserver behind it. The
+// per-node work is one script (lib/render/certs-renew.ts) run as root over SSH.
+import { EXIT, UserError } from "../errors.ts";
+import { type Progress, progress } from "../progress.ts";
+import type { ConnectOptions } from "../remote/ssh.ts";
+import { renderCertsRenewScript } from "../render/certs-renew.ts";
+import { APISERVER_BIND_PORT } from "../render/kubeadm.ts";
+import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
+import { controlPlanes } from "../spec/topology.ts";
+import { closeAll, connectAll, hostProblems, type Session } from "./connect.ts";
+
+export interface RenewedNode {
+  node: string;
+  /** The certificates and kubeconfigs before the renewal, on the node (0600). */
+  backup?: string;
+  apiserverSerialBefore?: string;
+  apiserverSerialAfter?: string;
+  /** The renewed apiserver certificate's notAfter, as openssl prints it. */
+  apiserverNotAfter?: string;
+  restarted: string[];
+  seconds: number;
+}
+
+export interface RenewOptions {
+  /** Only these control planes (default: every one, in the spec's order). */
+  nodes?: string[];
+  dryRun?: boolean;
+  connect?: ConnectOptions;
+  log?: Progress;
+  /** Called with the plan before anything changes (the command asks there). */
+  confirm?: (plan: string[]) => Promise<void>;
+}
+
+// Run on every control plane before each node: etcd healthy with its cluster (kubeadm's
+// metrics listener answers /health with a quorum read) and the local apiserver ready.
+const HEALTH_SH = `e=0 a=0
+curl -fsS --noproxy '*' --max-time 3 http://127.0.0.1:2381/health 2>/dev/null | grep -q '"health":"true"' || e=1
+curl -fsk --noproxy '*' --max-time 3 -o /dev/null https://127.0.0.1:${APISERVER_BIND_PORT}/readyz || a=1
+echo "etcd=$e apiserver=$a"`;
+
+/** Why `node` must not restart now, or undefined when every control plane is healthy. */
+async function clusterProblem(sessions: Session[], node: string): Promise<string | undefined> {
+  const rows = await Promise.all(
+    sessions.map(async (s) => {
+      if (!s.remote) return `${s.node.name} is not reachable over SSH (${s.error ?? "no session"})`;
+      const r = await s.remote
+        .exec("bash -s", { sudo: true, stdin: HEALTH_SH, timeoutMs: 30_000 })
+        .catch((e: Error) => ({ code: -1, stdout: "", stderr: e.message }));
+      const bad: string[] = [];
+      if (!/etcd=0/.test(r.stdout)) bad.push("its etcd member is not healthy");
+      if (!/apiserver=0/.test(r.stdout)) bad.push("its apiserver is not ready");
+      return bad.length ? `${s.node.name}: ${bad.join(" and ")}` : undefined;
+    }),
+  );
+  const problems = rows.filter((r): r is string => !!r);
+  if (!problems.length) return undefined;
+  return `certs:renew restarts etcd and the apiserver on ${node} only while every control plane is healthy, because a restart with another member down can cost etcd its quorum and the VIP its last apiserver. Not healthy: ${problems.join("; ")}. Find out why with bun run verify, heal it (node:replace for a lost node), then run certs:renew again: nodes already renewed can be renewed again safely.`;
+}
+
+function parseResult(stdout: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of stdout.split("\n")) {
+    const m = /^RESULT ([a-z_]+)=(.*)$/.exec(line);
+    if (m) out[m[1] as string] = (m[2] as string).trim();
+  }
+  return out;
+}
+
+export function renewPlan(targets: NodeSpec[]): string[] {
+  return targets.map(
+    (n) =>
+      `${n.name}: back up /etc/kubernetes/pki, kubeadm certs renew all, then restart kube-apiserver (drained first), etcd, kube-controller-manager and kube-scheduler; the next control plane only once ${n.name}'s apiserver is back in every load balancer`,
+  );
+}
+
+export async function renewCertificates(spec: ClusterSpec, opts: RenewOptions = {}): Promise<RenewedNode[]> {
+  const log = opts.log ?? progress;
+  const cps = controlPlanes(spec);
+  const unknown = (opts.nodes ?? []).filter((n) => !cps.some((c) => c.name === n));
+  if (unknown.length)
+    throw new UserError(
+      `--node ${unknown.join(", ")}: not a control plane of "${spec.name}" (control planes: ${cps.map((n) => n.name).join(", ")}). Workers' kubelet certificates rotate by themselves.`,
+    );
+  const targets = opts.nodes?.length ? cps.filter((c) => opts.nodes?.includes(c.name)) : cps;
+  const plan = renewPlan(targets);
+  const sessions = await connectAll(spec, cps, { ...opts.connect, phase: "ssh", log });
+  try {
+    const first = await clusterProblem(sessions, targets[0]?.name ?? "");
+    if (first) throw new UserError(first);
+    if (opts.dryRun) {
+      for (const line of plan) log(line.slice(0, line.indexOf(":")), "plan", line.slice(line.indexOf(":") + 2));
+      return [];
+    }
+    await opts.confirm?.(plan);
+    const script = renderCertsRenewScript(spec);
+    const results: RenewedNode[] = [];
+    for (const [i, node] of targets.entries()) {
+      // Checked again before each node: the one before must be back in full, and nothing else down.
+      if (i > 0) {
+        const problem = await clusterProblem(sessions, node.name);
+        if (problem)
+          throw new UserError(`${problem} Renewed so far: ${results.map((r) => r.node).join(", ")}.`, EXIT.failed);
+      }
+      const remote = sessions.find((s) => s.node.name === node.name)?.remote;
+      if (!remote) throw new UserError(hostProblems([{ host: node.name, error: "not connected" }]).text, EXIT.failed);
+      const t0 = Date.now();
+      let pending = "";
+      const r = await remote.execStream("bash -s", {
+        sudo: true,
+        stdin: script,
+        timeoutMs: 15 * 60_000,
+        onStderr: (chunk) => {
+          pending += chunk;
+          const lines = pending.split("\n");
+          pending = lines.pop() ?? "";
+          for (const line of lines) {
+            const m = /^(\S+) (.*)$/.exec(line);
+            if (m) log(node.name, m[1] as string, m[2] as string);
+            else if (line.trim()) log(node.name, "renew", line.trim());
+          }
+        },
+      });
+      if (pending.trim()) log(node.name, "renew", pending.trim());
+      const kv = parseResult(r.stdout);
+      if (r.code !== 0) {
+        const why =
+          /^error (.*)$/m.exec(r.stderr)?.[1] ?? (r.stderr.trim().split("\n").slice(-2).join(" ") || `exit ${r.code}`);
+        throw new UserError(
+          `${node.name}: certs:renew failed: ${why}${kv.backup ? ` The certificates before the renewal are in ${kv.backup} on ${node.name}.` : ""}${results.length ? ` Renewed before it: ${results.map((x) => x.node).join(", ")}.` : ""}`,
+          EXIT.failed,
+        );
+      }
+      results.push({
+        node: node.name,
+        backup: kv.backup,
+        apiserverSerialBefore: kv.apiserver_serial_before || undefined,
+        apiserverSerialAfter: kv.apiserver_serial_after || undefined,
+        apiserverNotAfter: kv.apiserver_not_after || undefined,
+        restarted: (kv.restarted ?? "").split(",").filter(Boolean),
+        seconds: Math.round((Date.now() - t0) / 100) / 10,
+      });
+    }
+    return results;
+  } finally {
+    closeAll(sessions);
+  }
+}
