@@ -5,14 +5,14 @@ import { renewCertificates } from "../lib/ops/certs-renew.ts";
 
 const command = defineCommand({
   name: "certs:renew",
-  usage: "bun run certs:renew [--spec FILE] [--node NAME,...] [--dry-run] [--yes] [--json]",
+  usage: "bun run certs:renew [--spec FILE] [--node NAMES] [--dry-run] [--yes] [--json]",
   description:
     "Renews the kubeadm certificates of every control plane (or only --node) and makes the components load them, one control plane at a time and without a failed request through the VIP: it backs up /etc/kubernetes/pki and the kubeconfigs to /var/lib/kubeadm-ha/pki-backups (0600), runs kubeadm certs renew all, takes the apiserver out (its shutdown delay drains it from every load balancer), restarts etcd, brings the apiserver back, waits until the load balancers count it again, then restarts the controller-manager and scheduler. Before each control plane it checks that every etcd member is healthy and every apiserver ready, and stops otherwise. Renewing again is safe. Fetch a new admin kubeconfig afterwards (bun run kubeconfig): the old one works until its own certificate expires. Asks first unless --yes.",
   options: {
     ...SPEC_FLAG,
     node: {
       type: "string",
-      value: "NAME,...",
+      value: "NAMES",
       description: "renew these control planes only (comma-separated; default: every one)",
     },
     "dry-run": { type: "boolean", description: "check the cluster and show the plan; change nothing" },
