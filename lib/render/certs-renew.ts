@@ -119,7 +119,9 @@ for f in admin.conf super-admin.conf controller-manager.conf scheduler.conf; do
 done
 tar -C /etc/kubernetes -czf "$backup" pki "\${confs[@]}"
 chmod 0600 "$backup"
-say backup "certificates and kubeconfigs before the renewal: $backup (0600)"
+# The backups hold private keys: keep the last three renewals' only.
+find "$BACKUPS" -maxdepth 1 -name 'pki-*.tar.gz' -printf '%T@ %p\\n' | sort -rn | tail -n +4 | cut -d' ' -f2- | xargs -r rm -f --
+say backup "certificates and kubeconfigs before the renewal: $backup (0600; the last three are kept)"
 echo "RESULT backup=$backup"
 echo "RESULT apiserver_serial_before=$(serial /etc/kubernetes/pki/apiserver.crt)"
 

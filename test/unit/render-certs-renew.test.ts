@@ -4,6 +4,9 @@
 // (test/e2e/cluster.test.ts).
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { renderCertsRenewScript } from "../../lib/render/certs-renew.ts";
 import { loadSpec } from "../../lib/spec/load.ts";
 import { requireTool } from "./tool-helpers.ts";
@@ -44,6 +47,29 @@ describe("certs:renew script", () => {
     expect(script).toContain('chmod 0600 "$backup"');
     expect(script).toContain("HOLD=$(mktemp -d /etc/kubernetes/kubeadm-ha-hold.XXXXXXXXXX)");
     expect(script).toContain("trap put_back EXIT");
+  });
+
+  test("only the last three backups stay (they hold private keys); other files are left alone", () => {
+    const line = script.split("\n").find((l) => l.startsWith('find "$BACKUPS"'));
+    expect(line).toBeDefined();
+    const dir = mkdtempSync(join(tmpdir(), "kha-pki-backups-"));
+    try {
+      for (let i = 1; i <= 5; i++) {
+        writeFileSync(join(dir, `pki-2026010${i}T000000Z.tar.gz`), "x");
+        utimesSync(join(dir, `pki-2026010${i}T000000Z.tar.gz`), 1000 + i, 1000 + i);
+      }
+      writeFileSync(join(dir, "notes.txt"), "keep");
+      const r = spawnSync("bash", ["-c", `set -euo pipefail; BACKUPS=${dir}; ${line}`], { encoding: "utf8" });
+      expect(r.status).toBe(0);
+      expect(readdirSync(dir).sort()).toEqual([
+        "notes.txt",
+        "pki-20260103T000000Z.tar.gz",
+        "pki-20260104T000000Z.tar.gz",
+        "pki-20260105T000000Z.tar.gz",
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("settle time from the spec's haproxy checks: rise x interval + 1 s", () => {
