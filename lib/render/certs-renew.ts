@@ -6,6 +6,7 @@
 // controller-manager and scheduler restart (they serve no client; they need the apiserver).
 import type { ClusterSpec } from "../spec/schema.ts";
 import { APISERVER_BIND_PORT, apiServerArgs, durationMs } from "./kubeadm.ts";
+import { WAIT_FOR_FN } from "./lb-drain.ts";
 
 export const PKI_BACKUP_DIR = "/var/lib/kubeadm-ha/pki-backups";
 export const MANIFESTS_DIR = "/etc/kubernetes/manifests";
@@ -70,14 +71,7 @@ listening() {
   curl -sk --noproxy '*' --max-time 2 -o /dev/null "https://127.0.0.1:$(port_of "$1")/" || rc=$?
   [ "$rc" -ne 7 ]
 }
-wait_for() {
-  local end=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    [ "$SECONDS" -lt "$end" ] || return 1
-    sleep 0.2
-  done
-}
+${WAIT_FOR_FN}
 not_listening() { ! listening "$1"; }
 
 stop_pod() {

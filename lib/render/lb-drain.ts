@@ -9,6 +9,16 @@ import { shq } from "./phase-script.ts";
 export const LB_DRAIN_SCRIPT = "/usr/local/sbin/kubeadm-ha-lb-drain";
 /** Next to haproxy's state file (the same runtime directory). keepalived tracks it (track_file lb_drain): 1 lowers this node below every healthy peer, 0 gives the priority back. */
 export const LB_DRAIN_FILE = "/run/kubeadm-ha/drain";
+/** Shell function for the host scripts that wait on a condition: polls every 0.1 s. */
+export const WAIT_FOR_FN = `# wait_for SECONDS COMMAND...: true once COMMAND succeeds, false after SECONDS.
+wait_for() {
+  local end=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ "$SECONDS" -lt "$end" ] || return 1
+    sleep 0.1
+  done
+}`;
 /** Shell function for the host scripts that act only on the VIP holder ($VIP and $IFACE set). */
 export const HOLDS_VIP_FN = `holds_vip() { ip -o -4 addr show dev "$IFACE" 2>/dev/null | grep -qF " inet $VIP/"; }`;
 
@@ -66,15 +76,7 @@ set_flag() {
   mkdir -p "\${FLAG%/*}"
   echo "$1" >"$FLAG"
 }
-# wait_for SECONDS COMMAND...: true once COMMAND succeeds, false after SECONDS.
-wait_for() {
-  local end=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    [ "$SECONDS" -lt "$end" ] || return 1
-    sleep 0.1
-  done
-}
+${WAIT_FOR_FN}
 
 drain() {
   if ! holds_vip; then
