@@ -6,10 +6,10 @@ import { EXIT, UserError } from "../errors.ts";
 import { type Progress, progress } from "../progress.ts";
 import type { ConnectOptions } from "../remote/ssh.ts";
 import { renderCertsRenewScript } from "../render/certs-renew.ts";
-import { APISERVER_BIND_PORT } from "../render/kubeadm.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
 import { closeAll, connectAll, hostProblems, type Session } from "./connect.ts";
+import { runNodeScript, unhealthyControlPlanes } from "./control-plane-health.ts";
 
 export interface RenewedNode {
   node: string;
@@ -33,39 +33,11 @@ export interface RenewOptions {
   confirm?: (plan: string[]) => Promise<void>;
 }
 
-// Run on every control plane before each node: etcd healthy with its cluster (kubeadm's
-// metrics listener answers /health with a quorum read) and the local apiserver ready.
-const HEALTH_SH = `e=0 a=0
-curl -fsS --noproxy '*' --max-time 3 http://127.0.0.1:2381/health 2>/dev/null | grep -q '"health":"true"' || e=1
-curl -fsk --noproxy '*' --max-time 3 -o /dev/null https://127.0.0.1:${APISERVER_BIND_PORT}/readyz || a=1
-echo "etcd=$e apiserver=$a"`;
-
 /** Why `node` must not restart now, or undefined when every control plane is healthy. */
 async function clusterProblem(sessions: Session[], node: string): Promise<string | undefined> {
-  const rows = await Promise.all(
-    sessions.map(async (s) => {
-      if (!s.remote) return `${s.node.name} is not reachable over SSH (${s.error ?? "no session"})`;
-      const r = await s.remote
-        .exec("bash -s", { sudo: true, stdin: HEALTH_SH, timeoutMs: 30_000 })
-        .catch((e: Error) => ({ code: -1, stdout: "", stderr: e.message }));
-      const bad: string[] = [];
-      if (!/etcd=0/.test(r.stdout)) bad.push("its etcd member is not healthy");
-      if (!/apiserver=0/.test(r.stdout)) bad.push("its apiserver is not ready");
-      return bad.length ? `${s.node.name}: ${bad.join(" and ")}` : undefined;
-    }),
-  );
-  const problems = rows.filter((r): r is string => !!r);
-  if (!problems.length) return undefined;
-  return `certs:renew restarts etcd and the apiserver on ${node} only while every control plane is healthy, because a restart with another member down can cost etcd its quorum and the VIP its last apiserver. Not healthy: ${problems.join("; ")}. Find out why with bun run verify, heal it (node:replace for a lost node), then run certs:renew again: nodes already renewed can be renewed again safely.`;
-}
-
-function parseResult(stdout: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of stdout.split("\n")) {
-    const m = /^RESULT ([a-z_]+)=(.*)$/.exec(line);
-    if (m) out[m[1] as string] = (m[2] as string).trim();
-  }
-  return out;
+  const problems = await unhealthyControlPlanes(sessions);
+  if (!problems) return undefined;
+  return `certs:renew restarts etcd and the apiserver on ${node} only while every control plane is healthy, because a restart with another member down can cost etcd its quorum and the VIP its last apiserver. Not healthy: ${problems}. Find out why with bun run verify, heal it (node:replace for a lost node), then run certs:renew again: nodes already renewed can be renewed again safely.`;
 }
 
 export function renewPlan(targets: NodeSpec[]): string[] {
@@ -106,29 +78,11 @@ export async function renewCertificates(spec: ClusterSpec, opts: RenewOptions = 
       const remote = sessions.find((s) => s.node.name === node.name)?.remote;
       if (!remote) throw new UserError(hostProblems([{ host: node.name, error: "not connected" }]).text, EXIT.failed);
       const t0 = Date.now();
-      let pending = "";
-      const r = await remote.execStream("bash -s", {
-        sudo: true,
-        stdin: script,
-        timeoutMs: 15 * 60_000,
-        onStderr: (chunk) => {
-          pending += chunk;
-          const lines = pending.split("\n");
-          pending = lines.pop() ?? "";
-          for (const line of lines) {
-            const m = /^(\S+) (.*)$/.exec(line);
-            if (m) log(node.name, m[1] as string, m[2] as string);
-            else if (line.trim()) log(node.name, "renew", line.trim());
-          }
-        },
-      });
-      if (pending.trim()) log(node.name, "renew", pending.trim());
-      const kv = parseResult(r.stdout);
+      const r = await runNodeScript(remote, node.name, script, { timeoutMs: 15 * 60_000, log });
+      const kv = r.result;
       if (r.code !== 0) {
-        const why =
-          /^error (.*)$/m.exec(r.stderr)?.[1] ?? (r.stderr.trim().split("\n").slice(-2).join(" ") || `exit ${r.code}`);
         throw new UserError(
-          `${node.name}: certs:renew failed: ${why}${kv.backup ? ` The certificates before the renewal are in ${kv.backup} on ${node.name}.` : ""}${results.length ? ` Renewed before it: ${results.map((x) => x.node).join(", ")}.` : ""}`,
+          `${node.name}: certs:renew failed: ${r.why}${kv.backup ? ` The certificates before the renewal are in ${kv.backup} on ${node.name}.` : ""}${results.length ? ` Renewed before it: ${results.map((x) => x.node).join(", ")}.` : ""}`,
           EXIT.failed,
         );
       }

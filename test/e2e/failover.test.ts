@@ -5,7 +5,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { labDown, labExec, labPaths, labStatus, linkDown, linkUp, PROJECT_ROOT } from "../lab/lab.ts";
+import {
+  labBootAfterReboot,
+  labDown,
+  labExec,
+  labPaths,
+  labStatus,
+  linkDown,
+  linkUp,
+  PROJECT_ROOT,
+} from "../lab/lab.ts";
 import { run, sleep } from "../lab/sys.ts";
 import { synthLab } from "./apply.ts";
 import {
@@ -181,6 +190,51 @@ describe.skipIf(guard.skip)("failure matrix on the lab (seed section 8)", () => 
       await poller.stop();
     }
   }, 60_000);
+
+  test("node:reboot of a control plane that does not hold the VIP: the host reboots and serves again, no request through the VIP fails, the VIP stays", async () => {
+    const h = await holder();
+    const target = CONTROL_PLANES.find((c) => c !== h)!;
+    const poller = startPoller(VIP, PORT);
+    await sleep(500);
+    const from = poller.now();
+    try {
+      // Spawned (the poller runs in this process); the lab starts the host again once it has
+      // rebooted, as a hypervisor would.
+      const p = Bun.spawn(
+        ["node_modules/.bin/bun", "scripts/node-reboot.ts", target, "--spec", labPaths.spec, "--yes", "--json"],
+        { cwd: PROJECT_ROOT, stdout: "pipe", stderr: "pipe" },
+      );
+      const booted = labBootAfterReboot(target, 180_000);
+      const [stdout, stderr, code] = await Promise.all([
+        new Response(p.stdout).text(),
+        new Response(p.stderr).text(),
+        p.exited,
+      ]);
+      await booted;
+      await sleep(1000);
+      const samples = await poller.stop();
+      const o = outage(samples, from);
+      const failedAt = samples.filter((s) => s.at >= from && s.status !== 200);
+      note(
+        `node:reboot ${target}: ${o.failed}/${o.total} failed${failedAt.length ? ` (${failedAt.map((s) => `+${Math.round(s.at - from)} ms: ${s.status || "no answer"}`).join(", ")})` : ""}\n${stderr}`,
+      );
+      const env = JSON.parse(stdout);
+      expect(code).toBe(0);
+      expect(env.ok).toBe(true);
+      expect(env.data.holderBefore).toBe(h);
+      expect(env.data.holderAfter).toBe(h);
+      expect(env.data.downSeconds).toBeGreaterThan(0);
+      // Rebooted for real: systemd on the host started again (its boot is younger than the command).
+      const up = await labExec(target, "systemctl is-active kubelet-standin");
+      expect(up.stdout).toContain("active");
+      expect(await vipHolders()).toEqual([h]);
+      expect(o.total).toBeGreaterThan(200);
+      expect(o.failed).toBe(0);
+      expect((await waitHealthy(60_000)).ok).toBe(true);
+    } finally {
+      await poller.stop();
+    }
+  }, 300_000);
 
   test("planned moves drain the holder first: a rolling change that restarts the load balancer on every control plane, and restarts of keepalived and haproxy on the holder, fail at most the one request in flight at each move", async () => {
     await holder();

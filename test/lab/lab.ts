@@ -1303,6 +1303,23 @@ echo "etcd or the apiserver stand-in still listens after 10 s" >&2; exit 1`,
     throw new Error(`lab break --disk ${name}: restarting the kubelet stand-in failed: ${start.stdout}`);
 }
 
+/**
+ * What a hypervisor does for a host that rebooted itself: systemd-nspawn exits when the container
+ * reboots (`systemctl reboot` inside; nspawn's exit status 133 means "start me again"), so the lab
+ * starts the host again, on the same disk and network, once its nspawn is gone.
+ */
+export async function labBootAfterReboot(host: string, timeoutMs = 120_000): Promise<void> {
+  const name = bareName(host);
+  const node = labState()?.nodes.find((n) => n.name === name);
+  if (!node) throw new Error(`lab host ${name} is not part of the lab that is up`);
+  const end = Date.now() + timeoutMs;
+  while (nspawnPids(name).length > 0) {
+    if (Date.now() > end) throw new Error(`lab host ${name} did not go down within ${timeoutMs} ms`);
+    await Bun.sleep(100);
+  }
+  await startHost(node);
+}
+
 /** Why `address` cannot be `name`'s new address in the lab, or undefined: lab addresses only, free ones. */
 export function labAddressProblem(
   name: string,

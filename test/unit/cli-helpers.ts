@@ -82,6 +82,7 @@ export function commandCases(snapshot: string): CommandCase[] {
     c("node:replace", ["scripts/node-replace.ts", "cp-2", "--dry-run"]),
     c("node:remove", ["scripts/node-remove.ts", "cp-9", "--dry-run"]),
     c("certs:renew", ["scripts/certs-renew.ts", "--dry-run"]),
+    c("node:reboot", ["scripts/node-reboot.ts", "cp-2", "--dry-run"]),
     c("deploy", ["scripts/tf.ts", "deploy"], true, false),
     c("diff", ["scripts/tf.ts", "diff"], true, false),
     c("destroy", ["scripts/tf.ts", "destroy"], true, false),
