@@ -9,7 +9,7 @@ import { renderCertsRenewScript } from "../render/certs-renew.ts";
 import type { ClusterSpec, NodeSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
 import { closeAll, connectAll, hostProblems, type Session } from "./connect.ts";
-import { runNodeScript, unhealthyControlPlanes } from "./control-plane-health.ts";
+import { runNodeScript, setApiserverTraffic, unhealthyControlPlanes } from "./control-plane-health.ts";
 
 export interface RenewedNode {
   node: string;
@@ -78,7 +78,13 @@ export async function renewCertificates(spec: ClusterSpec, opts: RenewOptions = 
       const remote = sessions.find((s) => s.node.name === node.name)?.remote;
       if (!remote) throw new UserError(hostProblems([{ host: node.name, error: "not connected" }]).text, EXIT.failed);
       const t0 = Date.now();
-      const r = await runNodeScript(remote, node.name, script, { timeoutMs: 15 * 60_000, log });
+      // Out of every haproxy before the apiserver fails /readyz (node-reboot.ts says why), back after.
+      const all = sessions.flatMap((s) => (s.remote ? [s.remote] : []));
+      await setApiserverTraffic(all, node.name, "drain", log);
+      await Bun.sleep(1000);
+      const r = await runNodeScript(remote, node.name, script, { timeoutMs: 15 * 60_000, log }).finally(() =>
+        setApiserverTraffic(all, node.name, "ready", log),
+      );
       const kv = r.result;
       if (r.code !== 0) {
         throw new UserError(

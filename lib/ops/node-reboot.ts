@@ -14,7 +14,12 @@ import { settleSeconds } from "../render/static-pod-restart.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
 import { closeAll, connectAll, type Session } from "./connect.ts";
-import { controlPlaneProblems, runNodeScript, unhealthyControlPlanes } from "./control-plane-health.ts";
+import {
+  controlPlaneProblems,
+  runNodeScript,
+  setApiserverTraffic,
+  unhealthyControlPlanes,
+} from "./control-plane-health.ts";
 import { ADMIN_CONF } from "./kubeconfig.ts";
 
 export interface RebootResult {
@@ -34,6 +39,9 @@ export interface RebootOptions {
   log?: Progress;
   confirm?: (plan: string[]) => Promise<void>;
 }
+
+/** After the drain, before the apiserver fails /readyz: the requests in flight to it finish. */
+const DRAIN_SETTLE_MS = 1000;
 
 // Changes at every boot: the kernel's boot id, and PID 1's start time (a container's reboot keeps the kernel).
 const BOOT_MARK = "printf '%s:%s\\n' \"$(cat /proc/sys/kernel/random/boot_id)\" \"$(cut -d' ' -f22 /proc/1/stat)\"";
@@ -75,6 +83,8 @@ export async function rebootNode(spec: ClusterSpec, name: string, opts: RebootOp
     );
   const sessions = await connectAll(spec, cps, { ...opts.connect, phase: "ssh", log });
   let fresh: Remote | undefined;
+  /** The haproxies that hold the node drained, until they have it back. */
+  let drained: Remote[] | undefined;
   try {
     const problems = await unhealthyControlPlanes(sessions);
     if (problems)
@@ -94,6 +104,10 @@ export async function rebootNode(spec: ClusterSpec, name: string, opts: RebootOp
     log(name, "drain", `kubectl drain ${name} (from ${via.name})`);
     await drainNode(via, name, 300);
     const mark = (await target.run(BOOT_MARK, { what: "reading the boot id" })).trim();
+    const peers = sessions.filter((s) => s.node.name !== name).map((s) => s.remote as Remote);
+    await setApiserverTraffic([...peers, target], name, "drain", log);
+    drained = peers;
+    await Bun.sleep(DRAIN_SETTLE_MS);
     const r = await runNodeScript(target, name, renderNodeRebootScript(spec), { timeoutMs: 10 * 60_000, log });
     if (r.code !== 0 || r.result.rebooting !== "yes")
       throw new UserError(
@@ -133,7 +147,9 @@ export async function rebootNode(spec: ClusterSpec, name: string, opts: RebootOp
         );
       await Bun.sleep(1000);
     }
-    // The load balancers count the apiserver UP again within rise x interval.
+    // Back in every haproxy: its checks count the apiserver UP again within rise x interval.
+    await setApiserverTraffic([...drained, fresh], name, "ready", log);
+    drained = undefined;
     await Bun.sleep(settleSeconds(spec) * 1000);
     log(name, "uncordon", `kubectl uncordon ${name}`);
     await via.run(`kubectl --kubeconfig ${ADMIN_CONF} uncordon ${sq(name)} 2>&1`, {
@@ -148,6 +164,8 @@ export async function rebootNode(spec: ClusterSpec, name: string, opts: RebootOp
     log(name, "done", `serving again; the VIP is on ${holderAfter ?? "no node (!)"}`);
     return { node: name, holderBefore, holderAfter, downSeconds, seconds: Math.round((Date.now() - t0) / 100) / 10 };
   } finally {
+    // Whatever stopped the command: the peers' haproxies take the node back once its checks pass.
+    if (drained) await setApiserverTraffic(drained, name, "ready", log);
     fresh?.close();
     closeAll(sessions);
   }

@@ -71,10 +71,18 @@ export function saveServerStateCommand(
  * runtime API), before those apiservers go away; nothing where no haproxy runs (kube-vip). Drain,
  * not maint: maintenance counts as DOWN, and shutdown-sessions would cut the clients they serve.
  */
-export function serversDrainCommand(servers: string[], socket: string = HAPROXY_ADMIN_SOCKET): string {
-  const commands = servers.map((n) => `set server kube_apiserver/${n} state drain`).join("; ");
+export function serversDrainCommand(
+  servers: string[],
+  socket: string = HAPROXY_ADMIN_SOCKET,
+  state: "drain" | "ready" = "drain",
+): string {
+  const commands = servers.map((n) => `set server kube_apiserver/${n} state ${state}`).join("; ");
   return `if [ -S ${shq(socket)} ]; then ${haproxyRuntimeCommand(commands, socket)}; fi`;
 }
+
+/** Shell: the servers back from drain (a planned restart is over): haproxy sends them new connections once their checks pass. */
+export const serversReadyCommand = (servers: string[], socket: string = HAPROXY_ADMIN_SOCKET): string =>
+  serversDrainCommand(servers, socket, "ready");
 
 /** Creates the state file's directory at every boot, before keepalived starts (it drops a track file whose directory is missing). */
 export const RUN_DIR_TMPFILES = "/etc/tmpfiles.d/kubeadm-ha.conf";

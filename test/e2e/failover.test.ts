@@ -224,11 +224,10 @@ describe.skipIf(guard.skip)("failure matrix on the lab (seed section 8)", () => 
       expect(env.data.holderBefore).toBe(h);
       expect(env.data.holderAfter).toBe(h);
       expect(env.data.downSeconds).toBeGreaterThan(0);
-      // Rebooted for real: systemd on the host started again (its boot is younger than the command).
       const up = await labExec(target, "systemctl is-active kubelet-standin");
       expect(up.stdout).toContain("active");
       expect(await vipHolders()).toEqual([h]);
-      expect(o.total).toBeGreaterThan(200);
+      expect(o.total).toBeGreaterThan(100);
       expect(o.failed).toBe(0);
       expect((await waitHealthy(60_000)).ok).toBe(true);
     } finally {

@@ -29,6 +29,7 @@ import {
 } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { stringify } from "yaml";
+import { apiServerArgs } from "../../lib/render/kubeadm.ts";
 import { ensureSecrets } from "../../lib/secrets.ts";
 import { shq } from "../../lib/shell.ts";
 import { parseSpec } from "../../lib/spec/load.ts";
@@ -295,6 +296,8 @@ interface HostContext {
   bun: string;
   pkiDir?: string;
   clusterCa: string;
+  /** The apiserver flags kubeadm writes from the lab spec (apiServer.extraArgs), for hosts it "ran" on. */
+  apiServerArgs: Record<string, string>;
 }
 
 /**
@@ -480,7 +483,13 @@ async function prepareHost(node: LabNode, root: string, ctx: HostContext): Promi
     put(
       root,
       `${dir}/kube-apiserver.yaml`,
-      apiserverManifest(node, ctx.bun, `${standins}/apiserver-standin.ts`),
+      // A pending host gets the flags from kubeadm's config at init/join (the kubeadm stand-in).
+      apiserverManifest(
+        node,
+        ctx.bun,
+        `${standins}/apiserver-standin.ts`,
+        ctx.kubeadm === "running" ? ctx.apiServerArgs : {},
+      ),
       0o600,
     );
   }
@@ -967,7 +976,8 @@ async function up(opts: LabOptions, os: LabOs, lowerDir: string): Promise<LabUpR
   const publicKey = readFileSync(labPaths.publicKey, "utf8");
   const controlPlanes = nodes.filter((n) => n.role === "control-plane");
   const specYaml = labSpecYaml(nodes, packages, repo, lb);
-  const secrets = ensureSecrets(parseSpec(specYaml, labPaths.spec), { dir: labPaths.secretsDir });
+  const labSpec = parseSpec(specYaml, labPaths.spec);
+  const secrets = ensureSecrets(labSpec, { dir: labPaths.secretsDir });
   const pki = await makeLabPki(`${RUNTIME_DIR}/pki`, controlPlanes, LAB.vip, {
     cert: secrets.caCert,
     key: secrets.caKey,
@@ -992,6 +1002,7 @@ async function up(opts: LabOptions, os: LabOs, lowerDir: string): Promise<LabUpR
     bun: bunPath(),
     pkiDir: `${RUNTIME_DIR}/pki`,
     clusterCa: readFileSync(`${RUNTIME_DIR}/pki/kubernetes-ca.crt`, "utf8"),
+    apiServerArgs: apiServerArgs(labSpec),
   };
   const knownHosts = await Promise.all(
     nodes.map(async (n) => {

@@ -89,7 +89,13 @@ export function etcdManifest(node: ManifestNode, members: ManifestNode[]): strin
 }
 
 /** The apiserver stand-in, started like kube-apiserver from a static pod; its flags use kube-apiserver's names. */
-export function apiserverManifest(node: ManifestNode, bun: string, standin: string): string {
+export function apiserverManifest(
+  node: ManifestNode,
+  bun: string,
+  standin: string,
+  /** Extra flags as kubeadm writes apiServer.extraArgs (--name=value). */
+  extraArgs: Record<string, string> = {},
+): string {
   const pod = {
     apiVersion: "v1",
     kind: "Pod",
@@ -113,6 +119,7 @@ export function apiserverManifest(node: ManifestNode, bun: string, standin: stri
             `--etcd-cafile=${PKI}/etcd/ca.crt`,
             `--etcd-certfile=${PKI}/apiserver-etcd-client.crt`,
             `--etcd-keyfile=${PKI}/apiserver-etcd-client.key`,
+            ...Object.entries(extraArgs).map(([k, v]) => `--${k}=${v}`),
           ],
           env: [{ name: "BUN_RUNTIME_TRANSPILER_CACHE_PATH", value: "0" }],
           image: "registry.k8s.io/kube-apiserver:v1.31.4",

@@ -15,6 +15,7 @@ import {
   STATS_PASSWORD_ENV,
   saveServerStateCommand,
   serversDrainCommand,
+  serversReadyCommand,
 } from "../../lib/render/haproxy.ts";
 import { ClusterSpecSchema } from "../../lib/spec/schema.ts";
 import { controlPlanes } from "../../lib/spec/topology.ts";
@@ -178,17 +179,22 @@ describe("control planes about to be removed leave haproxy first", () => {
       try {
         const r = sh(serversDrainCommand(["cp-2", "cp-3"], join(dir, "admin.sock")));
         expect(r.exitCode).toBe(0);
-        expect(sh(saveServerStateCommand(join(dir, "admin.sock"), join(dir, "now.state"))).exitCode).toBe(0);
-        const admin = Object.fromEntries(
-          readFileSync(join(dir, "now.state"), "utf8")
-            .split("\n")
-            .filter((l) => / kube_apiserver /.test(l))
-            .map((l) => l.split(" "))
-            .map((f) => [f[3], f[6]]),
-        );
+        const admin = () => {
+          expect(sh(saveServerStateCommand(join(dir, "admin.sock"), join(dir, "now.state"))).exitCode).toBe(0);
+          return Object.fromEntries(
+            readFileSync(join(dir, "now.state"), "utf8")
+              .split("\n")
+              .filter((l) => / kube_apiserver /.test(l))
+              .map((l) => l.split(" "))
+              .map((f) => [f[3], f[6]]),
+          );
+        };
         // srv_admin_state: 8 = forced drain.
-        expect(admin).toEqual({ "cp-1": "0", "cp-2": "8", "cp-3": "8" });
+        expect(admin()).toEqual({ "cp-1": "0", "cp-2": "8", "cp-3": "8" });
         expect((await probe(lbPort, 300)).filter((s) => s !== 200)).toEqual([]);
+        // After a planned restart (certs:renew, node:reboot) the server comes back.
+        expect(sh(serversReadyCommand(["cp-3"], join(dir, "admin.sock"))).exitCode).toBe(0);
+        expect(admin()).toEqual({ "cp-1": "0", "cp-2": "8", "cp-3": "0" });
       } finally {
         proc.kill();
         await proc.exited;

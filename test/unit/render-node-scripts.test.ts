@@ -1,4 +1,4 @@
-// The certs:renew script: valid, shellcheck-clean bash whose restart order is the one that fails no
+// The certs:renew and node:reboot scripts. certs:renew: valid, shellcheck-clean bash whose restart order is the one that fails no
 // request (apiserver out, etcd restarted, apiserver back and counted, then the others), and its
 // timings taken from the spec's health checks. The order's effect is measured in the lab
 // (test/e2e/cluster.test.ts).
@@ -8,6 +8,7 @@ import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { renderCertsRenewScript } from "../../lib/render/certs-renew.ts";
+import { renderNodeRebootScript } from "../../lib/render/node-reboot.ts";
 import { loadSpec } from "../../lib/spec/load.ts";
 import { requireTool } from "./tool-helpers.ts";
 
@@ -77,5 +78,37 @@ describe("certs:renew script", () => {
     s.loadBalancer.haproxy.healthCheck.rise = 4;
     s.loadBalancer.haproxy.healthCheck.interval = "2s";
     expect(renderCertsRenewScript(s)).toContain("SETTLE=9\n");
+  });
+});
+
+describe("node:reboot script", () => {
+  const script = renderNodeRebootScript(spec);
+
+  test("bash accepts it", () => {
+    const r = spawnSync("bash", ["-n"], { input: script, encoding: "utf8" });
+    expect(r.status).toBe(0);
+  });
+
+  test.skipIf(!requireTool("shellcheck"))("shellcheck-clean", () => {
+    const r = spawnSync("shellcheck", ["-s", "bash", "-"], { input: script, encoding: "utf8" });
+    expect(r.stdout).toBe("");
+  });
+
+  test("the VIP leaves, then the apiserver, then etcd; the reboot is scheduled before the manifests are let go", () => {
+    const at = (s: string) => {
+      const i = script.indexOf(s);
+      expect(i).toBeGreaterThan(-1);
+      return i;
+    };
+    expect(at("kubeadm-ha-lb-drain drain")).toBeLessThan(at("stop_pod kube-apiserver\n"));
+    expect(at("stop_pod kube-apiserver\n")).toBeLessThan(at("stop_pod etcd\n"));
+    expect(at("stop_pod etcd\n")).toBeLessThan(at("systemd-run"));
+    // Until the reboot is scheduled, any exit puts the manifests back.
+    expect(at("trap put_back EXIT")).toBeLessThan(at("systemd-run"));
+    expect(at("systemd-run")).toBeLessThan(at("trap - EXIT"));
+    // The scheduled step stops the kubelet before the manifests return, so it cannot start the pods.
+    const step = script.slice(at('step="'), at("systemd-run"));
+    expect(step.indexOf("systemctl stop kubelet")).toBeLessThan(step.indexOf("mv -f"));
+    expect(step.indexOf("mv -f")).toBeLessThan(step.indexOf("systemctl reboot"));
   });
 });
