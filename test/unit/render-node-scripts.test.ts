@@ -14,6 +14,13 @@ import { requireTool } from "./tool-helpers.ts";
 
 const spec = loadSpec("cluster.example.yaml");
 
+/** Where `s` first occurs in `text` (it must). */
+const position = (text: string) => (s: string) => {
+  const i = text.indexOf(s);
+  expect(i).toBeGreaterThan(-1);
+  return i;
+};
+
 describe("certs:renew script", () => {
   const script = renderCertsRenewScript(spec);
 
@@ -30,12 +37,7 @@ describe("certs:renew script", () => {
   });
 
   test("the apiserver leaves before etcd restarts and is back before the controller-manager and scheduler restart", () => {
-    const body = script.slice(script.indexOf('say renew "kubeadm certs renew all"'));
-    const at = (s: string) => {
-      const i = body.indexOf(s);
-      expect(i).toBeGreaterThan(-1);
-      return i;
-    };
+    const at = position(script.slice(script.indexOf('say renew "kubeadm certs renew all"')));
     expect(at("stop_pod kube-apiserver")).toBeLessThan(at("restart_pod etcd"));
     expect(at("restart_pod etcd")).toBeLessThan(at("start_pod kube-apiserver"));
     expect(at("start_pod kube-apiserver")).toBeLessThan(at('sleep "$SETTLE"'));
@@ -95,11 +97,7 @@ describe("node:reboot script", () => {
   });
 
   test("the VIP leaves, then the apiserver, then etcd; the reboot is scheduled before the manifests are let go", () => {
-    const at = (s: string) => {
-      const i = script.indexOf(s);
-      expect(i).toBeGreaterThan(-1);
-      return i;
-    };
+    const at = position(script);
     expect(at("kubeadm-ha-lb-drain drain")).toBeLessThan(at("stop_pod kube-apiserver\n"));
     expect(at("stop_pod kube-apiserver\n")).toBeLessThan(at("stop_pod etcd\n"));
     expect(at("stop_pod etcd\n")).toBeLessThan(at("systemd-run"));
