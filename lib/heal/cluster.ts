@@ -9,7 +9,7 @@ import { healthzStatus } from "../ops/chaos.ts";
 import { parseEndpointHealth } from "../ops/verify.ts";
 import type { Progress } from "../progress.ts";
 import { type Remote, sq } from "../remote/ssh.ts";
-import { serversDrainCommand } from "../render/haproxy.ts";
+import { serversStateCommand } from "../render/haproxy.ts";
 import { RESET_HOST_SH } from "../render/reset-host.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
 import type { MemberHealth } from "./plan.ts";
@@ -72,7 +72,7 @@ export async function removeMember(n: NodeEtcd, id: string): Promise<void> {
 
 /** haproxy on a control plane sends no new connection to `servers` (control planes about to go); open ones finish. */
 export async function stopLbTraffic(remote: Remote, servers: string[]): Promise<string> {
-  return remote.run(`bash -c ${sq(serversDrainCommand(servers))} 2>&1`, {
+  return remote.run(`bash -c ${sq(serversStateCommand(servers, "drain"))} 2>&1`, {
     sudo: true,
     what: `haproxy: ${servers.join(", ")} to drain (no new connection)`,
     timeoutMs: 30_000,

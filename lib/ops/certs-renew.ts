@@ -68,6 +68,7 @@ export async function renewCertificates(spec: ClusterSpec, opts: RenewOptions = 
     await opts.confirm?.(plan);
     const script = renderCertsRenewScript(spec);
     const results: RenewedNode[] = [];
+    const all = sessions.flatMap((s) => (s.remote ? [s.remote] : []));
     for (const [i, node] of targets.entries()) {
       // Checked again before each node: the one before must be back in full, and nothing else down.
       if (i > 0) {
@@ -78,10 +79,8 @@ export async function renewCertificates(spec: ClusterSpec, opts: RenewOptions = 
       const remote = sessions.find((s) => s.node.name === node.name)?.remote;
       if (!remote) throw new UserError(hostProblems([{ host: node.name, error: "not connected" }]).text, EXIT.failed);
       const t0 = Date.now();
-      // Out of every haproxy before the apiserver fails /readyz (node-reboot.ts says why), back after.
-      const all = sessions.flatMap((s) => (s.remote ? [s.remote] : []));
+      // Out of every haproxy before the apiserver fails /readyz, back after.
       await setApiserverTraffic(all, node.name, "drain", log);
-      await Bun.sleep(1000);
       const r = await runNodeScript(remote, node.name, script, { timeoutMs: 15 * 60_000, log }).finally(() =>
         setApiserverTraffic(all, node.name, "ready", log),
       );

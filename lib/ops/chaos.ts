@@ -18,7 +18,7 @@ import {
   stopScript,
 } from "./chaos-fault.ts";
 import type { Timeline } from "./timeline-svg.ts";
-import { holdsVip } from "./verify.ts";
+import { holdersOf } from "./verify.ts";
 
 export type ChaosMode = "isolate" | "stop";
 
@@ -126,16 +126,6 @@ export async function healthzStatus(host: string, port: number, timeoutMs = 2000
 }
 
 // ---- probes over SSH -------------------------------------------------------------------------
-
-async function holdersOf(spec: ClusterSpec, cps: Live[]): Promise<string[]> {
-  const r = await Promise.all(
-    cps.map(async (s) => {
-      const out = await s.remote.exec("ip -o -4 addr show", { timeoutMs: 10_000 }).catch(() => undefined);
-      return out && out.code === 0 && holdsVip(out.stdout, spec.controlPlaneEndpoint.vip) ? s.node.name : undefined;
-    }),
-  );
-  return r.filter((x): x is string => !!x);
-}
 
 /** Whether the node's local etcd member serves a quorum read (etcdctl endpoint health). */
 async function etcdLocalHealthy(s: Live): Promise<boolean> {

@@ -5,15 +5,17 @@
 // to take the node's apiserver out of every haproxy first.
 import { type Progress, progress } from "../progress.ts";
 import { type Remote, sq } from "../remote/ssh.ts";
-import { serversDrainCommand, serversReadyCommand } from "../render/haproxy.ts";
-import { APISERVER_BIND_PORT } from "../render/kubeadm.ts";
+import { serversStateCommand } from "../render/haproxy.ts";
+import { COMPONENT_PROBES } from "../render/static-pod-restart.ts";
 import type { Session } from "./connect.ts";
 
-// etcd healthy with its cluster (kubeadm's metrics listener answers /health with a quorum read)
-// and the local apiserver ready.
-const HEALTH_SH = `e=0 a=0
-curl -fsS --noproxy '*' --max-time 3 http://127.0.0.1:2381/health 2>/dev/null | grep -q '"health":"true"' || e=1
-curl -fsk --noproxy '*' --max-time 3 -o /dev/null https://127.0.0.1:${APISERVER_BIND_PORT}/readyz || a=1
+// etcd healthy with its cluster and the local apiserver ready, by the node scripts' own probes
+// (3 s each here, where a node script waits on them in a loop).
+const HEALTH_SH = `PROBE_TIMEOUT=3
+${COMPONENT_PROBES}
+e=0 a=0
+healthy etcd || e=1
+healthy kube-apiserver || a=1
 echo "etcd=$e apiserver=$a"`;
 
 /** What is wrong with one control plane ("its etcd member is not healthy", ...); [] when nothing. */
@@ -86,7 +88,7 @@ export async function runNodeScript(
 
 /**
  * Every haproxy stops sending new connections to `node`'s apiserver ("drain"), or sends them again
- * ("ready"). Drained first, a planned stop cuts nothing: the requests in flight finish before the
+ * ("ready"); a drain returns a second later. Drained first, a planned stop cuts nothing: the requests in flight finish before the
  * apiserver fails /readyz, and the check's mark-down (on-marked-down shutdown-sessions) finds no
  * short request left to cut (measured: 1 in flight cut in one of ten stops without it). Nothing
  * where no haproxy runs (kube-vip). A host that fails is said, not fatal: its check still counts.
@@ -97,7 +99,7 @@ export async function setApiserverTraffic(
   state: "drain" | "ready",
   log: Progress = progress,
 ): Promise<void> {
-  const cmd = state === "drain" ? serversDrainCommand([node]) : serversReadyCommand([node]);
+  const cmd = serversStateCommand([node], state);
   await Promise.all(
     remotes.map((r) =>
       r
@@ -106,4 +108,9 @@ export async function setApiserverTraffic(
     ),
   );
   log(node, "lb", state === "drain" ? "no new connection from any haproxy (drain)" : "back in every haproxy (ready)");
+  // The requests already in flight to it finish before anything stops it.
+  if (state === "drain") await Bun.sleep(DRAIN_SETTLE_MS);
 }
+
+/** After a drain, before the apiserver may fail /readyz: time for the requests in flight to it. */
+const DRAIN_SETTLE_MS = 1000;

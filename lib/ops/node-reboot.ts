@@ -7,9 +7,7 @@ import { EXIT, UserError } from "../errors.ts";
 import { drainNode } from "../heal/cluster.ts";
 import { type Progress, progress } from "../progress.ts";
 import { type ConnectOptions, connectNode, type Remote, sq } from "../remote/ssh.ts";
-import { HOLDS_VIP_FN } from "../render/lb-drain.ts";
 import { renderNodeRebootScript } from "../render/node-reboot.ts";
-import { shq } from "../render/phase-script.ts";
 import { settleSeconds } from "../render/static-pod-restart.ts";
 import type { ClusterSpec } from "../spec/schema.ts";
 import { controlPlanes } from "../spec/topology.ts";
@@ -21,6 +19,7 @@ import {
   unhealthyControlPlanes,
 } from "./control-plane-health.ts";
 import { ADMIN_CONF } from "./kubeconfig.ts";
+import { holdersOf } from "./verify.ts";
 
 export interface RebootResult {
   node: string;
@@ -40,20 +39,13 @@ export interface RebootOptions {
   confirm?: (plan: string[]) => Promise<void>;
 }
 
-/** After the drain, before the apiserver fails /readyz: the requests in flight to it finish. */
-const DRAIN_SETTLE_MS = 1000;
-
 // Changes at every boot: the kernel's boot id, and PID 1's start time (a container's reboot keeps the kernel).
 const BOOT_MARK = "printf '%s:%s\\n' \"$(cat /proc/sys/kernel/random/boot_id)\" \"$(cut -d' ' -f22 /proc/1/stat)\"";
 
+/** The VIP holder among the connected control planes (the first, should there be two). */
 async function holder(spec: ClusterSpec, sessions: Session[]): Promise<string | undefined> {
-  const { vip, interface: iface } = spec.controlPlaneEndpoint;
-  const check = `VIP=${shq(vip)} IFACE=${shq(iface)}\n${HOLDS_VIP_FN}\nholds_vip`;
-  for (const s of sessions) {
-    const r = await s.remote?.exec(`bash -c ${sq(check)}`, { timeoutMs: 15_000 }).catch(() => undefined);
-    if (r?.code === 0) return s.node.name;
-  }
-  return undefined;
+  const live = sessions.flatMap((s) => (s.remote ? [{ node: s.node, remote: s.remote }] : []));
+  return (await holdersOf(spec, live))[0];
 }
 
 export function rebootPlan(name: string, wasHolder: boolean): string[] {
@@ -107,7 +99,6 @@ export async function rebootNode(spec: ClusterSpec, name: string, opts: RebootOp
     const peers = sessions.filter((s) => s.node.name !== name).map((s) => s.remote as Remote);
     await setApiserverTraffic([...peers, target], name, "drain", log);
     drained = peers;
-    await Bun.sleep(DRAIN_SETTLE_MS);
     const r = await runNodeScript(target, name, renderNodeRebootScript(spec), { timeoutMs: 10 * 60_000, log });
     if (r.code !== 0 || r.result.rebooting !== "yes")
       throw new UserError(

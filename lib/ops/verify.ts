@@ -21,6 +21,17 @@ export function holdsVip(ipOutput: string, vip: string): boolean {
   return ipOutput.split("\n").some((l) => l.includes(` inet ${vip}/`));
 }
 
+/** The control planes whose interfaces hold the VIP (`ip -o -4 addr show` on each); one that does not answer holds nothing. */
+export async function holdersOf(spec: ClusterSpec, cps: { node: NodeSpec; remote: Remote }[]): Promise<string[]> {
+  const r = await Promise.all(
+    cps.map(async (s) => {
+      const out = await s.remote.exec("ip -o -4 addr show", { timeoutMs: 10_000 }).catch(() => undefined);
+      return out && out.code === 0 && holdsVip(out.stdout, spec.controlPlaneEndpoint.vip) ? s.node.name : undefined;
+    }),
+  );
+  return r.filter((x): x is string => !!x);
+}
+
 export interface BackendStatus {
   server: string;
   status: string;

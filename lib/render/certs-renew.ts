@@ -23,10 +23,7 @@ ${staticPodFunctions(spec)}
 serial() { openssl x509 -noout -serial -in "$1" 2>/dev/null | sed 's/^serial=//' || true; }
 not_after() { openssl x509 -noout -enddate -in "$1" 2>/dev/null | sed 's/^notAfter=//' || true; }
 
-for c in kube-apiserver etcd; do
-  [ -f "$MANIFESTS/$c.yaml" ] || die "$MANIFESTS/$c.yaml is missing: this is not a working control plane (node:replace rebuilds one)"
-  healthy "$c" || die "$c is not healthy here before the renewal; nothing was changed (bun run verify says why)"
-done
+require_serving
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 install -d -m 0700 "$BACKUPS"

@@ -67,22 +67,19 @@ export function saveServerStateCommand(
 }
 
 /**
- * Shell: haproxy on this host stops sending new connections to `servers` (drain state, over the
- * runtime API), before those apiservers go away; nothing where no haproxy runs (kube-vip). Drain,
- * not maint: maintenance counts as DOWN, and shutdown-sessions would cut the clients they serve.
+ * Shell: haproxy on this host stops sending new connections to `servers` ("drain", over the runtime
+ * API; the open ones finish), before those apiservers go away, or sends them new ones again once
+ * their checks pass ("ready", after a planned restart); nothing where no haproxy runs (kube-vip).
+ * Drain, not maint: maintenance counts as DOWN, and shutdown-sessions would cut the clients they serve.
  */
-export function serversDrainCommand(
+export function serversStateCommand(
   servers: string[],
+  state: "drain" | "ready",
   socket: string = HAPROXY_ADMIN_SOCKET,
-  state: "drain" | "ready" = "drain",
 ): string {
   const commands = servers.map((n) => `set server kube_apiserver/${n} state ${state}`).join("; ");
   return `if [ -S ${shq(socket)} ]; then ${haproxyRuntimeCommand(commands, socket)}; fi`;
 }
-
-/** Shell: the servers back from drain (a planned restart is over): haproxy sends them new connections once their checks pass. */
-export const serversReadyCommand = (servers: string[], socket: string = HAPROXY_ADMIN_SOCKET): string =>
-  serversDrainCommand(servers, socket, "ready");
 
 /** Creates the state file's directory at every boot, before keepalived starts (it drops a track file whose directory is missing). */
 export const RUN_DIR_TMPFILES = "/etc/tmpfiles.d/kubeadm-ha.conf";

@@ -16,10 +16,7 @@ export function renderNodeRebootScript(spec: ClusterSpec): string {
 set -euo pipefail
 umask 077
 ${staticPodFunctions(spec)}
-for c in kube-apiserver etcd; do
-  [ -f "$MANIFESTS/$c.yaml" ] || die "$MANIFESTS/$c.yaml is missing: this is not a working control plane (node:replace rebuilds one)"
-  healthy "$c" || die "$c is not healthy here; nothing was changed (bun run verify says why)"
-done
+require_serving
 
 # 1. The VIP moves to a healthy peer first when this node holds it (a planned move).
 if [ -x ${LB_DRAIN_SCRIPT} ]; then

@@ -8,6 +8,36 @@ import { WAIT_FOR_FN } from "./lb-drain.ts";
 
 export const MANIFESTS_DIR = "/etc/kubernetes/manifests";
 
+/**
+ * Bash: port_of, healthy and listening for kube-apiserver, etcd, kube-controller-manager and
+ * kube-scheduler, each probe bounded by $PROBE_TIMEOUT seconds (2 unless set). The one definition
+ * of "healthy" for the node scripts and for the commands' check of every control plane.
+ */
+export const COMPONENT_PROBES = `PROBE_TIMEOUT=\${PROBE_TIMEOUT:-2}
+port_of() {
+  case "$1" in
+    kube-apiserver) echo ${APISERVER_BIND_PORT} ;;
+    etcd) echo 2379 ;;
+    kube-controller-manager) echo 10257 ;;
+    kube-scheduler) echo 10259 ;;
+  esac
+}
+# Healthy: the apiserver ready, etcd healthy with its cluster (kubeadm's metrics listener), the
+# others' /healthz. These paths need no credentials.
+healthy() {
+  case "$1" in
+    kube-apiserver) curl -fsk --noproxy '*' --max-time "$PROBE_TIMEOUT" -o /dev/null "https://127.0.0.1:$(port_of "$1")/readyz" ;;
+    etcd) curl -fsS --noproxy '*' --max-time "$PROBE_TIMEOUT" http://127.0.0.1:2381/health 2>/dev/null | grep -q '"health":"true"' ;;
+    *) curl -fsk --noproxy '*' --max-time "$PROBE_TIMEOUT" -o /dev/null "https://127.0.0.1:$(port_of "$1")/healthz" ;;
+  esac
+}
+# Something still accepts connections on the component's port (curl's 7: nothing listens).
+listening() {
+  local rc=0
+  curl -sk --noproxy '*' --max-time "$PROBE_TIMEOUT" -o /dev/null "https://127.0.0.1:$(port_of "$1")/" || rc=$?
+  [ "$rc" -ne 7 ]
+}`;
+
 const seconds = (d: string): number => durationMs(d) / 1000;
 
 /**
@@ -21,8 +51,8 @@ export function settleSeconds(spec: ClusterSpec): number {
 
 /**
  * The shared functions: say/die (stderr lines "PHASE message", read as progress), a HOLD
- * directory put back on any exit, healthy/listening per component, stop_pod, start_pod and
- * restart_pod (which appends to the "restarted" array).
+ * directory put back on any exit, healthy/listening per component, require_serving, stop_pod,
+ * start_pod and restart_pod (which appends to the "restarted" array).
  */
 export function staticPodFunctions(spec: ClusterSpec): string {
   const shutdownDelay = seconds(apiServerArgs(spec)["shutdown-delay-duration"] ?? "0s");
@@ -47,29 +77,7 @@ put_back() {
 trap put_back EXIT
 trap 'exit 1' HUP INT TERM PIPE
 
-port_of() {
-  case "$1" in
-    kube-apiserver) echo ${APISERVER_BIND_PORT} ;;
-    etcd) echo 2379 ;;
-    kube-controller-manager) echo 10257 ;;
-    kube-scheduler) echo 10259 ;;
-  esac
-}
-# Healthy: the apiserver ready, etcd healthy with its cluster (kubeadm's metrics listener), the
-# others' /healthz. These paths need no credentials.
-healthy() {
-  case "$1" in
-    kube-apiserver) curl -fsk --noproxy '*' --max-time 2 -o /dev/null "https://127.0.0.1:$(port_of "$1")/readyz" ;;
-    etcd) curl -fsS --noproxy '*' --max-time 2 http://127.0.0.1:2381/health 2>/dev/null | grep -q '"health":"true"' ;;
-    *) curl -fsk --noproxy '*' --max-time 2 -o /dev/null "https://127.0.0.1:$(port_of "$1")/healthz" ;;
-  esac
-}
-# Something still accepts connections on the component's port (curl's 7: nothing listens).
-listening() {
-  local rc=0
-  curl -sk --noproxy '*' --max-time 2 -o /dev/null "https://127.0.0.1:$(port_of "$1")/" || rc=$?
-  [ "$rc" -ne 7 ]
-}
+${COMPONENT_PROBES}
 ${WAIT_FOR_FN}
 not_listening() { ! listening "$1"; }
 
@@ -84,6 +92,14 @@ start_pod() {
   mv "$HOLD/$c.yaml" "$MANIFESTS/"
   wait_for "$START_TIMEOUT" healthy "$c" || die "$c is not healthy \${START_TIMEOUT}s after its manifest came back (kubelet and container logs: journalctl -u kubelet; crictl ps -a --name $c)"
   say "$c" "healthy again ($((SECONDS - t0)) s)"
+}
+# Nothing is changed on a node whose apiserver or etcd is missing or not healthy.
+require_serving() {
+  local c
+  for c in kube-apiserver etcd; do
+    [ -f "$MANIFESTS/$c.yaml" ] || die "$MANIFESTS/$c.yaml is missing: this is not a working control plane (node:replace rebuilds one)"
+    healthy "$c" || die "$c is not healthy here; nothing was changed (bun run verify says why)"
+  done
 }
 restarted=()
 restart_pod() {

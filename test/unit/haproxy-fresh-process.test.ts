@@ -14,8 +14,7 @@ import {
   renderHaproxyCfg,
   STATS_PASSWORD_ENV,
   saveServerStateCommand,
-  serversDrainCommand,
-  serversReadyCommand,
+  serversStateCommand,
 } from "../../lib/render/haproxy.ts";
 import { ClusterSpecSchema } from "../../lib/spec/schema.ts";
 import { controlPlanes } from "../../lib/spec/topology.ts";
@@ -167,7 +166,7 @@ describe("haproxy rolled to a new config while a backend is down (a control plan
 
 describe("control planes about to be removed leave haproxy first", () => {
   test.skipIf(!HAVE)(
-    "serversDrainCommand drains them over the runtime API: no new request reaches them, the others serve",
+    "serversStateCommand drains them over the runtime API: no new request reaches them, the others serve",
     async () => {
       const lbPort = freePort();
       const dir = mkdtempSync(join(tmp, "maint-"));
@@ -177,7 +176,7 @@ describe("control planes about to be removed leave haproxy first", () => {
       writeFileSync(join(dir, "servers.state"), "1\n");
       const proc = await startHaproxy(file, lbPort);
       try {
-        const r = sh(serversDrainCommand(["cp-2", "cp-3"], join(dir, "admin.sock")));
+        const r = sh(serversStateCommand(["cp-2", "cp-3"], "drain", join(dir, "admin.sock")));
         expect(r.exitCode).toBe(0);
         const admin = () => {
           expect(sh(saveServerStateCommand(join(dir, "admin.sock"), join(dir, "now.state"))).exitCode).toBe(0);
@@ -193,14 +192,14 @@ describe("control planes about to be removed leave haproxy first", () => {
         expect(admin()).toEqual({ "cp-1": "0", "cp-2": "8", "cp-3": "8" });
         expect((await probe(lbPort, 300)).filter((s) => s !== 200)).toEqual([]);
         // After a planned restart (certs:renew, node:reboot) the server comes back.
-        expect(sh(serversReadyCommand(["cp-3"], join(dir, "admin.sock"))).exitCode).toBe(0);
+        expect(sh(serversStateCommand(["cp-3"], "ready", join(dir, "admin.sock"))).exitCode).toBe(0);
         expect(admin()).toEqual({ "cp-1": "0", "cp-2": "8", "cp-3": "0" });
       } finally {
         proc.kill();
         await proc.exited;
       }
       // No haproxy here (kube-vip mode): nothing to do, no error.
-      expect(sh(serversDrainCommand(["cp-3"], join(dir, "missing.sock"))).exitCode).toBe(0);
+      expect(sh(serversStateCommand(["cp-3"], "drain", join(dir, "missing.sock"))).exitCode).toBe(0);
     },
     30_000,
   );
