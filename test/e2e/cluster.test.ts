@@ -380,8 +380,12 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
     const [stdout, stderr] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
     const r = { exitCode: await p.exited, stdout };
     await Bun.sleep(1000);
-    const o = outage(await poller.stop(), from);
-    process.stderr.write(`certs:renew: ${o.failed} of ${o.total} VIP requests failed\n${stderr}`);
+    const samples = await poller.stop();
+    const o = outage(samples, from);
+    const failedAt = samples.filter((s) => s.at >= from && s.status !== 200);
+    process.stderr.write(
+      `certs:renew: ${o.failed} of ${o.total} VIP requests failed${failedAt.map((s) => ` (+${Math.round(s.at - from)} ms: ${s.status || "no answer"})`).join("")}\n${stderr}`,
+    );
     expect(o.total).toBeGreaterThan(200); // polled all along (every 50 ms for 20 s and more)
     const env = JSON.parse(r.stdout);
     expect(env.ok).toBe(true);
