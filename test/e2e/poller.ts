@@ -75,3 +75,11 @@ export function outage(samples: Sample[], faultAt: number): Outage {
     lastFailureEndMs: failed.length ? Math.round(Math.max(...failed.map((s) => s.end)) - faultAt) : 0,
   };
 }
+
+/** The failed requests sent at or after `from`, each as " (+ms: status)", for a test's log line. */
+export function failuresText(samples: Sample[], from: number): string {
+  return samples
+    .filter((s) => s.at >= from && s.status !== 200)
+    .map((s) => ` (+${Math.round(s.at - from)} ms: ${s.status || "no answer"})`)
+    .join("");
+}

@@ -1,3 +1,5 @@
+// The rendered haproxy.cfg, run for real on loopback: a new process, a drain, a graceful stop.
+//
 // A new haproxy process (a start, or the new worker of a reload) knows nothing of its servers'
 // health and takes every one for UP until its first check. When a config change rolls the load
 // balancer while a backend is down (a control plane replaced at a new address: its apiserver is not
@@ -8,9 +10,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { healthzStatus } from "../../lib/ops/chaos.ts";
+import { parseStatsCsv } from "../../lib/ops/verify.ts";
 import {
   HAPROXY_ADMIN_SOCKET,
   HAPROXY_SERVER_STATE_FILE,
+  haproxyRuntimeCommand,
   renderHaproxyCfg,
   STATS_PASSWORD_ENV,
   saveServerStateCommand,
@@ -200,6 +204,117 @@ describe("control planes about to be removed leave haproxy first", () => {
       }
       // No haproxy here (kube-vip mode): nothing to do, no error.
       expect(sh(serversStateCommand(["cp-3"], "drain", join(dir, "missing.sock"))).exitCode).toBe(0);
+    },
+    30_000,
+  );
+});
+
+/**
+ * A TLS apiserver for cp-3 whose /readyz answers as kube-apiserver's does (every failing check a
+ * "[-]name failed: reason withheld" line, always listed on failure): serving, stopping (SIGTERM
+ * received, still serving for its shutdown delay) or with its etcd down. /slow answers after 2.5 s:
+ * a request in flight while the state changes.
+ */
+function apiserverForCp3(host: string, tls: { cert: string; key: string }) {
+  let state: "serving" | "stopping" | "etcd-down" = "serving";
+  let requests = 0;
+  const line = (name: string, ok: boolean) => (ok ? `[+]${name} ok` : `[-]${name} failed: reason withheld`);
+  const server = Bun.serve({
+    hostname: host,
+    port: 6443,
+    tls,
+    async fetch(req) {
+      const path = req.url.replace(/^[a-z]+:\/\/[^/]*/i, "").split("?")[0];
+      if (path === "/readyz") {
+        if (state === "serving") return new Response("ok");
+        const body = [
+          line("ping", true),
+          line("log", true),
+          line("etcd", state !== "etcd-down"),
+          line("shutdown", state !== "stopping"),
+          "readyz check failed",
+        ].join("\n");
+        return new Response(`${body}\n`, { status: 500 });
+      }
+      requests++;
+      if (path === "/slow") await Bun.sleep(2500);
+      return new Response("cp-3");
+    },
+  });
+  return {
+    set: (s: typeof state) => {
+      state = s;
+    },
+    requests: () => requests,
+    stop: () => server.stop(true),
+  };
+}
+
+/** cp-3's status in haproxy's stats (UP, NOLB, DOWN, "UP 1/2", …). */
+function statusOfCp3(dir: string): string {
+  const csv = sh(haproxyRuntimeCommand("show stat", join(dir, "admin.sock"))).stdout.toString();
+  return parseStatsCsv(csv).find((b) => b.server === "cp-3")?.status ?? "";
+}
+
+async function waitForCp3(dir: string, want: RegExp, ms: number): Promise<string> {
+  const deadline = performance.now() + ms;
+  let s = statusOfCp3(dir);
+  while (!want.test(s) && performance.now() < deadline) {
+    await Bun.sleep(20);
+    s = statusOfCp3(dir);
+  }
+  return s;
+}
+
+describe("an apiserver that stops gracefully (static-pod restart, reboot) leaves haproxy without a cut request", () => {
+  test.skipIf(!HAVE)(
+    "'[-]shutdown failed' in /readyz: NOLB, requests in flight finish, new ones go elsewhere; any other failure: DOWN, and its requests are cut",
+    async () => {
+      const lbPort = freePort();
+      const dir = mkdtempSync(join(tmp, "graceful-"));
+      const file = join(dir, "haproxy.cfg");
+      writeFileSync(file, liveConfig(specWith(lbPort, `${BASE}15`), dir));
+      writeFileSync(join(dir, "servers.state"), "1\n");
+      const tls = {
+        cert: readFileSync(join(tmp, "cert.pem"), "utf8"),
+        key: readFileSync(join(tmp, "key.pem"), "utf8"),
+      };
+      const cp3 = apiserverForCp3(`${BASE}15`, tls);
+      const proc = await startHaproxy(file, lbPort);
+      try {
+        const slowRound = async (state: "stopping" | "etcd-down") => {
+          expect(await waitForCp3(dir, /^UP$/, 5000)).toBe("UP");
+          // Six slow requests: two of them on cp-3 (round robin), in flight when its state changes.
+          const slow = Array.from({ length: 6 }, () => healthzStatus("127.0.0.1", lbPort, 6000, "/slow"));
+          await Bun.sleep(300);
+          const onCp3 = cp3.requests();
+          cp3.set(state);
+          const status = await waitForCp3(dir, state === "stopping" ? /^NOLB$/ : /^DOWN/, 3000);
+          const fresh = await probe(lbPort, 600);
+          const reachedCp3 = cp3.requests() - onCp3;
+          return { status, slow: await Promise.all(slow), fresh, reachedCp3 };
+        };
+
+        const stopping = await slowRound("stopping");
+        expect(stopping.status).toBe("NOLB");
+        expect(stopping.slow).toEqual([200, 200, 200, 200, 200, 200]);
+        expect(stopping.fresh.filter((s) => s !== 200)).toEqual([]);
+        expect(stopping.reachedCp3).toBe(0);
+        // Still NOLB while it serves; once its port closes, the refused checks mark it DOWN.
+        expect(statusOfCp3(dir)).toBe("NOLB");
+
+        // Back to serving (the restarted apiserver): UP again, then a real failure.
+        cp3.set("serving");
+        const down = await slowRound("etcd-down");
+        expect(down.status).toMatch(/^DOWN/);
+        // shutdown-sessions still cuts the streams of a failed apiserver, so clients reconnect elsewhere.
+        expect(down.slow.filter((s) => s !== 200).length).toBe(2);
+        expect(down.fresh.filter((s) => s !== 200)).toEqual([]);
+      } finally {
+        proc.kill();
+        await proc.exited;
+        cp3.stop();
+      }
     },
     30_000,
   );
