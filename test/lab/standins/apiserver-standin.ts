@@ -58,20 +58,42 @@ const etcdTls = {
   key: Bun.file(String(flags["etcd-keyfile"])),
 };
 
-/** A linearizable range read of one key through the local member (etcd's JSON gateway). */
+/**
+ * A linearizable range read of one key through the local member (etcd's JSON gateway). An answer
+ * with gRPC code 14 (Unavailable: "leader changed", "no leader" while a leader hands over) is retried
+ * until the check's timeout, as kube-apiserver's etcd client retries a read (clientv3's retry
+ * interceptor, for Unavailable on range requests); any other answer, or no answer, fails at once.
+ */
 async function etcdOk(): Promise<string | undefined> {
+  const deadline = AbortSignal.timeout(ETCD_TIMEOUT_MS);
+  for (let backoffMs = 25; ; backoffMs = Math.min(backoffMs * 2, 200)) {
+    let problem: string;
+    try {
+      const res = await fetch(`${etcd}/v3/kv/range`, {
+        method: "POST",
+        body: JSON.stringify({ key: btoa("kubeadm-ha-lab/healthz"), serializable: false }),
+        tls: etcdTls,
+        signal: deadline,
+      } as RequestInit);
+      const text = await res.text();
+      if (res.ok) return undefined;
+      problem = `etcd answered ${res.status}: ${text.trim()}`;
+      if (grpcCode(text) !== 14) return problem;
+    } catch (e) {
+      return `etcd read failed: ${(e as Error).message}`;
+    }
+    await Bun.sleep(backoffMs);
+    if (deadline.aborted) return problem;
+  }
+}
+
+/** The gRPC status code in an error answer of etcd's JSON gateway ({"code": 14, "message": …}). */
+function grpcCode(text: string): number | undefined {
   try {
-    const res = await fetch(`${etcd}/v3/kv/range`, {
-      method: "POST",
-      body: JSON.stringify({ key: btoa("kubeadm-ha-lab/healthz"), serializable: false }),
-      tls: etcdTls,
-      signal: AbortSignal.timeout(ETCD_TIMEOUT_MS),
-    } as RequestInit);
-    if (!res.ok) return `etcd answered ${res.status}`;
-    await res.arrayBuffer();
+    const code = (JSON.parse(text) as { code?: unknown }).code;
+    return typeof code === "number" ? code : undefined;
+  } catch {
     return undefined;
-  } catch (e) {
-    return `etcd read failed: ${(e as Error).message}`;
   }
 }
 
@@ -231,6 +253,26 @@ async function labApi(req: Request, path: string): Promise<Response> {
   return fail(404, `no lab API at ${req.method} ${path}`);
 }
 
+/**
+ * /healthz, /livez, /readyz as kube-apiserver answers them: "ok" when every check passes, else 500
+ * with every check listed ("[-]name failed: reason withheld"; the reason goes to the log). Only
+ * /readyz has the shutdown check, failing from SIGTERM on.
+ */
+async function health(endpoint: string): Promise<Response> {
+  const etcdProblem = await etcdOk();
+  const shutdown = endpoint === "readyz" && shuttingDown;
+  if (!etcdProblem && !shutdown) return new Response("ok", { status: 200 });
+  if (etcdProblem) process.stderr.write(`apiserver-standin: ${endpoint}: [-]etcd failed: ${etcdProblem}\n`);
+  const checks: Array<[string, boolean]> = [
+    ["ping", true],
+    ["log", true],
+    ["etcd", !etcdProblem],
+    ...(endpoint === "readyz" ? ([["shutdown", !shutdown]] as Array<[string, boolean]>) : []),
+  ];
+  const lines = checks.map(([name, ok]) => (ok ? `[+]${name} ok` : `[-]${name} failed: reason withheld`));
+  return new Response(`${lines.join("\n")}\n${endpoint} check failed\n`, { status: 500 });
+}
+
 const server = Bun.serve({
   hostname: String(flags["bind-address"]),
   port: Number(flags["secure-port"]),
@@ -239,14 +281,7 @@ const server = Bun.serve({
     // Not new URL(req.url): a request without a Host header (haproxy's HTTP/1.0 health check)
     // has no valid absolute URL, and a real apiserver answers those too.
     const path = req.url.replace(/^[a-z]+:\/\/[^/]*/i, "").split("?")[0] ?? "";
-    if (path === "/readyz" && shuttingDown)
-      return new Response("[-]shutdown failed: reason withheld\nreadyz check failed\n", { status: 500 });
-    if (path === "/healthz" || path === "/livez" || path === "/readyz") {
-      const problem = await etcdOk();
-      return problem
-        ? new Response(`[-]etcd failed: ${problem}\n${path.slice(1)} check failed\n`, { status: 500 })
-        : new Response("ok", { status: 200 });
-    }
+    if (path === "/healthz" || path === "/livez" || path === "/readyz") return health(path.slice(1));
     if (path.startsWith("/kha-lab/")) {
       try {
         return await labApi(req, path);
