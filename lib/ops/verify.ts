@@ -73,16 +73,23 @@ export function parseEndpointHealth(text: string): Map<string, { healthy: boolea
   return m;
 }
 
-/** `kubectl get nodes -o json`: name -> Ready condition status ("True", "False", "Unknown"). */
-export function parseNodesReady(json: string): Map<string, string> {
+/** `kubectl get nodes -o json`: name -> its Ready condition ("True", "False", "Unknown") and whether it is cordoned. */
+export function parseNodes(json: string): Map<string, { ready: string; unschedulable: boolean }> {
   const doc = JSON.parse(json) as {
-    items?: { metadata?: { name?: string }; status?: { conditions?: { type: string; status: string }[] } }[];
+    items?: {
+      metadata?: { name?: string };
+      spec?: { unschedulable?: boolean };
+      status?: { conditions?: { type: string; status: string }[] };
+    }[];
   };
-  const m = new Map<string, string>();
+  const m = new Map<string, { ready: string; unschedulable: boolean }>();
   for (const item of doc.items ?? []) {
     const name = item.metadata?.name;
     if (!name) continue;
-    m.set(name, item.status?.conditions?.find((c) => c.type === "Ready")?.status ?? "Unknown");
+    m.set(name, {
+      ready: item.status?.conditions?.find((c) => c.type === "Ready")?.status ?? "Unknown",
+      unschedulable: item.spec?.unschedulable === true,
+    });
   }
   return m;
 }
@@ -398,10 +405,10 @@ async function nodeRows(spec: ClusterSpec, at: Live | undefined): Promise<CheckR
     sudo: true,
     timeoutMs: 30_000,
   });
-  let ready: Map<string, string>;
+  let nodes: ReturnType<typeof parseNodes>;
   try {
     if (r.code !== 0) throw new Error(r.stderr.trim() || `exit ${r.code}`);
-    ready = parseNodesReady(r.stdout);
+    nodes = parseNodes(r.stdout);
   } catch (e) {
     return [
       {
@@ -414,7 +421,15 @@ async function nodeRows(spec: ClusterSpec, at: Live | undefined): Promise<CheckR
     ];
   }
   return spec.nodes.map((n): CheckRow => {
-    const st = ready.get(n.name);
+    const st = nodes.get(n.name)?.ready;
+    if (st === "True" && nodes.get(n.name)?.unschedulable)
+      return {
+        host: n.name,
+        check: "node Ready",
+        status: "warn",
+        detail: "Ready, SchedulingDisabled: cordoned, no new pod is scheduled here",
+        fix: `kubectl uncordon ${n.name} once it is meant to take pods again (a stopped node:reboot leaves it cordoned).`,
+      };
     if (st === "True") return { host: n.name, check: "node Ready", status: "pass", detail: "Ready" };
     return {
       host: n.name,

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { parseNodes } from "../../lib/ops/verify.ts";
 import {
   labBootAfterReboot,
   labDown,
@@ -37,7 +38,7 @@ import {
   vipHolders,
   waitHealthy,
 } from "./failover-lab.ts";
-import { outage, type Sample, startPoller } from "./poller.ts";
+import { failuresText, outage, type Sample, startPoller } from "./poller.ts";
 
 const guard = requireLab();
 /** Where the chaos test writes its report (the lab's state dir: removed with the lab). */
@@ -224,10 +225,7 @@ describe.skipIf(guard.skip)("failure matrix on the lab (seed section 8)", () => 
       await sleep(1000);
       const samples = await poller.stop();
       const o = outage(samples, from);
-      const failedAt = samples.filter((s) => s.at >= from && s.status !== 200);
-      note(
-        `node:reboot ${target}: ${o.failed}/${o.total} failed${failedAt.length ? ` (${failedAt.map((s) => `+${Math.round(s.at - from)} ms: ${s.status || "no answer"}`).join(", ")})` : ""}\n${stderr}`,
-      );
+      note(`node:reboot ${target}: ${o.failed}/${o.total} failed${failuresText(samples, from)}\n${stderr}`);
       const env = JSON.parse(stdout);
       expect(code).toBe(0);
       expect(env.ok).toBe(true);
@@ -240,6 +238,29 @@ describe.skipIf(guard.skip)("failure matrix on the lab (seed section 8)", () => 
       expect(o.total).toBeGreaterThan(100);
       expect(o.failed).toBe(0);
       expect((await waitHealthy(60_000)).ok).toBe(true);
+      // Drained before, uncordoned after: the node takes pods again.
+      const kubectl = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
+      const calls = await Promise.all(CONTROL_PLANES.map((c) => labExec(c, "cat /var/log/kubeadm-standin.log")));
+      expect(calls.map((c) => c.stdout).join("")).toMatch(
+        new RegExp(` kubectl .*drain ${target} --ignore-daemonsets --delete-emptydir-data --timeout=300s`),
+      );
+      const nodes = async () => parseNodes((await labExec(h, `${kubectl} get nodes -o json`)).stdout).get(target);
+      expect(await nodes()).toEqual({ ready: "True", unschedulable: false });
+
+      // The kubectl stand-in refuses what kubectl refuses: a drain that would have to delete the
+      // node's kube-proxy pod (it still cordons, as kubectl does), an unknown node, an unknown flag.
+      const refused = await labExec(h, `${kubectl} drain ${target} --delete-emptydir-data`);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain("cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore)");
+      expect(await nodes()).toEqual({ ready: "True", unschedulable: true });
+      expect((await labExec(h, `${kubectl} drain no-such-node --ignore-daemonsets`)).stderr).toContain(
+        'nodes "no-such-node" not found',
+      );
+      expect((await labExec(h, `${kubectl} drain ${target} --ignore-daemonset`)).stderr).toContain(
+        "unknown flag: --ignore-daemonset",
+      );
+      expect((await labExec(h, `${kubectl} uncordon ${target}`)).stdout).toBe(`node/${target} uncordoned\n`);
+      expect(await nodes()).toEqual({ ready: "True", unschedulable: false });
     } finally {
       await poller.stop();
     }

@@ -10,7 +10,7 @@ import {
   etcdCheckScript,
   holdsVip,
   parseEndpointHealth,
-  parseNodesReady,
+  parseNodes,
   parseStatsCsv,
   parseSteps,
   statsScript,
@@ -52,10 +52,15 @@ describe("parsers", () => {
       detail: "successfully committed proposal: took = 9.1ms",
     });
     expect(h.get("https://198.18.0.12:2379")!.healthy).toBe(false);
-    const ready = parseNodesReady(
+    const ready = parseNodes(
       JSON.stringify({
         items: [
           { metadata: { name: "cp-1" }, status: { conditions: [{ type: "Ready", status: "True" }] } },
+          {
+            metadata: { name: "cp-2" },
+            spec: { unschedulable: true },
+            status: { conditions: [{ type: "Ready", status: "True" }] },
+          },
           {
             metadata: { name: "worker-1" },
             status: {
@@ -69,8 +74,9 @@ describe("parsers", () => {
       }),
     );
     expect([...ready]).toEqual([
-      ["cp-1", "True"],
-      ["worker-1", "False"],
+      ["cp-1", { ready: "True", unschedulable: false }],
+      ["cp-2", { ready: "True", unschedulable: true }],
+      ["worker-1", { ready: "False", unschedulable: false }],
     ]);
     expect(parseSteps("step deploy ok deployment web\nnoise\nstep curl:cp-1 fail http://x -> 000\n")).toEqual([
       { step: "deploy", ok: true, detail: "deployment web" },

@@ -126,6 +126,8 @@ const TOKENS = "kubeadm-ha-lab/bootstrap-tokens/";
 const CERTS = "kubeadm-ha-lab/kubeadm-certs";
 const CONFIGMAPS = "kubeadm-ha-lab/configmaps/";
 const KUBELET_CONFIG = "kubeadm-ha-lab/kubelet-config";
+/** Nodes cordoned (kubectl cordon/drain), each a key holding its name: the Node's spec.unschedulable. */
+const UNSCHEDULABLE = "kubeadm-ha-lab/unschedulable/";
 /** kubeadm deletes the kubeadm-certs Secret with its owner token, two hours after an upload. */
 const CERTS_TTL_SECONDS = 2 * 3600;
 interface StoredToken {
@@ -229,6 +231,17 @@ async function labApi(req: Request, path: string): Promise<Response> {
       await etcdPut(key, JSON.stringify(merged));
       return Response.json(merged);
     }
+  }
+  // spec.unschedulable of the lab's nodes: the list, and a node's set (cordon) or cleared (uncordon),
+  // answering whether it was set before (kubectl's "already cordoned").
+  if (path === "/kha-lab/unschedulable" && req.method === "GET") return Response.json(await etcdList(UNSCHEDULABLE));
+  const node = /^\/kha-lab\/unschedulable\/([a-z0-9.-]+)$/.exec(path);
+  if (node && req.method === "PUT") {
+    const key = `${UNSCHEDULABLE}${node[1]}`;
+    const was = (await etcdGet(key)) !== undefined;
+    if ((body as { unschedulable?: boolean }).unschedulable) await etcdPut(key, node[1]!);
+    else await etcdDelete(key);
+    return Response.json({ was });
   }
   // What kubeadm's check-etcd reads through the API (the etcd pods, then etcd's member list).
   if (path === "/kha-lab/etcd-members" && req.method === "GET") {

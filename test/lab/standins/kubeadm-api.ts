@@ -18,6 +18,9 @@
 //   kubeadm-api.ts configmap-get NS NAME KEY SERVER
 //   kubeadm-api.ts configmap-patch NS NAME PATCH_FILE SERVER   (a merge patch: {"data": {...}})
 //   kubeadm-api.ts configmap-create NS NAME KEY FILE SERVER
+//   kubeadm-api.ts unschedulable SERVER        the cordoned nodes, a name per line
+//   kubeadm-api.ts cordon NAME on|off SERVER   set or clear a node's spec.unschedulable; prints "already"
+//                                                when it was so before
 //   kubeadm-api.ts apiserver-manifest IN OUT CONFIG|- [SERVER]   the control-plane phase: the apiserver's
 //                                                manifest with ClusterConfiguration.apiServer.extraArgs (from
 //                                                CONFIG at init, from kubeadm-config at SERVER for a join)
@@ -249,6 +252,25 @@ switch (cmd) {
     const [ns, name, key, file, server] = process.argv.slice(3);
     await call(server!, "PUT", `/kha-lab/configmaps/${ns}/${name}`, { data: { [key!]: readFileSync(file!, "utf8") } });
     process.stdout.write(`configmap/${name} created\n`);
+    break;
+  }
+  case "unschedulable": {
+    // One attempt: get nodes asks it in passing (see the kubectl stand-in).
+    const res = await fetch(`https://${a}/kha-lab/unschedulable`, {
+      tls: { rejectUnauthorized: false },
+      signal: AbortSignal.timeout(3_000),
+    } as RequestInit).catch((e: Error) => die(`error: the API server at ${a} did not answer: ${e.message}`));
+    if (!res.ok) die(`error: the API server at ${a} answered ${res.status}`);
+    const names = (await res.json()) as string[];
+    process.stdout.write(names.map((n) => `${n}\n`).join(""));
+    break;
+  }
+  case "cordon": {
+    const [name, on, server] = process.argv.slice(3);
+    const r = (await call(server!, "PUT", `/kha-lab/unschedulable/${name}`, { unschedulable: on === "on" })) as {
+      was: boolean;
+    };
+    if (r.was === (on === "on")) process.stdout.write("already\n");
     break;
   }
   case "apiserver-manifest": {
