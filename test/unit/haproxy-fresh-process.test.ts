@@ -22,7 +22,7 @@ import {
 } from "../../lib/render/haproxy.ts";
 import { ClusterSpecSchema } from "../../lib/spec/schema.ts";
 import { controlPlanes } from "../../lib/spec/topology.ts";
-import { selfSignedCert } from "./tool-helpers.ts";
+import { freePort, selfSignedCert } from "./tool-helpers.ts";
 
 const CI = process.env.CI === "true";
 function have(tool: string): boolean {
@@ -36,13 +36,6 @@ const HAVE = have("haproxy") && have("openssl") && have("curl");
 const BASE = "127.0.7.";
 const tmp = mkdtempSync(join(tmpdir(), "kha-haproxy-fresh-"));
 const servers: Array<{ stop: (force?: boolean) => void }> = [];
-
-function freePort(): number {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const p = s.port;
-  s.stop(true);
-  return p;
-}
 
 beforeAll(() => {
   if (!HAVE) return;

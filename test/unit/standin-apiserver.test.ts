@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { requireTool, run } from "./tool-helpers.ts";
+import { freePort, requireTool, run } from "./tool-helpers.ts";
 
 const HAVE = requireTool("openssl");
 const work = mkdtempSync(join(tmpdir(), "kha-apiserver-standin-"));
@@ -25,13 +25,6 @@ const permissionDenied = { status: 403, body: '{"error":"etcdserver: permission 
 let etcd: ReturnType<typeof Bun.serve> | undefined;
 let apiserver: ReturnType<typeof Bun.spawn> | undefined;
 let port = 0;
-
-function freePort(): number {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const p = s.port;
-  s.stop(true);
-  return p;
-}
 
 beforeAll(async () => {
   if (!HAVE) return;

@@ -73,3 +73,11 @@ export function selfSignedCert(opts: { certPath: string; keyPath: string; cn: st
   if (r.code !== 0) throw new Error(`openssl could not make a test certificate: ${r.err}`);
   return { cert: readFileSync(opts.certPath, "utf8"), key: readFileSync(opts.keyPath, "utf8") };
 }
+
+/** A TCP port on 127.0.0.1 that nothing listens on right now. */
+export function freePort(): number {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const p = s.port;
+  s.stop(true);
+  return p;
+}
