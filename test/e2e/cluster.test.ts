@@ -422,7 +422,19 @@ describe.skipIf(guard.skip)("end to end: terraform apply on the lab", () => {
       expect(await served(cp, 2379)).not.toBe(b.etcd);
       expect(await adminSerial(cp)).not.toBe(b.admin);
       expect(await curlOnHost(cp, "-k https://127.0.0.1:6443/readyz")).toBe("200");
+      // Every control plane's kubeconfigs renewed with their user and group kept (kubeadm's: a
+      // joined control plane has all but super-admin.conf).
+      const subjects = await labExec(
+        cp,
+        "for f in admin controller-manager scheduler; do sed -n 's/^ *client-certificate-data: //p' /etc/kubernetes/$f.conf | base64 -d | openssl x509 -noout -subject -nameopt compat; done",
+      );
+      expect(subjects.stdout.split("\n").filter(Boolean)).toEqual([
+        "subject=/O=kubeadm:cluster-admins/CN=kubernetes-admin",
+        "subject=/CN=system:kube-controller-manager",
+        "subject=/CN=system:kube-scheduler",
+      ]);
     }
+    expect(stderr).not.toContain("MISSING! certificate embedded in the kubeconfig file controller-manager.conf");
     expect(o.failed).toBe(0);
   }, 300_000);
 
