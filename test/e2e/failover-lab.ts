@@ -123,6 +123,31 @@ export async function until(pred: () => Promise<boolean> | boolean, timeoutMs: n
 }
 
 /**
+ * The failover lab stands for a cluster kubeadm made (its kubeadm steps are left out, above), so each
+ * control plane gets the admin.conf kubeadm writes — the VIP endpoint and the cluster CA; no client
+ * certificate, as the apiserver stand-in authenticates no one — which kubectl (node:reboot's drain) reads.
+ */
+const ADMIN_CONF_SH = `[ -e /etc/kubernetes/admin.conf ] || { umask 077; cat >/etc/kubernetes/admin.conf <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority-data: $(base64 -w0 /etc/kubernetes/pki/ca.crt)
+    server: https://${VIP}:${PORT}
+  name: kubernetes
+contexts:
+- context:
+    cluster: kubernetes
+    user: kubernetes-admin
+  name: kubernetes-admin@kubernetes
+current-context: kubernetes-admin@kubernetes
+users:
+- name: kubernetes-admin
+  user: {}
+KUBECONFIG
+}`;
+
+/**
  * The lab with the stack applied: reuses a healthy applied lab, else brings the lab up
  * (fresh when KHA_FRESH_LAB=1) and runs terraform init + apply of the lab spec once.
  * Throws when the lab cannot run (requireLab decides skip vs fail for tests).
@@ -136,6 +161,7 @@ export async function ensureAppliedLab(): Promise<{ applied: boolean; seconds: n
   if (hosts.some((r) => r.stdout.trim() !== "yes")) {
     throw new Error("nft is missing on the lab hosts: apt-get install nftables on this machine (hosts overlay /)");
   }
+  for (const h of CONTROL_PLANES) await labExec(h, ADMIN_CONF_SH);
   let applied = false;
   const active = await Promise.all(CONTROL_PLANES.map((h) => labExec(h, `${LB_RUNNING()} && echo yes`)));
   if (active.some((r) => r.stdout.trim() !== "yes") || (await waitHealthy(10_000)).ok === false) {

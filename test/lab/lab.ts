@@ -492,36 +492,9 @@ async function prepareHost(node: LabNode, root: string, ctx: HostContext): Promi
       ),
       0o600,
     );
-    // A running control plane has kubeadm's admin.conf, which kubectl (node:reboot's drain) reads.
-    if (ctx.kubeadm === "running")
-      put(root, "/etc/kubernetes/admin.conf", adminConf(readFileSync(`${root}/etc/kubernetes/pki/ca.crt`)), 0o600);
   }
   const pub = readFileSync(`${root}/etc/ssh/ssh_host_ed25519_key.pub`, "utf8").trim().split(/\s+/);
   return `${node.address} ${pub[0]} ${pub[1]}`;
-}
-
-/**
- * admin.conf for a control plane laid as running: the VIP endpoint and the cluster CA, as kubeadm
- * writes it, without the client certificate (the lab's apiserver stand-in authenticates no one).
- */
-function adminConf(caPem: Buffer): string {
-  return `apiVersion: v1
-kind: Config
-clusters:
-- cluster:
-    certificate-authority-data: ${caPem.toString("base64")}
-    server: https://${LAB.vip}:${LAB.port}
-  name: kubernetes
-contexts:
-- context:
-    cluster: kubernetes
-    user: kubernetes-admin
-  name: kubernetes-admin@kubernetes
-current-context: kubernetes-admin@kubernetes
-users:
-- name: kubernetes-admin
-  user: {}
-`;
 }
 
 // ---------------------------------------------------------------------------------------------
