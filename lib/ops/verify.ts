@@ -421,8 +421,9 @@ async function nodeRows(spec: ClusterSpec, at: Live | undefined): Promise<CheckR
     ];
   }
   return spec.nodes.map((n): CheckRow => {
-    const st = nodes.get(n.name)?.ready;
-    if (st === "True" && nodes.get(n.name)?.unschedulable)
+    const node = nodes.get(n.name);
+    const st = node?.ready;
+    if (st === "True" && node?.unschedulable)
       return {
         host: n.name,
         check: "node Ready",
