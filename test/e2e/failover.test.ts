@@ -261,6 +261,13 @@ describe.skipIf(guard.skip)("failure matrix on the lab (seed section 8)", () => 
       );
       expect((await labExec(h, `${kubectl} uncordon ${target}`)).stdout).toBe(`node/${target} uncordoned\n`);
       expect(await nodes()).toEqual({ ready: "True", unschedulable: false });
+      // No nodes without an API server that answers, as with kubectl.
+      const noApi = await labExec(
+        h,
+        "sed 's#server: https://.*#server: https://198.18.0.11:1#' /etc/kubernetes/admin.conf >/root/dead.conf && kubectl --kubeconfig /root/dead.conf get nodes; rc=$?; rm -f /root/dead.conf; exit $rc",
+      );
+      expect(noApi.code).toBe(1);
+      expect(noApi.stderr).toContain("Unable to connect to the server");
     } finally {
       await poller.stop();
     }
